@@ -1,0 +1,102 @@
+"""Settings shared by every part, read from RTM_* environment variables with local defaults.
+
+The defaults describe the embedded development stack (`rtm up`): everything on 127.0.0.1, state
+in `.state/` at the project root. Production overrides them through the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RTM_", extra="ignore")
+
+    state_dir: Path = Field(default=PROJECT_ROOT / ".state", description="logs, data and local secrets")
+    shared_data_dir: Path = Field(default=PROJECT_ROOT.parent / "shared" / "data")
+
+    # --- database -------------------------------------------------------------------------------
+    pg_host: str = "127.0.0.1"
+    pg_port: int = 55432
+    pg_database: str = "rtm"
+    # Roles: the owner runs migrations; the writer is what processors and the gateway use; the
+    # reader is for dashboards and billing. Passwords come from the environment or, on the local
+    # stack, from files that `rtm up` generates in the state folder (never from the repository).
+    pg_owner_user: str = "rtm_owner"
+    pg_writer_user: str = "rtm_writer"
+    pg_reader_user: str = "rtm_reader"
+    pg_owner_password: str | None = None
+    pg_writer_password: str | None = None
+    pg_reader_password: str | None = None
+    pg_pool_max: int = 8
+
+    # --- broker ---------------------------------------------------------------------------------
+    kafka_bootstrap: str = "127.0.0.1:59092"
+    # "tansu" enables the workarounds for the embedded development broker; "kafka" for Apache Kafka.
+    broker_flavour: Literal["tansu", "kafka"] = "tansu"
+    kafka_idempotent_producer: bool = False  # Tansu cannot InitProducerId; enable on real Kafka
+    kafka_session_timeout_ms: int = 3000  # a group join takes half of it on Tansu: keep it short
+    kafka_heartbeat_interval_ms: int = 1000
+    topic_replication: int = 1
+
+    # --- processors -----------------------------------------------------------------------------
+    worker_id: str = "worker-1"
+    worker_web_port: int = 6066
+    sink_batch_max: int = 500
+    sink_flush_interval_s: float = 0.2
+
+    # --- services ---------------------------------------------------------------------------------
+    metrics_port: int = 9464
+
+    @property
+    def pg_dir(self) -> Path:
+        return self.state_dir / "pg"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.state_dir / "broker"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.state_dir / "secrets"
+
+    @property
+    def kafka_broker_url(self) -> str:
+        return f"kafka://{self.kafka_bootstrap}"
+
+    def role_password(self, role: Literal["owner", "writer", "reader"]) -> str:
+        explicit = getattr(self, f"pg_{role}_password")
+        if explicit:
+            return str(explicit)
+        path = self.secrets_dir / f"pg_{role}_password"
+        if not path.exists():
+            raise RuntimeError(
+                f"no password for database role {role!r}: set RTM_PG_{role.upper()}_PASSWORD "
+                f"or start the local stack with `rtm up`"
+            )
+        return path.read_text().strip()
+
+    def dsn(self, role: Literal["owner", "writer", "reader"] = "writer") -> str:
+        user = getattr(self, f"pg_{role}_user")
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(
+            host=self.pg_host,
+            port=self.pg_port,
+            dbname=self.pg_database,
+            user=user,
+            password=self.role_password(role),
+            application_name=f"rtm-{role}",
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

