@@ -125,7 +125,7 @@ log_min_duration_statement = -1
     )
 
 
-def _admin_connect(settings: Settings, dbname: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
+def admin_connect(settings: Settings, dbname: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
     return psycopg.connect(
         host=settings.pg_host,
         port=settings.pg_port,
@@ -139,7 +139,7 @@ def _admin_connect(settings: Settings, dbname: str = "postgres") -> psycopg.Conn
 
 def status(settings: Settings) -> PgStatus:
     try:
-        with _admin_connect(settings) as conn:
+        with admin_connect(settings) as conn:
             row = conn.execute("select current_setting('server_version')").fetchone()
             return PgStatus(True, f"PostgreSQL {row[0] if row else '?'} on {settings.pg_host}:{settings.pg_port}")
     except (psycopg.OperationalError, RuntimeError) as exc:
@@ -149,7 +149,7 @@ def status(settings: Settings) -> PgStatus:
 def up(settings: Settings) -> PgStatus:
     current = status(settings)
     if current.running:
-        _ensure_database(settings)
+        ensure_database(settings)
         return current
     prefix = build_prefix()
     bins = bin_dir(prefix)
@@ -189,7 +189,7 @@ def up(settings: Settings) -> PgStatus:
         if time.monotonic() > deadline:
             raise StackError(f"PostgreSQL started but refuses connections: {current.detail}")
         time.sleep(0.2)
-    _ensure_database(settings)
+    ensure_database(settings)
     return current
 
 
@@ -206,9 +206,9 @@ def _pid_alive(data: Path) -> bool:
         return True
 
 
-def _ensure_database(settings: Settings) -> None:
+def ensure_database(settings: Settings) -> None:
     """Roles with least privilege, the database, and the extension (which needs a superuser)."""
-    with _admin_connect(settings) as conn:
+    with admin_connect(settings) as conn:
         for role in ROLES:
             name = getattr(settings, f"pg_{role}_user")
             exists = conn.execute("select 1 from pg_roles where rolname = %s", (name,)).fetchone()
@@ -224,7 +224,7 @@ def _ensure_database(settings: Settings) -> None:
                     sql.Identifier(settings.pg_database), sql.Identifier(settings.pg_owner_user)
                 )
             )
-    with _admin_connect(settings, settings.pg_database) as conn:
+    with admin_connect(settings, settings.pg_database) as conn:
         conn.execute("create extension if not exists timescaledb")
         conn.execute(
             sql.SQL("revoke all on database {} from public").format(sql.Identifier(settings.pg_database))

@@ -1,0 +1,49 @@
+"""Shared fixtures: the real local stack (started by the project's own scripts) and a fresh,
+migrated test database per test session. Nothing here mocks the broker or the database."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from rtm import stack
+from rtm.db.migrate import migrate
+from rtm.settings import Settings, get_settings
+from rtm.stack import postgres
+
+
+@pytest.fixture(scope="session")
+def stack_settings() -> Settings:
+    """The running local stack (started if needed: `rtm up` is idempotent)."""
+    settings = get_settings()
+    stack.up(settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def db_settings(stack_settings: Settings) -> Iterator[Settings]:
+    """Settings pointing at a fresh database, migrated from scratch, dropped afterwards."""
+    name = f"rtm_test_{uuid.uuid4().hex[:8]}"
+    settings = stack_settings.model_copy(update={"pg_database": name})
+    postgres.ensure_database(settings)
+    migrate(settings)
+    yield settings
+    with postgres.admin_connect(stack_settings) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+@pytest.fixture()
+def db(db_settings: Settings) -> Iterator[psycopg.Connection]:
+    """A writer-role connection to the test database (autocommit)."""
+    with psycopg.connect(db_settings.dsn("writer"), autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture()
+def owner_db(db_settings: Settings) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(db_settings.dsn("owner"), autocommit=True) as conn:
+        yield conn
