@@ -41,3 +41,13 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
 )
 
 BY_NAME: dict[str, TopicSpec] = {t.name: t for t in ALL_TOPICS}
+
+# Which raw topic carries each canonical event kind (see rtm.contract).
+TOPIC_BY_KIND: dict[str, TopicSpec] = {
+    "imu_batch": RAW_IMU,
+    "activity_interval": RAW_ACTIVITY,
+    "session_marker": RAW_SESSION,
+    "timezone_change": RAW_TIMEZONE,
+    "device_assignment": DEVICE_ASSIGNMENT,
+    "therapist_time_entry": TIME_ENTRIES,
+}
