@@ -1,0 +1,73 @@
+"""Small linear-filter helpers shared by the algorithms (all O(N), no per-sample Python).
+
+Method: centred moving averages via cumulative sums; zero-phase Butterworth filtering via
+forward-backward second-order sections (Gustafsson 1996, IEEE Trans. Signal Process. 44(4)).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import signal
+
+FloatArray = NDArray[np.float64]
+
+
+def moving_mean(x: FloatArray, width: int) -> FloatArray:
+    """Centred moving mean over ``width`` samples along axis 0 (shrinking window at the ends)."""
+    n = x.shape[0]
+    width = max(int(width), 1)
+    c = np.empty((n + 1,) + x.shape[1:])
+    c[0] = 0.0
+    np.cumsum(x, axis=0, out=c[1:])
+    half = width // 2
+    idx = np.arange(n)
+    i0 = np.clip(idx - half, 0, n)
+    i1 = np.clip(idx - half + width, 0, n)
+    cnt = (i1 - i0).astype(np.float64).reshape((n,) + (1,) * (x.ndim - 1))
+    return np.asarray((c[i1] - c[i0]) / cnt)
+
+
+def moving_std(x: FloatArray, width: int) -> FloatArray:
+    """Centred moving standard deviation (population) over ``width`` samples along axis 0."""
+    m = moving_mean(x, width)
+    m2 = moving_mean(x * x, width)
+    return np.asarray(np.sqrt(np.maximum(m2 - m * m, 0.0)))
+
+
+def lowpass_zero_phase(x: FloatArray, cutoff_hz: float, rate_hz: float, order: int = 2) -> FloatArray:
+    """Zero-phase Butterworth low-pass along axis 0; short inputs fall back to the mean."""
+    sos = signal.butter(order, cutoff_hz, fs=rate_hz, output="sos")
+    padlen = 3 * (2 * len(sos) + 1)
+    n = x.shape[0]
+    if n <= padlen:
+        return np.broadcast_to(x.mean(axis=0), x.shape).copy()
+    # odd extension over up to ~one filter time constant keeps the ends unbiased
+    pad = int(min(n - 1, max(padlen, round(rate_hz / cutoff_hz))))
+    return np.asarray(signal.sosfiltfilt(sos, x, axis=0, padtype="odd", padlen=pad))
+
+
+def highpass(x: FloatArray, cutoff_hz: float, rate_hz: float, order: int = 2) -> FloatArray:
+    """Zero-phase Butterworth high-pass along axis 0."""
+    sos = signal.butter(order, cutoff_hz, btype="highpass", fs=rate_hz, output="sos")
+    padlen = 3 * (2 * len(sos) + 1)
+    if x.shape[0] <= padlen:
+        return np.asarray(x - x.mean(axis=0))
+    return np.asarray(signal.sosfiltfilt(sos, x, axis=0))
+
+
+def runs(mask: NDArray[np.bool_]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Start and stop (exclusive) indices of the runs of True in a boolean array."""
+    m = np.concatenate(([False], np.asarray(mask, dtype=bool), [False]))
+    d = np.diff(m.astype(np.int8))
+    return np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+
+
+def keep_long_runs(mask: NDArray[np.bool_], min_len: int) -> NDArray[np.bool_]:
+    """Keep only runs of True at least ``min_len`` samples long."""
+    starts, stops = runs(mask)
+    keep = (stops - starts) >= min_len
+    out = np.zeros(mask.shape[0] + 1, dtype=np.int64)
+    np.add.at(out, starts[keep], 1)
+    np.add.at(out, stops[keep], -1)
+    return np.asarray(np.cumsum(out)[:-1] > 0)
