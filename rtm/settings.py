@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     topic_replication: int = 1
 
     # --- processors -----------------------------------------------------------------------------
-    worker_id: str = "worker-1"
+    app_id: str = "rtm-processors"  # the consumer group; tests use their own
     worker_web_port: int = 6066
     sink_batch_max: int = 500
     sink_flush_interval_s: float = 0.2

@@ -1,0 +1,5 @@
+"""faust agents, one module per concern. Importing this package registers them with the app."""
+
+from processors.agents import archive
+
+__all__ = ["archive"]

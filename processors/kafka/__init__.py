@@ -1,0 +1,1 @@
+"""Broker-specific glue for the stream processors."""

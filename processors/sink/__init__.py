@@ -1,0 +1,1 @@
+"""Batched, idempotent writes of stream results into TimescaleDB."""
