@@ -1,5 +1,5 @@
 """faust agents, one module per concern. Importing this package registers them with the app."""
 
-from processors.agents import archive
+from processors.agents import archive, health
 
-__all__ = ["archive"]
+__all__ = ["archive", "health"]
