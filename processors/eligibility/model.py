@@ -1,0 +1,191 @@
+"""What the engine takes in and gives back: plain frozen dataclasses, no database, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Literal
+
+ResultKind = Literal["setup", "supply", "management"]
+Status = Literal["provisional", "final"]
+
+# ------------------------------------------------------------------------------ inputs ----------
+
+
+@dataclass(frozen=True, slots=True)
+class Episode:
+    episode_id: str
+    patient_id: str
+    clinic_id: str
+    payer_policy: str
+    monitoring_category: str
+    discipline: str
+    billing_practitioner_id: str | None
+    start_date: date
+    setup_date: date | None = None
+    setup_documented_at: datetime | None = None
+    consent_at: datetime | None = None
+    plan_of_care_start: date | None = None
+    plan_of_care_end: date | None = None
+    discharge_date: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    device_id: str
+    episode_id: str
+    model_id: str
+    qualifying_model: bool
+    valid_from: datetime
+    valid_to: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DayFact:
+    """One row of data_day_facts: a device's data on a patient-local date.
+
+    `refs` are the records that made the day (opaque to the engine: passed through to the
+    explanation untouched, as parsed JSON or as raw JSON text from the database).
+    """
+
+    local_date: date
+    device_id: str
+    qualifying: bool
+    refs: object = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TimeEntry:
+    entry_id: str
+    episode_id: str
+    practitioner_id: str
+    practitioner_role: str
+    discipline: str | None
+    activity: str
+    channel: str
+    started_at: datetime
+    minutes: Decimal
+    service_date: date | None = None
+    supersedes: str | None = None
+    recorded_at: datetime | None = None
+    voided: bool = False
+    other_service: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RpmPeriod:
+    """RPM billed for the patient over [start, end] (from the billing system)."""
+
+    start: date
+    end: date
+    practitioner_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PatientInputs:
+    patient_id: str
+    episodes: tuple[Episode, ...]
+    assignments: tuple[Assignment, ...] = ()
+    facts: tuple[DayFact, ...] = ()
+    entries: tuple[TimeEntry, ...] = ()
+    timezones: tuple[tuple[datetime, str], ...] = ()
+    rpm_periods: tuple[RpmPeriod, ...] = ()
+
+
+# ------------------------------------------------------------------------------ results ---------
+
+
+@dataclass(frozen=True, slots=True)
+class CodeLine:
+    code: str
+    units: int
+    modifiers: tuple[str, ...]
+    unit_price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class CountedDay:
+    local_date: date
+    devices: tuple[str, ...]
+    refs: tuple[object, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ExcludedDay:
+    local_date: date
+    device_id: str
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class CountedEntry:
+    entry_id: str
+    local_date: date
+    practitioner_id: str
+    practitioner_role: str
+    channel: str
+    activity: str
+    minutes: Decimal
+    interactive: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ExcludedEntry:
+    entry_id: str
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One answer: set-up for an episode, supply for a device period, management for a month."""
+
+    key: str
+    kind: ResultKind
+    patient_id: str
+    episode_id: str
+    clinic_id: str
+    policy_id: str
+    policy_version: str
+    period_index: int | None
+    period_start: date
+    period_end: date
+    lines: tuple[CodeLine, ...]
+    service_date: date | None
+    reached_on: date | None
+    status: Status
+    final_on: date
+    early_release: bool
+    reason: str
+    gates: tuple[Gate, ...]
+    billing_practitioner_id: str | None = None
+    data_days: int | None = None
+    cut_by_discharge: bool = False
+    days: tuple[CountedDay, ...] = ()
+    excluded_days: tuple[ExcludedDay, ...] = ()
+    minutes: Decimal | None = None
+    assistant_minutes: Decimal | None = None
+    interactive: bool | None = None
+    entries: tuple[CountedEntry, ...] = ()
+    excluded_entries: tuple[ExcludedEntry, ...] = field(default=())
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(line.code for line in self.lines)
+
+    @property
+    def gates_passed(self) -> bool:
+        return all(g.passed for g in self.gates)
+
+    def gate(self, name: str) -> Gate:
+        for g in self.gates:
+            if g.name == name:
+                return g
+        raise KeyError(name)
