@@ -216,7 +216,9 @@ grant usage on sequence eligibility_mark_seq to {writer};
 grant select, insert, update on rpm_billing_periods to {writer};
 grant select, insert, update on therapist_timers to {writer};
 grant select on therapist_time_entry_audit to {writer};
-grant select, insert, update on eligibility_results to {writer};
+-- Delete only for results that no longer exist and were never released (the foreign keys from
+-- releases and amendments keep released results from ever being deleted).
+grant select, insert, update, delete on eligibility_results to {writer};
 grant select, insert on eligibility_releases to {writer};
 grant select, insert, update on eligibility_amendments to {writer};
 grant usage on sequence eligibility_amendments_amendment_id_seq to {writer};
