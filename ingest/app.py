@@ -1,0 +1,163 @@
+"""The gateway application: FastAPI with problem-details errors, a request id on every request,
+log line and error, and the long-lived parts (database pool, Kafka producer) opened at startup."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from device_adapters.cloud.polar import PolarClient
+from ingest.auth import Authenticator
+from ingest.log import request_id_var
+from ingest.metrics import LATENCY, REJECTED, REQUESTS
+from ingest.problems import Problem, problem_response
+from ingest.publisher import Publisher
+from ingest.ratelimit import TokenBucketLimiter
+from ingest.routes import enrolment, events, health, phone, webhooks
+from ingest.settings import GatewaySettings, get_gateway_settings
+from ingest.state import Gateway, request_id
+from ingest.store import Store
+from rtm.settings import Settings, get_settings
+
+log = logging.getLogger("ingest.access")
+_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
+_HTTP_CODES = {400: "invalid-request", 401: "unauthenticated", 403: "forbidden", 404: "not-found",
+               405: "method-not-allowed", 413: "payload-too-large", 415: "unsupported-media-type"}
+
+
+class RequestContext:
+    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware on the hot path): request id from
+    X-Request-ID (if sane) or a new one, echoed in the response; latency and status metrics;
+    one access log line without the raw path (it may carry ids) or any body."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        supplied = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), "")
+        rid = supplied if _CLIENT_REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        token = request_id_var.set(rid)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                if not any(k == b"x-request-id" for k, _ in headers):
+                    headers.append((b"x-request-id", rid.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            label = getattr(route, "path", "unmatched")
+            elapsed = time.perf_counter() - started
+            REQUESTS.labels(label, str(status)).inc()
+            LATENCY.labels(label).observe(elapsed)
+            log.info("%s %s %d %.1fms", scope["method"], label, status, elapsed * 1000)
+            request_id_var.reset(token)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def on_problem(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Problem)
+        REJECTED.labels(exc.code).inc()
+        return problem_response(exc, request_id(request))
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _HTTP_CODES.get(exc.status_code, "invalid-request")
+        REJECTED.labels(code).inc()
+        return problem_response(Problem(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})),
+                                request_id(request))
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = [{"pointer": "/" + "/".join(str(p) for p in e.get("loc", ())[1:]), "detail": str(e.get("msg"))}
+                  for e in exc.errors()[:50]]
+        REJECTED.labels("invalid-request").inc()
+        return problem_response(Problem(422, "invalid-request", "the request does not match its schema",
+                                        errors=errors), request_id(request))
+
+    async def on_error(request: Request, exc: Exception) -> Response:
+        logging.getLogger("ingest.error").exception("unhandled %s", type(exc).__name__)
+        return problem_response(Problem(500, "internal-error", "an internal error occurred; quote the request id"),
+                                request_id(request))
+
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(Exception, on_error)
+
+
+def create_app(
+    settings: Settings | None = None,
+    config: GatewaySettings | None = None,
+    polar_http: httpx.AsyncClient | None = None,
+) -> FastAPI:
+    """Build the gateway. `polar_http` replaces the HTTP client used for Polar AccessLink."""
+    s = settings or get_settings()
+    cfg = config or get_gateway_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        store = await Store.open(s, max_size=cfg.db_pool_max)
+        publisher = await Publisher.start(s, cfg.publish_timeout_s)
+        http = polar_http or httpx.AsyncClient()
+        pepper = cfg.pepper_bytes(s.secrets_dir)
+        app.state.gateway = Gateway(
+            settings=s,
+            config=cfg,
+            store=store,
+            publisher=publisher,
+            auth=Authenticator(store, pepper, cfg.auth_cache_ttl_s),
+            limiter=TokenBucketLimiter(cfg.rate_per_s, cfg.burst),
+            pepper=pepper,
+            polar=PolarClient(http, cfg.polar_api_base, cfg.vendor_fetch_timeout_s)
+            if cfg.polar_webhook_secret is not None else None,
+        )
+        try:
+            yield {}
+        finally:
+            await publisher.stop()
+            await store.close()
+            if polar_http is None:
+                await http.aclose()
+
+    app = FastAPI(
+        title="RTM ingest gateway",
+        version="1.0",
+        description="Authenticated uploads from hubs, phones and vendor webhooks into Kafka. "
+        "Errors are RFC 9457 problem details (application/problem+json) with a stable `code`.",
+        lifespan=lifespan,
+    )
+    _install_error_handlers(app)
+    for module in (events, phone, enrolment, webhooks, health):
+        app.include_router(module.router)
+    app.add_middleware(RequestContext)
+    return app
+
+
+def app_factory() -> FastAPI:
+    """For `uvicorn --factory ingest.app:app_factory`."""
+    return create_app()

@@ -1,0 +1,107 @@
+"""Reading request bodies within limits: size on the wire (413), gzip with a cap on the
+decompressed size (413: no gzip bombs), and splitting a stream of concatenated IMU frames."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import Any
+
+import orjson
+from starlette.requests import ClientDisconnect, Request
+
+from ingest.problems import Problem
+from rtm.contract.codec import IMU_FRAME_VERSION, IMU_MAGIC
+
+IMU_FRAME_MEDIA_TYPE = "application/vnd.rtm.imu-frame"
+_PREFIX = struct.Struct("<4sBI")  # the frame prefix (see rtm.contract.codec)
+
+
+def media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise Problem(400, "malformed-body", "Content-Length is not a number") from None
+        if size > max_bytes:
+            raise Problem(413, "payload-too-large", f"{size} bytes exceed the limit of {max_bytes}",
+                          extra={"limit_bytes": max_bytes})
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > max_bytes:
+                raise Problem(413, "payload-too-large", f"the body exceeds the limit of {max_bytes} bytes",
+                              extra={"limit_bytes": max_bytes})
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise Problem(400, "malformed-body", "the client disconnected before the body was complete") from None
+    return b"".join(chunks)
+
+
+def decode_content(request: Request, body: bytes, max_decoded: int) -> bytes:
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "x-gzip"):
+        raise Problem(415, "unsupported-media-type", f"Content-Encoding {encoding!r}: only gzip is accepted")
+    d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = d.decompress(body, max_decoded + 1)
+    except zlib.error as exc:
+        raise Problem(400, "malformed-body", f"invalid gzip data ({exc})") from None
+    if len(out) > max_decoded or d.unconsumed_tail:
+        raise Problem(413, "payload-too-large", f"the decompressed body exceeds {max_decoded} bytes",
+                      extra={"limit_bytes": max_decoded})
+    if not d.eof:
+        raise Problem(400, "malformed-body", "truncated gzip data")
+    return out
+
+
+def parse_json(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, "malformed-body", f"invalid JSON ({exc})") from None
+
+
+def split_frames(data: bytes) -> list[bytes]:
+    """Cut a body of one or more concatenated IMU frames into frames (each is then decoded by the
+    contract's codec). A frame's length follows from its header: n samples x 24 bytes (+ 4 with
+    per-sample offsets)."""
+    frames: list[bytes] = []
+    pos = 0
+    view = memoryview(data)
+    while pos < len(data):
+        if len(data) - pos < _PREFIX.size:
+            raise Problem(400, "malformed-body", f"frame {len(frames)}: truncated prefix")
+        magic, version, head_len = _PREFIX.unpack_from(data, pos)
+        if magic != IMU_MAGIC:
+            raise Problem(400, "malformed-body", f"frame {len(frames)}: not an IMU frame (bad magic)")
+        if version != IMU_FRAME_VERSION:
+            raise Problem(400, "malformed-body", f"frame {len(frames)}: unsupported frame version {version}")
+        head_start = pos + _PREFIX.size
+        if head_start + head_len > len(data):
+            raise Problem(400, "malformed-body", f"frame {len(frames)}: truncated header")
+        try:
+            header = orjson.loads(view[head_start : head_start + head_len])
+            n = int(header["n"])
+            offsets = header["offsets"]
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise Problem(400, "malformed-body", f"frame {len(frames)}: bad header ({exc})") from None
+        if n < 0 or not isinstance(offsets, bool):
+            raise Problem(400, "malformed-body", f"frame {len(frames)}: bad header (n or offsets)")
+        end = head_start + head_len + n * 24 + (n * 4 if offsets else 0)
+        if end > len(data):
+            raise Problem(400, "malformed-body", f"frame {len(frames)}: truncated sample data")
+        frames.append(data[pos:end])
+        pos = end
+    if not frames:
+        raise Problem(400, "malformed-body", "no IMU frame in the body")
+    return frames

@@ -1,0 +1,160 @@
+"""Enrolling a device to a patient's episode (and revoking it), and clinic API keys. Shared by
+the HTTP routes and the CLI.
+
+An enrolment writes the credential (hashed) and publishes a DeviceAssignment in one step: the
+database transaction commits only after the broker acknowledged the assignment, so a failure
+leaves neither. The token is returned once and never stored.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ingest.problems import Problem, retry_after
+from ingest.publisher import Outgoing, Publisher
+from ingest.store import Store, episode_context
+from ingest.tokens import CLINIC_PREFIX, DEVICE_PREFIX, hash_secret, new_token
+from rtm.contract import BodySite, DeviceAssignment, encode
+from rtm.contract.base import AwareDatetime, Identifier
+from rtm.topics import DEVICE_ASSIGNMENT
+
+
+class EnrolmentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    patient_id: Identifier
+    episode_id: Identifier
+    device_id: Identifier
+    model_id: Identifier = Field(description="a device model known to the system (device_models)")
+    serial: Annotated[str, Field(max_length=128)] | None = None
+    body_site: BodySite = BodySite.UNKNOWN
+    valid_from: AwareDatetime | None = Field(
+        default=None, description="when the device was handed over; data before it is rejected (default: now)"
+    )
+
+
+class Enrolment(BaseModel):
+    credential_id: str
+    token: str | None = Field(default=None, description="shown once: store it on the device")
+    device_id: str
+    patient_id: str
+    episode_id: str
+    body_site: BodySite
+    valid_from: datetime
+
+
+class ClinicKeyCreated(BaseModel):
+    key_id: str
+    clinic_id: str
+    token: str
+
+
+def _assignment(cred_id: str, device_id: str, patient_id: str, episode_id: str, site: BodySite,
+                action: str, at: datetime) -> DeviceAssignment:
+    return DeviceAssignment.model_validate(
+        {
+            "patient_id": patient_id,
+            "episode_id": episode_id,
+            "device_id": device_id,
+            "action": action,
+            "at": at,
+            "body_site": site,
+            "provenance": {"adapter": "ingest-enrolment", "vendor": "rtm", "device_id": device_id},
+        }
+    )
+
+
+async def _publish_or_503(publisher: Publisher, event: DeviceAssignment, retry_s: int) -> None:
+    out = Outgoing(DEVICE_ASSIGNMENT.name, event.key(), encode(event))
+    if not all(await publisher.publish([out])):
+        raise Problem(503, "broker-unavailable", "the assignment could not be published; nothing was changed",
+                      headers=retry_after(retry_s))
+
+
+async def enrol(
+    store: Store, publisher: Publisher, pepper: bytes, clinic_id: str, req: EnrolmentRequest,
+    created_by: str, retry_s: int = 5,
+) -> Enrolment:
+    valid_from = req.valid_from or datetime.now(UTC)
+    cred_id, secret, token = new_token(DEVICE_PREFIX)
+    async with store.pool.connection() as conn, conn.transaction():
+        ctx = await episode_context(conn, req.episode_id)
+        if ctx is None or ctx[1] != clinic_id:
+            # Another clinic's episode looks exactly like a missing one: no probing across clinics.
+            raise Problem(404, "not-found", "no such episode in this clinic")
+        if ctx[0] != req.patient_id:
+            raise Problem(422, "invalid-request", "the episode belongs to another patient")
+        cur = await conn.execute("select 1 from device_models where model_id = %s", (req.model_id,))
+        if await cur.fetchone() is None:
+            raise Problem(422, "invalid-request", f"unknown device model {req.model_id!r}")
+        await conn.execute(
+            "insert into devices (device_id, model_id, serial) values (%s, %s, %s) on conflict do nothing",
+            (req.device_id, req.model_id, req.serial),
+        )
+        cur = await conn.execute(
+            "select credential_id from ingest_device_credentials where device_id = %s and revoked_at is null "
+            "for update",
+            (req.device_id,),
+        )
+        live = await cur.fetchone()
+        if live is not None:
+            raise Problem(409, "conflict", "the device is already enrolled; revoke that enrolment first",
+                          extra={"credential_id": live[0]})
+        await conn.execute(
+            """insert into ingest_device_credentials (credential_id, device_id, patient_id, episode_id, clinic_id,
+                   body_site, valid_from, secret_hash, created_by)
+               values (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+            (cred_id, req.device_id, req.patient_id, req.episode_id, clinic_id, req.body_site.value, valid_from,
+             hash_secret(pepper, secret), created_by),
+        )
+        await _publish_or_503(
+            publisher,
+            _assignment(cred_id, req.device_id, req.patient_id, req.episode_id, req.body_site, "assign", valid_from),
+            retry_s,
+        )
+    return Enrolment(credential_id=cred_id, token=token, device_id=req.device_id, patient_id=req.patient_id,
+                     episode_id=req.episode_id, body_site=req.body_site, valid_from=valid_from)
+
+
+async def revoke(
+    store: Store, publisher: Publisher, credential_id: str, clinic_id: str | None, reason: str | None,
+    retry_s: int = 5,
+) -> Enrolment:
+    """Revoke a device credential (clinic_id None: an operator, any clinic). Idempotent."""
+    async with store.pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            """select device_id, patient_id, episode_id, clinic_id, body_site, valid_from, revoked_at
+                 from ingest_device_credentials where credential_id = %s for update""",
+            (credential_id,),
+        )
+        row = await cur.fetchone()
+        if row is None or (clinic_id is not None and row[3] != clinic_id):
+            raise Problem(404, "not-found", "no such enrolment in this clinic")
+        device_id, patient_id, episode_id, _, site, valid_from, revoked_at = row
+        result = Enrolment(credential_id=credential_id, device_id=device_id, patient_id=patient_id,
+                           episode_id=episode_id, body_site=BodySite(site), valid_from=valid_from)
+        if revoked_at is not None:
+            return result
+        now = datetime.now(UTC)
+        await conn.execute(
+            "update ingest_device_credentials set revoked_at = %s, revoked_reason = %s where credential_id = %s",
+            (now, reason, credential_id),
+        )
+        await _publish_or_503(
+            publisher, _assignment(credential_id, device_id, patient_id, episode_id, BodySite(site), "release", now),
+            retry_s,
+        )
+    return result
+
+
+async def create_clinic_key(store: Store, pepper: bytes, clinic_id: str, label: str | None) -> ClinicKeyCreated:
+    key_id, secret, token = new_token(CLINIC_PREFIX)
+    await store.create_clinic_key(key_id, clinic_id, hash_secret(pepper, secret), label)
+    return ClinicKeyCreated(key_id=key_id, clinic_id=clinic_id, token=token)
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex

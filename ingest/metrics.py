@@ -1,0 +1,17 @@
+"""Prometheus metrics of the gateway (served on /metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+REQUESTS = Counter("rtm_ingest_requests_total", "HTTP requests by route and status", ["route", "status"])
+LATENCY = Histogram(
+    "rtm_ingest_request_seconds",
+    "request latency by route",
+    ["route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+EVENTS = Counter("rtm_ingest_events_total", "events by kind and outcome (accepted, duplicate)", ["kind", "outcome"])
+REJECTED = Counter("rtm_ingest_rejected_total", "rejected requests by problem code", ["code"])
+SAMPLES = Counter("rtm_ingest_imu_samples_total", "IMU samples accepted (acknowledged by the broker)")
+WEBHOOKS = Counter("rtm_ingest_webhooks_total", "vendor notifications by vendor and outcome", ["vendor", "outcome"])

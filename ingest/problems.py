@@ -1,0 +1,76 @@
+"""RFC 9457 problem details: every error is `application/problem+json` with a stable `code`,
+the request id, and, for batches, the failing events by index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:rtm:problem:"
+
+TITLES: dict[str, str] = {
+    "malformed-body": "The request body could not be parsed",
+    "unsupported-media-type": "Unsupported content type or encoding",
+    "payload-too-large": "The request body is too large",
+    "too-many-events": "Too many events in one request",
+    "invalid-events": "One or more events are invalid; nothing was accepted",
+    "forbidden-events": "One or more events are outside this device's enrolment; nothing was accepted",
+    "unauthenticated": "Missing or unknown credential",
+    "credential-revoked": "The credential has been revoked",
+    "forbidden": "Not allowed for this credential",
+    "rate-limited": "Too many requests",
+    "broker-unavailable": "The event broker is unavailable; nothing was lost, retry later",
+    "upstream-unavailable": "A vendor service is unavailable; retry later",
+    "not-found": "Not found",
+    "method-not-allowed": "Method not allowed",
+    "conflict": "Conflict",
+    "invalid-request": "The request is invalid",
+    "invalid-signature": "Invalid webhook signature",
+    "internal-error": "Internal error",
+    "not-ready": "Not ready",
+}
+
+
+@dataclass
+class Problem(Exception):
+    status: int
+    code: str
+    detail: str | None = None
+    errors: list[dict[str, Any]] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.code}: {self.detail or ''}"
+
+    def body(self, request_id: str) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": TYPE_PREFIX + self.code,
+            "title": TITLES.get(self.code, self.code),
+            "status": self.status,
+            "code": self.code,
+            "request_id": request_id,
+        }
+        if self.detail:
+            out["detail"] = self.detail
+        if self.errors is not None:
+            out["errors"] = self.errors
+        out.update(self.extra)
+        return out
+
+
+def problem_response(problem: Problem, request_id: str) -> Response:
+    return Response(
+        content=orjson.dumps(problem.body(request_id)),
+        status_code=problem.status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers={**problem.headers, "X-Request-ID": request_id},
+    )
+
+
+def retry_after(seconds: float) -> dict[str, str]:
+    return {"Retry-After": str(max(1, int(-(-seconds // 1))))}

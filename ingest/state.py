@@ -1,0 +1,43 @@
+"""The gateway's long-lived parts, built at startup and shared by every request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from device_adapters.cloud.polar import PolarClient
+from ingest.auth import Authenticator
+from ingest.problems import Problem, retry_after
+from ingest.publisher import Publisher
+from ingest.ratelimit import TokenBucketLimiter
+from ingest.settings import GatewaySettings
+from ingest.store import Store
+from rtm.settings import Settings
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    config: GatewaySettings
+    store: Store
+    publisher: Publisher
+    auth: Authenticator
+    limiter: TokenBucketLimiter
+    pepper: bytes
+    polar: PolarClient | None
+
+    def rate_limit(self, key: str) -> None:
+        wait = self.limiter.acquire(key)
+        if wait > 0:
+            raise Problem(429, "rate-limited", "this device sends faster than its limit; slow down",
+                          headers=retry_after(wait), extra={"retry_after_s": round(wait, 3)})
+
+
+def gateway(request: Request) -> Gateway:
+    gw: Gateway = request.app.state.gateway
+    return gw
+
+
+def request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", "-"))
