@@ -90,7 +90,7 @@ create trigger rpm_billing_periods_dirty after insert or update or delete on rpm
 -- Time entries: a void (an entry logged in error) and "counted toward another billed service".
 alter table therapist_time_entries
     add column voided_at    timestamptz,
-    add column void_reason  text,
+    add column change_reason text,  -- why it was corrected or voided
     add column other_service text,
     add column recorded_by  text;
 create index therapist_time_entries_supersedes on therapist_time_entries (supersedes);
