@@ -19,7 +19,7 @@ import numpy as np
 from ingest.problems import Problem
 from ingest.store import DeviceCredential
 from rtm.contract import ActivityInterval, DecodeError, Event, ImuBatch, SessionMarker
-from rtm.contract.codec import decode_imu, from_dict
+from rtm.contract.codec import EVENT_TYPES, decode_imu, from_dict
 
 log = logging.getLogger("ingest.validation")
 
@@ -81,7 +81,7 @@ def decode_item(index: int, item: Any) -> Event | ItemError:
         if not isinstance(item, dict):
             return ItemError(index, "malformed", "an event must be a JSON object")
         kind = item.get("kind")
-        if isinstance(kind, str) and kind not in DEVICE_KINDS:
+        if isinstance(kind, str) and kind in EVENT_TYPES and kind not in DEVICE_KINDS:
             return ItemError(index, "kind-not-allowed", f"devices may send {sorted(DEVICE_KINDS)}, not {kind!r}")
         if kind == "imu_batch":
             problem = _numeric_xyz(item)
