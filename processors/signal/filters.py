@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
+from dataclasses import dataclass
+
 from scipy import signal
 
 FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.intp]
+BoolArray = NDArray[np.bool_]
 
 
 def moving_mean(x: FloatArray, width: int) -> FloatArray:
@@ -71,3 +75,39 @@ def keep_long_runs(mask: NDArray[np.bool_], min_len: int) -> NDArray[np.bool_]:
     np.add.at(out, starts[keep], 1)
     np.add.at(out, stops[keep], -1)
     return np.asarray(np.cumsum(out)[:-1] > 0)
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """Consecutive sample blocks of (nearly) equal length used for block means."""
+
+    starts: IntArray
+    counts: FloatArray
+    size: int
+
+    @classmethod
+    def make(cls, n: int, rate_hz: float, block_rate_hz: float) -> Blocks:
+        size = max(int(rate_hz // block_rate_hz), 1)
+        starts = np.arange(0, n, size, dtype=np.intp)
+        counts = np.diff(np.append(starts, n)).astype(np.float64)
+        return cls(starts, counts, size)
+
+    def mean(self, x: FloatArray) -> FloatArray:
+        """Block means of component-major data (C, N) -> (C, B)."""
+        return np.asarray(np.add.reduceat(x, self.starts, axis=1) / self.counts)
+
+    def expand(self, xb: NDArray[np.bool_], n: int) -> BoolArray:
+        """Block flags back to samples."""
+        return np.asarray(np.repeat(xb, self.counts.astype(np.intp))[:n])
+
+    def interpolate(self, xb: FloatArray, n: int) -> FloatArray:
+        """Linear interpolation of block values (C, B) at every sample (C, N)."""
+        b = xb.shape[1]
+        if b == 1:
+            return np.repeat(xb, n, axis=1)
+        centres = self.starts + 0.5 * (self.counts - 1.0)
+        pos = np.interp(np.arange(n, dtype=np.float64), centres, np.arange(b, dtype=np.float64))
+        i0 = np.minimum(pos.astype(np.intp), b - 2)
+        frac = pos - i0
+        lo = xb[:, i0]
+        return np.asarray(lo + frac * (xb[:, i0 + 1] - lo))

@@ -18,13 +18,12 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.ndimage import uniform_filter1d
 
-from .filters import keep_long_runs, lowpass_zero_phase, runs
+from .filters import Blocks, keep_long_runs, lowpass_zero_phase, runs
 from .quat import arc_to_up_soa, cumulative_product_soa, from_rotvec_soa, qmul_soa, qrot_soa
 from .recording import ImuRecording, require_contiguous, require_samples
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
-IntArray = NDArray[np.intp]
 
 
 @dataclass(frozen=True)
@@ -58,42 +57,6 @@ class OrientationResult:
     up: FloatArray
     gyr_bias: FloatArray
     rest: BoolArray
-
-
-@dataclass(frozen=True)
-class _Blocks:
-    """Consecutive sample blocks of (nearly) equal length used for block means."""
-
-    starts: IntArray
-    counts: FloatArray
-    size: int
-
-    @classmethod
-    def make(cls, n: int, rate_hz: float, block_rate_hz: float) -> _Blocks:
-        size = max(int(rate_hz // block_rate_hz), 1)
-        starts = np.arange(0, n, size, dtype=np.intp)
-        counts = np.diff(np.append(starts, n)).astype(np.float64)
-        return cls(starts, counts, size)
-
-    def mean(self, x: FloatArray) -> FloatArray:
-        """Block means of component-major data (C, N) -> (C, B)."""
-        return np.asarray(np.add.reduceat(x, self.starts, axis=1) / self.counts)
-
-    def expand(self, xb: NDArray[np.bool_], n: int) -> BoolArray:
-        """Block flags back to samples."""
-        return np.asarray(np.repeat(xb, self.counts.astype(np.intp))[:n])
-
-    def interpolate(self, xb: FloatArray, n: int) -> FloatArray:
-        """Linear interpolation of block values (C, B) at every sample (C, N)."""
-        b = xb.shape[1]
-        if b == 1:
-            return np.repeat(xb, n, axis=1)
-        centres = self.starts + 0.5 * (self.counts - 1.0)
-        pos = np.interp(np.arange(n, dtype=np.float64), centres, np.arange(b, dtype=np.float64))
-        i0 = np.minimum(pos.astype(np.intp), b - 2)
-        frac = pos - i0
-        lo = xb[:, i0]
-        return np.asarray(lo + frac * (xb[:, i0 + 1] - lo))
 
 
 def _rest_blocks(gyr_b: FloatArray, gyr2_b: FloatArray, acc_b: FloatArray, acc2_b: FloatArray,
@@ -130,7 +93,7 @@ def estimate_orientation(rec: ImuRecording, params: FusionParams = DEFAULT_FUSIO
     t = rec.t
     acc = np.ascontiguousarray(rec.acc.T)
     gyr = np.ascontiguousarray(rec.gyr.T)
-    blocks = _Blocks.make(n, rec.rate_hz, params.block_rate_hz)
+    blocks = Blocks.make(n, rec.rate_hz, params.block_rate_hz)
     block_rate = rec.rate_hz / blocks.size
     window = max(int(round(params.rest_window_s * block_rate)), 1)
 

@@ -229,3 +229,14 @@ def shortest_arc(src: FloatArray, dst: FloatArray) -> FloatArray:
         q[bad, 1:] = perp
         n = np.linalg.norm(q, axis=1)
     return np.asarray(q / n[:, None])
+
+
+def to_rotvec_soa(q: FloatArray) -> FloatArray:
+    """Logarithmic map: component-major unit quaternions (4, N) to rotation vectors (3, N)."""
+    w = q[0]
+    v = q[1:]
+    s = np.sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2])
+    sign = np.where(w < 0.0, -1.0, 1.0)  # shortest rotation
+    angle = 2.0 * np.arctan2(s, np.abs(w))
+    scale = np.where(s > 1e-12, angle / np.maximum(s, 1e-300), 2.0) * sign
+    return np.asarray(v * scale)

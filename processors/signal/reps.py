@@ -1,0 +1,291 @@
+"""Exercise sets and repetitions from a single IMU: where the sets are, and each rep in them.
+
+Method: sliding-window segmentation of exercise bouts by rotation energy, planarity of the
+angular-rate covariance (single dominant, horizontal hinge axis) and absence of heel-strike
+transients, then repetition detection as prominent excursions of the segment angle about the
+bout's axis from its resting (start) posture. This follows RecoFit (Morris et al., CHI 2014:
+segmentation of exercise vs. non-exercise, then counting on a 1-D projection of the motion)
+with peak detection by topographic prominence (scipy.signal.find_peaks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.ndimage import uniform_filter1d
+from scipy.signal import find_peaks
+
+from .filters import Blocks, highpass, keep_long_runs, lowpass_zero_phase
+from .rom import angle_about_axis, principal_axis
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.intp]
+BoolArray = NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class RepParams:
+    """Thresholds of set segmentation and repetition detection (segment angles in degrees)."""
+
+    block_rate_hz: float = 10.0
+    window_s: float = 5.0
+    hop_s: float = 1.0
+    min_rate_dps: float = 8.0  # RMS angular rate of an active window
+    min_planarity: float = 0.8  # share of rotation energy about the main axis
+    max_axis_vertical: float = 0.6  # |cos| between main axis and vertical (axes are horizontal)
+    impact_hz: float = 12.0  # high-pass of |acc| isolating heel-strike transients
+    max_impact_ms2: float = 0.25  # mean RMS of those transients: walking exceeds it
+    axis_agree_deg: float = 25.0  # consecutive windows of one bout share their axis
+    merge_gap_s: float = 10.0  # windows closer than this join one bout
+    margin_s: float = 1.0  # context added to both ends of a bout
+    smooth_hz: float = 4.0  # zero-phase low-pass of the angle before peak picking
+    rest_rate_dps: float = 15.0  # angle rate below which the segment counts as resting ...
+    min_rest_s: float = 0.4  # ... for at least this long
+    min_rom_deg: float = 10.0  # smallest excursion counted as a (partial) rep
+    rel_prominence: float = 0.25  # ... and at least this share of a typical full rep
+    min_rep_s: float = 0.5
+    max_rep_s: float = 15.0
+    min_reps: int = 3  # fewer reps in a bout is not a set
+    max_trough_offset: float = 0.25  # a rep starts or ends within this share of ROM of rest
+    min_typical_rom_frac: float = 0.5  # median full-rep ROM >= this share of the exercise's range
+    onset_frac: float = 0.05  # rep starts/ends where it leaves/returns within this share of ROM
+    partial_frac: float = 0.7  # ROM below this share of the set median is a partial rep
+    pause_s: float = 2.0  # rest between reps longer than this is a pause
+    hold_s: float = 1.5  # time within 10 % of the peak longer than this is a hold
+
+
+DEFAULT_REPS = RepParams()
+
+
+@dataclass(frozen=True)
+class Rep:
+    """One repetition: times in s (recording clock), ROM in degrees of segment angle."""
+
+    start_s: float
+    peak_s: float
+    end_s: float
+    rom_deg: float
+    partial: bool
+    paused_before: bool
+    held: bool
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+    @property
+    def up_s(self) -> float:
+        """Time from movement onset to the peak (concentric phase for most exercises)."""
+        return self.peak_s - self.start_s
+
+    @property
+    def down_s(self) -> float:
+        return self.end_s - self.peak_s
+
+
+@dataclass(frozen=True)
+class Bout:
+    """A stretch of hinge-like motion about one axis: candidate exercise set."""
+
+    start: int  # sample indices into the analysed recording
+    stop: int
+    axis: FloatArray  # unit main axis in the sensor frame
+    planarity: float
+
+
+@dataclass(frozen=True)
+class RepDetection:
+    """Reps found in one bout, with the angle trace they were found on."""
+
+    reps: tuple[Rep, ...]
+    angle_deg: FloatArray = field(repr=False)  # polarity-corrected segment angle over the bout
+    baseline_deg: float = 0.0
+
+
+def _window_sums(xb: FloatArray, w: int, hop: int) -> FloatArray:
+    """Sums over ``w`` consecutive blocks, evaluated every ``hop`` blocks -> (C, n_windows)."""
+    c = np.concatenate((np.zeros((xb.shape[0], 1)), np.cumsum(xb, axis=1)), axis=1)
+    starts = np.arange(0, max(xb.shape[1] - w, 0) + 1, hop)
+    stops = np.minimum(starts + w, xb.shape[1])
+    return np.asarray(c[:, stops] - c[:, starts])
+
+
+def detect_bouts(t: FloatArray, gyr: FloatArray, acc: FloatArray, up: FloatArray, rate_hz: float,
+                 params: RepParams = DEFAULT_REPS) -> list[Bout]:
+    """Candidate exercise sets: windows of planar, smooth rotation about a horizontal axis.
+
+    ``gyr`` (rad/s, bias-corrected), ``acc`` (m/s²) and ``up`` (unit vertical) are (N, 3) in
+    the sensor frame. Windows are evaluated on ~``block_rate_hz`` block sums.
+    """
+    n = t.size
+    blocks = Blocks.make(n, rate_hz, params.block_rate_hz)
+    nb = blocks.starts.size
+    block_rate = rate_hz / blocks.size
+    w = max(int(round(params.window_s * block_rate)), 1)
+    hop = max(int(round(params.hop_s * block_rate)), 1)
+    if nb < w:
+        w = nb
+    g = np.ascontiguousarray(gyr.T)
+    prods = np.stack((g[0] * g[0], g[1] * g[1], g[2] * g[2], g[0] * g[1], g[0] * g[2], g[1] * g[2]))
+    mom_b = np.add.reduceat(prods, blocks.starts, axis=1)
+    a = acc.T
+    amag = np.sqrt(a[0] * a[0] + a[1] * a[1] + a[2] * a[2])
+    hp = highpass(amag[:, None], min(params.impact_hz, 0.4 * rate_hz), rate_hz)[:, 0]
+    jerk_b = np.sqrt(blocks.mean((hp * hp)[None, :])[0])
+    up_b = np.add.reduceat(np.ascontiguousarray(up.T), blocks.starts, axis=1)
+
+    mom = _window_sums(mom_b, w, hop)
+    cnt = _window_sums(blocks.counts[None, :], w, hop)[0]
+    jerk = _window_sums(jerk_b[None, :], w, hop)[0] / w
+    upw = _window_sums(up_b, w, hop)
+    upw /= np.maximum(np.linalg.norm(upw, axis=0), 1e-12)
+    nw = mom.shape[1]
+    cov = np.empty((nw, 3, 3))
+    cov[:, 0, 0], cov[:, 1, 1], cov[:, 2, 2] = mom[0], mom[1], mom[2]
+    cov[:, 0, 1] = cov[:, 1, 0] = mom[3]
+    cov[:, 0, 2] = cov[:, 2, 0] = mom[4]
+    cov[:, 1, 2] = cov[:, 2, 1] = mom[5]
+    evals, evecs = np.linalg.eigh(cov)
+    axes = evecs[:, :, -1]
+    trace = np.maximum(evals.sum(axis=1), 1e-300)
+    planarity = evals[:, -1] / trace
+    rms_dps = np.rad2deg(np.sqrt(trace / np.maximum(cnt, 1.0)))
+    vertical = np.abs(np.einsum("ij,ji->i", axes, upw))
+    cand = ((rms_dps >= params.min_rate_dps) & (planarity >= params.min_planarity)
+            & (vertical <= params.max_axis_vertical) & (jerk <= params.max_impact_ms2))
+    idx = np.flatnonzero(cand)
+    if idx.size == 0:
+        return []
+    # group consecutive candidate windows sharing their axis and close in time
+    win_start_b = np.arange(nw) * hop
+    agree = np.abs(np.einsum("ij,ij->i", axes[idx[1:]], axes[idx[:-1]]))
+    gap_b = (win_start_b[idx[1:]] - (win_start_b[idx[:-1]] + w)) / block_rate
+    # never bridge across windows with heel-strike transients (walking between sets)
+    impacts = np.concatenate(([0], np.cumsum(jerk > params.max_impact_ms2)))
+    walked = (impacts[idx[1:]] - impacts[idx[:-1] + 1]) > 0
+    new = ((agree < np.cos(np.deg2rad(params.axis_agree_deg))) | (gap_b > params.merge_gap_s)
+           | walked)
+    label = np.concatenate(([0], np.cumsum(new)))
+    bouts: list[Bout] = []
+    margin_b = int(round(params.margin_s * block_rate))
+    for lab in range(int(label[-1]) + 1):
+        members = idx[label == lab]
+        c = cov[members].sum(axis=0)
+        axis, plan = principal_axis(c)
+        b0 = max(int(win_start_b[members[0]]) - margin_b, 0)
+        b1 = min(int(win_start_b[members[-1]]) + w + margin_b, nb)
+        start = int(blocks.starts[b0])
+        stop = int(blocks.starts[b1]) if b1 < nb else n
+        if bouts and start < bouts[-1].stop:  # overlapping margins: split the overlap
+            mid = (start + bouts[-1].stop) // 2
+            prev = bouts[-1]
+            bouts[-1] = Bout(prev.start, mid, prev.axis, prev.planarity)
+            start = mid
+        bouts.append(Bout(start, stop, axis, plan))
+    return bouts
+
+
+def _first_at_or_below(x: FloatArray, level: float, reverse: bool = False) -> int:
+    """Index of the first (or, with ``reverse``, last) sample of ``x`` at or below ``level``."""
+    hit = np.flatnonzero(x <= level)
+    if hit.size == 0:
+        return 0 if not reverse else x.size - 1
+    return int(hit[-1] if reverse else hit[0])
+
+
+def detect_reps(t: FloatArray, angle_deg: FloatArray, params: RepParams = DEFAULT_REPS
+                ) -> RepDetection:
+    """Repetitions in one bout from its segment angle (degrees, any offset and sign).
+
+    The resting posture is the median angle while the segment is still; reps are excursions
+    away from it with prominence of at least ``min_rom_deg`` and ``rel_prominence`` of a typical
+    full rep, which start from and return to the resting posture (swings about it, as in gait,
+    are not reps). Each rep spans from leaving its preceding trough to returning to its
+    following trough; ROM is the peak minus the lower of the two troughs. Partial and pause
+    flags are set later, per set (:func:`group_reps`).
+    """
+    n = t.size
+    empty = RepDetection((), np.zeros(0), 0.0)
+    if n < 3:
+        return empty
+    rate = (n - 1) / float(t[-1] - t[0])
+    theta = lowpass_zero_phase(angle_deg[:, None], params.smooth_hz, rate)[:, 0]
+    speed = np.abs(np.gradient(theta, t))
+    # resting = slow for a sustained time (turning points of a swing are not rest)
+    still = keep_long_runs(speed < params.rest_rate_dps, max(int(params.min_rest_s * rate), 1))
+    if not np.any(still) or np.all(still):
+        return empty
+    baseline = float(np.median(theta[still]))
+    polarity = 1.0 if float(np.mean(theta[~still])) >= baseline else -1.0
+    p = polarity * (theta - baseline)
+    min_dist = max(int(params.min_rep_s * rate * 0.5), 1)
+    peaks, props = find_peaks(p, prominence=params.min_rom_deg, distance=min_dist)
+    if peaks.size == 0:
+        return RepDetection((), p, baseline)
+    prom = props["prominences"]
+    big = np.sort(prom)[prom.size // 2:]
+    peaks = peaks[prom >= params.rel_prominence * float(np.median(big))]
+
+    # troughs between consecutive peaks (and before the first / after the last)
+    edges = np.concatenate(([0], peaks, [n - 1]))
+    troughs = np.empty(peaks.size + 1, dtype=np.intp)
+    for i in range(peaks.size + 1):
+        lo, hi = int(edges[i]), int(edges[i + 1])
+        troughs[i] = lo + int(np.argmin(p[lo:hi + 1]))
+    reps: list[Rep] = []
+    for i, pk in enumerate(peaks):
+        tl, tr = int(troughs[i]), int(troughs[i + 1])
+        top = float(p[pk])
+        if top <= 0.0:
+            continue
+        # a rep leaves from and/or returns to (near) the resting posture; a side that does not
+        # (e.g. a posture change right after the set) is measured against rest instead
+        tol = params.max_trough_offset * top
+        ok_l = abs(float(p[tl])) <= tol
+        ok_r = abs(float(p[tr])) <= tol
+        if not (ok_l or ok_r):
+            continue
+        low_l = float(p[tl]) if ok_l else 0.0
+        low_r = float(p[tr]) if ok_r else 0.0
+        rom = top - min(low_l if ok_l else np.inf, low_r if ok_r else np.inf)
+        s = tl + _first_at_or_below(p[tl:pk + 1], low_l + params.onset_frac * (top - low_l),
+                                    reverse=True)
+        e = pk + _first_at_or_below(p[pk:tr + 1], low_r + params.onset_frac * (top - low_r))
+        dur = float(t[e] - t[s])
+        if not params.min_rep_s <= dur <= params.max_rep_s:
+            continue
+        near_top = p[s:e + 1] >= top - 0.1 * rom
+        held = float(np.count_nonzero(near_top)) / rate > params.hold_s
+        reps.append(Rep(float(t[s]), float(t[pk]), float(t[e]), rom, False, False, held))
+    return RepDetection(tuple(reps), p, baseline)
+
+
+def group_reps(reps: tuple[Rep, ...], params: RepParams = DEFAULT_REPS) -> list[tuple[Rep, ...]]:
+    """Split consecutive reps into sets at rests longer than ``merge_gap_s``; flag partial reps
+    (ROM below ``partial_frac`` of the set median) and pauses; drop sets of fewer than
+    ``min_reps`` reps."""
+    if not reps:
+        return []
+    starts = np.array([r.start_s for r in reps])
+    ends = np.array([r.end_s for r in reps])
+    breaks = np.flatnonzero(starts[1:] - ends[:-1] > params.merge_gap_s) + 1
+    out: list[tuple[Rep, ...]] = []
+    for a, b in zip(np.concatenate(([0], breaks)), np.concatenate((breaks, [len(reps)])), strict=True):
+        group = reps[int(a):int(b)]
+        if len(group) < params.min_reps:
+            continue
+        med = float(np.median([r.rom_deg for r in group]))
+        flagged = []
+        for i, r in enumerate(group):
+            paused = i > 0 and r.start_s - group[i - 1].end_s > params.pause_s
+            flagged.append(Rep(r.start_s, r.peak_s, r.end_s, r.rom_deg,
+                               r.rom_deg < params.partial_frac * med, bool(paused), r.held))
+        out.append(tuple(flagged))
+    return out
+
+
+def bout_angle(up: FloatArray, bout: Bout) -> FloatArray:
+    """Segment angle (degrees) over a bout about the bout's axis."""
+    return angle_about_axis(up[bout.start:bout.stop], bout.axis)
