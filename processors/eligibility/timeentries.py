@@ -171,7 +171,11 @@ def _insert(
 def _same(s: StoredEntry, e: NewTimeEntry, supersedes: str | None) -> bool:
     mine = (e.patient_id, e.episode_id, e.practitioner_id, e.activity.value, e.channel.value, e.started_at)
     theirs = (s.patient_id, s.episode_id, s.practitioner_id, s.activity, s.channel, s.started_at)
-    return mine == theirs and (e.minutes, e.service_date, supersedes) == (s.minutes, s.service_date, s.supersedes)
+    return mine == theirs and (e.minutes, e.service_date, supersedes) == (
+        s.minutes,
+        s.service_date,
+        s.supersedes,
+    )
 
 
 def add_entry(conn: Conn, entry: NewTimeEntry, actor: str | None = None) -> StoredEntry:
