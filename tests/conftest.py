@@ -3,6 +3,7 @@ migrated test database per test session. Nothing here mocks the broker or the da
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Iterator
 
@@ -10,18 +11,30 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from rtm import stack
 from rtm.db.migrate import migrate
 from rtm.settings import Settings, get_settings
-from rtm.stack import postgres
+from rtm.stack import broker, postgres
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
-def stack_settings() -> Settings:
-    """The running local stack (started if needed: `rtm up` is idempotent)."""
-    settings = get_settings()
-    stack.up(settings)
-    return settings
+def stack_settings() -> Iterator[Settings]:
+    """The local stack, started by the project's own scripts: the shared database cluster (`rtm up`
+    is idempotent) and a broker of this test session's own, so that tests never see another run's
+    topics and consumer groups."""
+    base = get_settings()
+    settings = base.model_copy(
+        update={"kafka_bootstrap": f"127.0.0.1:{free_port()}", "app_id": f"rtm-test-{uuid.uuid4().hex[:6]}"}
+    )
+    postgres.up(settings)
+    broker.up(settings)
+    yield settings
+    broker.down(settings)
 
 
 @pytest.fixture(scope="session")

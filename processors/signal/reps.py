@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from scipy.ndimage import uniform_filter1d
 from scipy.signal import find_peaks
 
-from .filters import Blocks, highpass, keep_long_runs, lowpass_zero_phase
+from .filters import Blocks, highpass, keep_long_runs, lowpass_zero_phase, runs
 from .rom import angle_about_axis, principal_axis
 
 FloatArray = NDArray[np.float64]
@@ -217,8 +217,34 @@ def detect_reps(t: FloatArray, angle_deg: FloatArray, params: RepParams = DEFAUL
     still = keep_long_runs(speed < params.rest_rate_dps, max(int(params.min_rest_s * rate), 1))
     if not np.any(still) or np.all(still):
         return empty
-    baseline = float(np.median(theta[still]))
-    polarity = 1.0 if float(np.mean(theta[~still])) >= baseline else -1.0
+    # candidate resting postures: the first, the last and the typical sustained rest
+    starts, stops = runs(still)
+    levels = {float(np.median(theta[starts[0]:stops[0]])), float(np.median(theta[starts[-1]:stops[-1]])),
+              float(np.median(theta[still]))}
+    best: RepDetection | None = None
+    for level in sorted(levels):
+        det = _reps_from_rest(t, theta, level, still, rate, params)
+        if best is None or _better(det, best):
+            best = det
+    assert best is not None
+    return best
+
+
+def _better(a: RepDetection, b: RepDetection) -> bool:
+    """More reps wins; on a tie, shorter reps (rests at the start posture are not part of a rep)."""
+    if len(a.reps) != len(b.reps):
+        return len(a.reps) > len(b.reps)
+    if not a.reps:
+        return False
+    return float(np.mean([r.duration_s for r in a.reps])) < float(np.mean([r.duration_s for r in b.reps]))
+
+
+def _reps_from_rest(t: FloatArray, theta: FloatArray, baseline: float, still: BoolArray, rate: float,
+                    params: RepParams) -> RepDetection:
+    """Reps as excursions of ``theta`` away from the resting level ``baseline``."""
+    n = t.size
+    moving = ~still
+    polarity = 1.0 if float(np.mean(theta[moving])) >= baseline else -1.0
     p = polarity * (theta - baseline)
     min_dist = max(int(params.min_rep_s * rate * 0.5), 1)
     peaks, props = find_peaks(p, prominence=params.min_rom_deg, distance=min_dist)

@@ -131,6 +131,20 @@ class ImuBatch(Event):
                 raise ValueError(f"t_offsets_us must be strictly increasing (sample {bad} goes back)")
         return self
 
+    def __eq__(self, other: object) -> bool:
+        # Arrays compare element-wise; pydantic's field-dict comparison cannot.
+        if not isinstance(other, ImuBatch):
+            return NotImplemented
+        arrays = {"acc", "gyr", "t_offsets_us"}
+        if self.model_dump(exclude=arrays) != other.model_dump(exclude=arrays):
+            return False
+        return all(
+            (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
+            for a, b in ((getattr(self, f), getattr(other, f)) for f in sorted(arrays))
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
     def times_s(self) -> npt.NDArray[np.float64]:
         """Seconds since t0 for each sample."""
         if self.t_offsets_us is not None:

@@ -54,7 +54,11 @@ def _port_open(settings: Settings) -> bool:
 
 
 def _pidfile(settings: Settings) -> Path:
-    return settings.broker_dir / "tansu.pid"
+    return settings.broker_dir / f"tansu-{_host_port(settings)[1]}.pid"
+
+
+def _logfile(settings: Settings) -> Path:
+    return settings.broker_dir / f"tansu-{_host_port(settings)[1]}.log"
 
 
 def _pid(settings: Settings) -> int | None:
@@ -80,7 +84,7 @@ def up(settings: Settings) -> BrokerStatus:
     if not status(settings).running:
         settings.broker_dir.mkdir(parents=True, exist_ok=True)
         url = f"tcp://{settings.kafka_bootstrap}"
-        log = open(settings.broker_dir / "tansu.log", "ab")  # noqa: SIM115 - handed to the child
+        log = open(_logfile(settings), "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(
             [str(tansu_binary()), "broker", "--storage-engine", "memory://tansu/",
              "--listener-url", url, "--advertised-listener-url", url],
@@ -90,7 +94,7 @@ def up(settings: Settings) -> BrokerStatus:
         deadline = time.monotonic() + 20
         while not _port_open(settings):
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise StackError(f"the broker did not start; see {settings.broker_dir / 'tansu.log'}")
+                raise StackError(f"the broker did not start; see {_logfile(settings)}")
             time.sleep(0.1)
     asyncio.run(ensure_topics(settings))
     return status(settings)
