@@ -5,6 +5,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
+mkdir -p .state
 log() { echo "[setup] $*" >&2; }
 
 # --- system packages (build tools for the TimescaleDB extension, the PostgreSQL 15 server) -------
@@ -30,12 +31,17 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  log "installing the project and its dependencies into .venv"
-  .venv/bin/python -m pip install -q --upgrade pip >&2
-  .venv/bin/python -m pip install -q -e ".[dev]" >&2
+  log "installing the project and its dependencies into .venv (log: .state/setup.log)"
+  mkdir -p .state
+  if ! { .venv/bin/python -m pip install -q --upgrade pip && .venv/bin/python -m pip install -q -e ".[dev]"; } \
+      > .state/setup.log 2>&1; then
+    tail -n 40 .state/setup.log >&2
+    log "pip install failed"; exit 1
+  fi
   echo "$want" > "$stamp"
 fi
 
 # --- PostgreSQL + TimescaleDB (cached outside the clone) ----------------------------------------
-bash deploy/local/build_timescaledb.sh > /dev/null
+bash deploy/local/build_timescaledb.sh > /dev/null 2> .state/timescaledb-build.log || {
+  tail -n 40 .state/timescaledb-build.log >&2; log "TimescaleDB build failed"; exit 1; }
 log "ready: .venv/bin/rtm"
