@@ -43,6 +43,8 @@ class RepParams:
     smooth_hz: float = 4.0  # zero-phase low-pass of the angle before peak picking
     rest_rate_dps: float = 15.0  # angle rate below which the segment counts as resting ...
     min_rest_s: float = 0.4  # ... for at least this long
+    rest_cluster_deg: float = 10.0  # rests closer than this are one resting posture
+    min_rest_share: float = 0.5  # postures resting at least this share of the longest are tried
     min_rom_deg: float = 10.0  # smallest excursion counted as a (partial) rep
     rel_prominence: float = 0.25  # ... and at least this share of a typical full rep
     min_rep_s: float = 0.5
@@ -132,7 +134,7 @@ def detect_bouts(t: FloatArray, gyr: FloatArray, acc: FloatArray, up: FloatArray
     mom_b = np.add.reduceat(prods, blocks.starts, axis=1)
     a = acc.T
     amag = np.sqrt(a[0] * a[0] + a[1] * a[1] + a[2] * a[2])
-    hp = highpass(amag[:, None], min(params.impact_hz, 0.4 * rate_hz), rate_hz)[:, 0]
+    hp = highpass(amag[:, None], min(params.impact_hz, 0.25 * rate_hz), rate_hz)[:, 0]
     jerk_b = np.sqrt(blocks.mean((hp * hp)[None, :])[0])
     up_b = np.add.reduceat(np.ascontiguousarray(up.T), blocks.starts, axis=1)
 
@@ -217,17 +219,31 @@ def detect_reps(t: FloatArray, angle_deg: FloatArray, params: RepParams = DEFAUL
     still = keep_long_runs(speed < params.rest_rate_dps, max(int(params.min_rest_s * rate), 1))
     if not np.any(still) or np.all(still):
         return empty
-    # candidate resting postures: the first, the last and the typical sustained rest
-    starts, stops = runs(still)
-    levels = {float(np.median(theta[starts[0]:stops[0]])), float(np.median(theta[starts[-1]:stops[-1]])),
-              float(np.median(theta[still]))}
+    # candidate resting postures: levels of the sustained rests, longest total first
+    levels = _rest_levels(theta, still, params.rest_cluster_deg, params.min_rest_share)
     best: RepDetection | None = None
-    for level in sorted(levels):
-        det = _reps_from_rest(t, theta, level, still, rate, params)
-        if best is None or _better(det, best):
-            best = det
+    for level in levels:
+        for polarity in (1.0, -1.0):
+            det = _reps_from_rest(t, theta, level, polarity, rate, params)
+            if best is None or _better(det, best):
+                best = det
     assert best is not None
     return best
+
+
+def _rest_levels(theta: FloatArray, still: BoolArray, tol_deg: float, min_share: float) -> list[float]:
+    """Distinct angle levels of the sustained rests (within ``tol_deg``) holding at least
+    ``min_share`` of the longest level's total rest time, longest first."""
+    starts, stops = runs(still)
+    lv = np.array([float(np.median(theta[a:b])) for a, b in zip(starts, stops, strict=True)])
+    dur = (stops - starts).astype(np.float64)
+    order = np.argsort(lv)
+    lv, dur = lv[order], dur[order]
+    cluster = np.concatenate(([0], np.cumsum(np.diff(lv) > tol_deg)))
+    tot = np.bincount(cluster, weights=dur)
+    centre = np.bincount(cluster, weights=lv * dur) / tot
+    order = np.argsort(-tot)
+    return [float(c) for c in centre[order][tot[order] >= min_share * tot.max()]]
 
 
 def _better(a: RepDetection, b: RepDetection) -> bool:
@@ -239,12 +255,10 @@ def _better(a: RepDetection, b: RepDetection) -> bool:
     return float(np.mean([r.duration_s for r in a.reps])) < float(np.mean([r.duration_s for r in b.reps]))
 
 
-def _reps_from_rest(t: FloatArray, theta: FloatArray, baseline: float, still: BoolArray, rate: float,
+def _reps_from_rest(t: FloatArray, theta: FloatArray, baseline: float, polarity: float, rate: float,
                     params: RepParams) -> RepDetection:
-    """Reps as excursions of ``theta`` away from the resting level ``baseline``."""
+    """Reps as excursions of ``theta`` from the resting level ``baseline`` towards ``polarity``."""
     n = t.size
-    moving = ~still
-    polarity = 1.0 if float(np.mean(theta[moving])) >= baseline else -1.0
     p = polarity * (theta - baseline)
     min_dist = max(int(params.min_rep_s * rate * 0.5), 1)
     peaks, props = find_peaks(p, prominence=params.min_rom_deg, distance=min_dist)

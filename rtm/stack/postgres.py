@@ -12,6 +12,7 @@ import os
 import pwd
 import secrets
 import shutil
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -146,11 +147,24 @@ def status(settings: Settings) -> PgStatus:
         return PgStatus(False, str(exc).strip().splitlines()[0] if str(exc) else "not running")
 
 
+def _port_in_use(settings: Settings) -> bool:
+    try:
+        with socket.create_connection((settings.pg_host, settings.pg_port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def up(settings: Settings) -> PgStatus:
     current = status(settings)
     if current.running:
         ensure_database(settings)
         return current
+    if _port_in_use(settings):
+        raise StackError(
+            f"port {settings.pg_port} is taken by a server this project cannot log in to (another clone's "
+            f"cluster?): stop it or choose another port with RTM_PG_PORT ({current.detail})"
+        )
     prefix = build_prefix()
     bins = bin_dir(prefix)
     root = cluster_dir(settings)
