@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -88,20 +88,21 @@ def step_intervals(day: ActivityDayWithSamples, tz: str, ctx: DeviceContext) -> 
         return []
     zone = ZoneInfo(tz)
     step = timedelta(milliseconds=day.steps.interval_ms)
-    samples = sorted(day.steps.samples, key=lambda s: s.timestamp)
+    # Wall-clock times to instants first, then fill gaps in absolute time: a DST change inside a
+    # gap neither invents nor loses a slot.
+    instants = sorted(
+        (s.timestamp.replace(tzinfo=None).replace(tzinfo=zone).astimezone(UTC), s.steps) for s in day.steps.samples
+    )
     slots: list[tuple[datetime, int]] = []
-    for k, sample in enumerate(samples):
-        local = sample.timestamp.replace(tzinfo=None)
-        nxt = samples[k + 1].timestamp.replace(tzinfo=None) if k + 1 < len(samples) else local + step
-        t = local
+    for k, (t, steps) in enumerate(instants):
+        nxt = instants[k + 1][0] if k + 1 < len(instants) else t + step
         while t < nxt and len(slots) < MAX_SLOTS_PER_DAY:
-            slots.append((t, sample.steps))
+            slots.append((t, steps))
             t += step
     provenance = Provenance(adapter=ADAPTER, vendor=VENDOR, device_id=ctx.device_id)
     out: list[ActivityInterval] = []
-    for local, steps in slots:
-        start = local.replace(tzinfo=zone)
-        offset = start.utcoffset()
+    for start, steps in slots:
+        offset = start.astimezone(zone).utcoffset()
         out.append(
             ActivityInterval(
                 patient_id=ctx.patient_id,

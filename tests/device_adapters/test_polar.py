@@ -1,0 +1,60 @@
+"""Polar AccessLink adapter: signatures, payloads, and step samples to intervals (no stack)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from device_adapters.cloud import polar
+from device_adapters.context import DeviceContext
+from tests.device_adapters.polar_fake import PolarFake
+
+CTX = DeviceContext(patient_id="p1", episode_id="e1", device_id="polar-1")
+
+
+def test_signature() -> None:
+    body = b'{"event":"PING","timestamp":"2018-05-15T14:22:24Z"}'
+    sig = polar.sign(b"k", body)
+    assert len(sig) == 64 and polar.verify_signature(b"k", body, sig)
+    assert polar.verify_signature(b"k", body, sig.upper())
+    assert not polar.verify_signature(b"k", body + b" ", sig)
+    assert not polar.verify_signature(b"other", body, sig)
+    assert not polar.verify_signature(b"k", body, None)
+
+
+def test_repeats_restored_and_local_time_converted_across_dst() -> None:
+    # 2026-03-29: Europe/Helsinki moves from +02:00 to +03:00 at 03:00 local.
+    day = polar.ActivityDayWithSamples.model_validate({"date": "2026-03-29", "steps": {
+        "interval_ms": 3_600_000, "total_steps": 30,
+        "samples": [{"steps": 5, "timestamp": "2026-03-29T01:00"}, {"steps": 0, "timestamp": "2026-03-29T04:00"},
+                    {"steps": 10, "timestamp": "2026-03-29T05:00"}]}})
+    out = polar.step_intervals(day, "Europe/Helsinki", CTX)
+    assert [e.steps for e in out] == [5, 5, 0, 10]  # 01:00-04:00 local is two hours that night
+    assert out[0].start == datetime(2026, 3, 28, 23, 0, tzinfo=UTC) and out[0].zone_offset_s == 7200
+    assert out[-1].zone_offset_s == 10800
+    assert all(e.end - e.start == timedelta(hours=1) and e.source == "vendor_cloud" for e in out)
+    assert len({e.id for e in out}) == len(out)
+    assert polar.step_intervals(polar.ActivityDayWithSamples.model_validate({"date": "2026-03-29"}), "UTC", CTX) == []
+
+
+def test_client_against_the_stand_in() -> None:
+    fake = PolarFake(webhook_secret=b"s", tokens={"t": 7})
+    fake.add_day(7, "2026-05-01", [("2026-05-01T10:00", 3), ("2026-05-01T10:01", 3), ("2026-05-01T10:02", 9)])
+
+    async def run() -> None:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=fake.app())) as http:
+            client = polar.PolarClient(http, "http://polar.test", 2.0)
+            day = await client.activity_samples("t", datetime(2026, 5, 1).date())
+            assert day is not None and day.steps is not None
+            assert [s.steps for s in day.steps.samples] == [3, 9]  # the repeat was filtered out
+            assert await client.activity_samples("t", datetime(2026, 5, 2).date()) is None
+            with pytest.raises(polar.VendorRejected):
+                await client.activity_samples("wrong", datetime(2026, 5, 1).date())
+            fake.fail_next = 1
+            with pytest.raises(polar.VendorUnavailable):
+                await client.activity_samples("t", datetime(2026, 5, 1).date())
+
+    asyncio.run(run())
