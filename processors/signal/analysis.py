@@ -15,7 +15,15 @@ from numpy.typing import NDArray
 from .exercises import Exercise, ExerciseSpec, spec_for
 from .fusion import DEFAULT_FUSION, FusionParams, estimate_orientation
 from .recording import ImuRecording, contiguous_segments
-from .reps import DEFAULT_REPS, Rep, RepParams, bout_angle, detect_bouts, detect_reps, group_reps
+from .reps import (
+    DEFAULT_REPS,
+    Rep,
+    RepParams,
+    bout_angle,
+    detect_bouts,
+    detect_reps,
+    impact_signal,
+)
 from .rom import RomSummary, summarize_rom
 
 FloatArray = NDArray[np.float64]
@@ -118,9 +126,11 @@ def _analyse_part(rec: ImuRecording, spec: ExerciseSpec, params: AnalysisParams)
     ori = estimate_orientation(rec, params.fusion)
     gyr = rec.gyr - ori.gyr_bias
     out: list[ExerciseSet] = []
-    for bout in detect_bouts(rec.t, gyr, rec.acc, ori.up, rec.rate_hz, params.reps):
-        det = detect_reps(rec.t[bout.start:bout.stop], bout_angle(ori.up, bout), params.reps)
-        for group in group_reps(det.reps, params.reps):
+    impact = impact_signal(rec.acc, rec.rate_hz, params.reps)
+    for bout in detect_bouts(rec.t, gyr, impact, ori.up, rec.rate_hz, params.reps):
+        det = detect_reps(rec.t[bout.start:bout.stop], bout_angle(ori.up, bout), params.reps,
+                          impact[bout.start:bout.stop])
+        for group in det.sets:
             full = [r.rom_deg for r in group if not r.partial]
             typical = gain * float(np.median(full)) if full else 0.0
             if typical < params.reps.min_typical_rom_frac * spec.rom_range_deg[0]:

@@ -36,7 +36,8 @@ class RepParams:
     min_planarity: float = 0.8  # share of rotation energy about the main axis
     max_axis_vertical: float = 0.6  # |cos| between main axis and vertical (axes are horizontal)
     impact_hz: float = 12.0  # high-pass of |acc| isolating heel-strike transients
-    max_impact_ms2: float = 0.25  # mean RMS of those transients: walking exceeds it
+    max_impact_ms2: float = 1e9  # RMS of those transients during a rep above which it is gait (off)
+    max_window_impact_ms2: float = 1e9  # same, for a whole window (off by default)
     axis_agree_deg: float = 25.0  # consecutive windows of one bout share their axis
     merge_gap_s: float = 10.0  # windows closer than this join one bout
     margin_s: float = 1.0  # context added to both ends of a bout
@@ -45,6 +46,7 @@ class RepParams:
     min_rest_s: float = 0.4  # ... for at least this long
     rest_cluster_deg: float = 10.0  # rests closer than this are one resting posture
     min_rest_share: float = 0.5  # postures resting at least this share of the longest are tried
+    set_rest_gap_s: float = 2.0  # a set starts/ends within this time of a rest at its start posture
     min_rom_deg: float = 10.0  # smallest excursion counted as a (partial) rep
     rel_prominence: float = 0.25  # ... and at least this share of a typical full rep
     min_rep_s: float = 0.5
@@ -99,11 +101,15 @@ class Bout:
 
 @dataclass(frozen=True)
 class RepDetection:
-    """Reps found in one bout, with the angle trace they were found on."""
+    """Sets of reps found in one bout, with the angle trace they were found on."""
 
-    reps: tuple[Rep, ...]
+    sets: tuple[tuple[Rep, ...], ...]
     angle_deg: FloatArray = field(repr=False)  # polarity-corrected segment angle over the bout
     baseline_deg: float = 0.0
+
+    @property
+    def reps(self) -> tuple[Rep, ...]:
+        return tuple(r for group in self.sets for r in group)
 
 
 def _window_sums(xb: FloatArray, w: int, hop: int) -> FloatArray:
@@ -114,12 +120,19 @@ def _window_sums(xb: FloatArray, w: int, hop: int) -> FloatArray:
     return np.asarray(c[:, stops] - c[:, starts])
 
 
-def detect_bouts(t: FloatArray, gyr: FloatArray, acc: FloatArray, up: FloatArray, rate_hz: float,
+def impact_signal(acc: FloatArray, rate_hz: float, params: RepParams = DEFAULT_REPS) -> FloatArray:
+    """High-passed magnitude of the specific force (m/s²): heel-strike transients, not motion."""
+    a = acc.T
+    amag = np.sqrt(a[0] * a[0] + a[1] * a[1] + a[2] * a[2])
+    return highpass(amag[:, None], min(params.impact_hz, 0.25 * rate_hz), rate_hz)[:, 0]
+
+
+def detect_bouts(t: FloatArray, gyr: FloatArray, impact: FloatArray, up: FloatArray, rate_hz: float,
                  params: RepParams = DEFAULT_REPS) -> list[Bout]:
     """Candidate exercise sets: windows of planar, smooth rotation about a horizontal axis.
 
-    ``gyr`` (rad/s, bias-corrected), ``acc`` (m/s²) and ``up`` (unit vertical) are (N, 3) in
-    the sensor frame. Windows are evaluated on ~``block_rate_hz`` block sums.
+    ``gyr`` (rad/s, bias-corrected) and ``up`` (unit vertical) are (N, 3) in the sensor frame,
+    ``impact`` is :func:`impact_signal` (N,). Windows are evaluated on ~``block_rate_hz`` block sums.
     """
     n = t.size
     blocks = Blocks.make(n, rate_hz, params.block_rate_hz)
@@ -132,10 +145,7 @@ def detect_bouts(t: FloatArray, gyr: FloatArray, acc: FloatArray, up: FloatArray
     g = np.ascontiguousarray(gyr.T)
     prods = np.stack((g[0] * g[0], g[1] * g[1], g[2] * g[2], g[0] * g[1], g[0] * g[2], g[1] * g[2]))
     mom_b = np.add.reduceat(prods, blocks.starts, axis=1)
-    a = acc.T
-    amag = np.sqrt(a[0] * a[0] + a[1] * a[1] + a[2] * a[2])
-    hp = highpass(amag[:, None], min(params.impact_hz, 0.25 * rate_hz), rate_hz)[:, 0]
-    jerk_b = np.sqrt(blocks.mean((hp * hp)[None, :])[0])
+    jerk_b = np.sqrt(blocks.mean((impact * impact)[None, :])[0])
     up_b = np.add.reduceat(np.ascontiguousarray(up.T), blocks.starts, axis=1)
 
     mom = _window_sums(mom_b, w, hop)
@@ -156,7 +166,7 @@ def detect_bouts(t: FloatArray, gyr: FloatArray, acc: FloatArray, up: FloatArray
     rms_dps = np.rad2deg(np.sqrt(trace / np.maximum(cnt, 1.0)))
     vertical = np.abs(np.einsum("ij,ji->i", axes, upw))
     cand = ((rms_dps >= params.min_rate_dps) & (planarity >= params.min_planarity)
-            & (vertical <= params.max_axis_vertical) & (jerk <= params.max_impact_ms2))
+            & (vertical <= params.max_axis_vertical) & (jerk <= params.max_window_impact_ms2))
     idx = np.flatnonzero(cand)
     if idx.size == 0:
         return []
@@ -165,7 +175,7 @@ def detect_bouts(t: FloatArray, gyr: FloatArray, acc: FloatArray, up: FloatArray
     agree = np.abs(np.einsum("ij,ij->i", axes[idx[1:]], axes[idx[:-1]]))
     gap_b = (win_start_b[idx[1:]] - (win_start_b[idx[:-1]] + w)) / block_rate
     # never bridge across windows with heel-strike transients (walking between sets)
-    impacts = np.concatenate(([0], np.cumsum(jerk > params.max_impact_ms2)))
+    impacts = np.concatenate(([0], np.cumsum(jerk > params.max_window_impact_ms2)))
     walked = (impacts[idx[1:]] - impacts[idx[:-1] + 1]) > 0
     new = ((agree < np.cos(np.deg2rad(params.axis_agree_deg))) | (gap_b > params.merge_gap_s)
            | walked)
@@ -197,8 +207,8 @@ def _first_at_or_below(x: FloatArray, level: float, reverse: bool = False) -> in
     return int(hit[-1] if reverse else hit[0])
 
 
-def detect_reps(t: FloatArray, angle_deg: FloatArray, params: RepParams = DEFAULT_REPS
-                ) -> RepDetection:
+def detect_reps(t: FloatArray, angle_deg: FloatArray, params: RepParams = DEFAULT_REPS,
+                impact: FloatArray | None = None) -> RepDetection:
     """Repetitions in one bout from its segment angle (degrees, any offset and sign).
 
     The resting posture is the median angle while the segment is still; reps are excursions
@@ -222,13 +232,32 @@ def detect_reps(t: FloatArray, angle_deg: FloatArray, params: RepParams = DEFAUL
     # candidate resting postures: levels of the sustained rests, longest total first
     levels = _rest_levels(theta, still, params.rest_cluster_deg, params.min_rest_share)
     best: RepDetection | None = None
+    rest_t = [(float(t[a]), float(t[b - 1]), float(np.median(theta[a:b])))
+              for a, b in zip(*runs(still), strict=True)]
     for level in levels:
         for polarity in (1.0, -1.0):
-            det = _reps_from_rest(t, theta, level, polarity, rate, params)
-            if best is None or _better(det, best):
-                best = det
+            det = _reps_from_rest(t, theta, level, polarity, rate, params, impact)
+            sets = tuple(g for run in det.sets for g in group_reps(run, params)
+                         if _starts_or_ends_at_rest(g, rest_t, level, params))
+            cand = RepDetection(sets, det.angle_deg, level)
+            if best is None or _better(cand, best):
+                best = cand
     assert best is not None
     return best
+
+
+def _starts_or_ends_at_rest(group: tuple[Rep, ...], rests: list[tuple[float, float, float]],
+                            level: float, params: RepParams) -> bool:
+    """A set begins or ends with the segment resting at its start posture."""
+    med = float(np.median([r.rom_deg for r in group]))
+    tol = max(params.rest_cluster_deg, params.max_trough_offset * med)
+    first, last = group[0].start_s, group[-1].end_s
+    for a, b, lev in rests:
+        if abs(lev - level) > tol:
+            continue
+        if first - params.set_rest_gap_s <= b <= first + 0.5 or last - 0.5 <= a <= last + params.set_rest_gap_s:
+            return True
+    return False
 
 
 def _rest_levels(theta: FloatArray, still: BoolArray, tol_deg: float, min_share: float) -> list[float]:
@@ -256,7 +285,7 @@ def _better(a: RepDetection, b: RepDetection) -> bool:
 
 
 def _reps_from_rest(t: FloatArray, theta: FloatArray, baseline: float, polarity: float, rate: float,
-                    params: RepParams) -> RepDetection:
+                    params: RepParams, impact: FloatArray | None = None) -> RepDetection:
     """Reps as excursions of ``theta`` from the resting level ``baseline`` towards ``polarity``."""
     n = t.size
     p = polarity * (theta - baseline)
@@ -275,6 +304,7 @@ def _reps_from_rest(t: FloatArray, theta: FloatArray, baseline: float, polarity:
         lo, hi = int(edges[i]), int(edges[i + 1])
         troughs[i] = lo + int(np.argmin(p[lo:hi + 1]))
     reps: list[Rep] = []
+    groups: list[list[Rep]] = [[]]
     for i, pk in enumerate(peaks):
         tl, tr = int(troughs[i]), int(troughs[i + 1])
         top = float(p[pk])
@@ -286,20 +316,34 @@ def _reps_from_rest(t: FloatArray, theta: FloatArray, baseline: float, polarity:
         ok_l = abs(float(p[tl])) <= tol
         ok_r = abs(float(p[tr])) <= tol
         if not (ok_l or ok_r):
+            # a swing that never comes back to rest (gait, fidgeting) ends the current set
+            if groups[-1]:
+                groups.append([])
             continue
         low_l = float(p[tl]) if ok_l else 0.0
         low_r = float(p[tr]) if ok_r else 0.0
         rom = top - min(low_l if ok_l else np.inf, low_r if ok_r else np.inf)
-        s = tl + _first_at_or_below(p[tl:pk + 1], low_l + params.onset_frac * (top - low_l),
-                                    reverse=True)
-        e = pk + _first_at_or_below(p[pk:tr + 1], low_r + params.onset_frac * (top - low_r))
+        # the segment must both rise into and fall out of the peak (a posture change is not a rep)
+        if max(float(p[tl]), float(p[tr])) > top - 0.5 * rom:
+            continue
+        lev_l = float(p[tl]) + params.onset_frac * (top - float(p[tl]))
+        lev_r = float(p[tr]) + params.onset_frac * (top - float(p[tr]))
+        s = tl + _first_at_or_below(p[tl:pk + 1], lev_l, reverse=True)
+        e = pk + _first_at_or_below(p[pk:tr + 1], lev_r)
         dur = float(t[e] - t[s])
         if not params.min_rep_s <= dur <= params.max_rep_s:
             continue
+        if impact is not None and float(np.sqrt(np.mean(impact[s:e + 1] ** 2))) > params.max_impact_ms2:
+            # heel strikes during the excursion: a gait cycle, which also ends the current set
+            if groups[-1]:
+                groups.append([])
+            continue
         near_top = p[s:e + 1] >= top - 0.1 * rom
         held = float(np.count_nonzero(near_top)) / rate > params.hold_s
-        reps.append(Rep(float(t[s]), float(t[pk]), float(t[e]), rom, False, False, held))
-    return RepDetection(tuple(reps), p, baseline)
+        rep = Rep(float(t[s]), float(t[pk]), float(t[e]), rom, False, False, held)
+        reps.append(rep)
+        groups[-1].append(rep)
+    return RepDetection(tuple(tuple(g) for g in groups if g), p, baseline)
 
 
 def group_reps(reps: tuple[Rep, ...], params: RepParams = DEFAULT_REPS) -> list[tuple[Rep, ...]]:

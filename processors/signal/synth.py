@@ -311,7 +311,7 @@ def _pivot_and_offset(spec: ExerciseSpec, theta: FloatArray, base_pitch: float,
     if spec.exercise in (Exercise.SQUAT, Exercise.SIT_TO_STAND):
         # thigh turns about the knee; in a squat the knee also drifts forward
         pitch = base_pitch + (theta if spec.exercise is Exercise.SQUAT else -theta)
-        pivot[0] = 0.1 * np.sin(np.abs(pitch)) if spec.exercise is Exercise.SQUAT else 0.0
+        pivot[0] = 0.1 * np.sin(pitch) if spec.exercise is Exercise.SQUAT else 0.0
         pivot[2] = 0.5
         offset = np.full(n, -(0.45 - spec.lever_m))
     elif spec.exercise is Exercise.HEEL_SLIDE:
