@@ -396,7 +396,12 @@ def supply_result(
         data_days=d,
         cut_by_discharge=period.cut_by_discharge,
         days=tuple(days),
-        excluded_days=tuple(x for x in book.excluded if period.start <= x.local_date <= period.end),
+        # Period 0 also shows what came before it: why the anchor is where it is.
+        excluded_days=tuple(
+            x
+            for x in book.excluded
+            if x.local_date <= period.end and (period.index == 0 or x.local_date >= period.start)
+        ),
     )
 
 

@@ -194,6 +194,11 @@ class Scenario:
             (device, episode, self.patient, self.local(start, 0), self.local(end, 0) if end else None),
         )
 
+    def end_assignment(self, device: str, day: str) -> None:
+        self.conn.execute(
+            "update device_assignments set valid_to = %s where device_id = %s", (self.local(day, 0), device)
+        )
+
     # ----------------------------------------------------------------------- data ---------------
     def days(self, dates: Iterable[date | str], device: str | None = None, qualifying: bool = True) -> None:
         """Data-day facts for patient-local dates, as the day-facts processor writes them."""

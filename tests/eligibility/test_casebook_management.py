@@ -189,7 +189,8 @@ def test_correction_replaces_entry(scenario):
     fixed = correct_entry(s.conn, entry, Correction(reason="logged the wrong duration", minutes=Decimal(15)))
     r = _march(s)
     assert r.codes == ["98979"] and r.minutes == Decimal("15.00")
-    assert {"entry": entry, "why": f"superseded by correction {fixed.entry_id}"} in r.explanation["excluded_entries"]
+    why = f"superseded by correction {fixed.entry_id}"
+    assert {"entry": entry, "why": why} in r.explanation["excluded_entries"]
 
 
 def test_void_removes_entry(scenario):
