@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from device_adapters.cloud.polar import PolarClient
 from ingest.auth import Authenticator
-from ingest.log import request_id_var
+from ingest.log import configure_logging, request_id_var
 from ingest.metrics import LATENCY, REJECTED, REQUESTS
 from ingest.problems import Problem, problem_response
 from ingest.publisher import Publisher
@@ -160,4 +160,5 @@ def create_app(
 
 def app_factory() -> FastAPI:
     """For `uvicorn --factory ingest.app:app_factory`."""
+    configure_logging(get_gateway_settings().log_level)
     return create_app()
