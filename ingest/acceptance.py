@@ -48,7 +48,9 @@ def _row(event: Event, d: bytes) -> AcceptedRow:
     return AcceptedRow(event.id, d, event.kind, start, end)
 
 
-async def accept(store: Store, publisher: Publisher, events: Sequence[Event], retry_after_s: int) -> list[Result]:
+async def accept(
+    store: Store, publisher: Publisher, events: Sequence[Event], retry_after_s: int
+) -> list[Result]:
     values = [encode(e) for e in events]
     digests = [digest(v) for v in values]
     try:
@@ -64,7 +66,11 @@ async def accept(store: Store, publisher: Publisher, events: Sequence[Event], re
         first = in_request.setdefault(event.id, (i, d))
         if first[0] != i and first[1] != d:
             raise batch_problem(
-                [ItemError(i, "conflicting-duplicate", f"same event id as item {first[0]} but other content")],
+                [
+                    ItemError(
+                        i, "conflicting-duplicate", f"same event id as item {first[0]} but other content"
+                    )
+                ],
                 len(events),
             )
         if (row is not None and row.digest == d) or first[0] != i:
@@ -78,7 +84,9 @@ async def accept(store: Store, publisher: Publisher, events: Sequence[Event], re
     try:
         await store.record_accepted([_row(events[i], digests[i]) for i in done])
     except Exception as exc:  # the events are durable in Kafka: still a success
-        log.warning("recording accepted ids failed (%s); a resend will publish them again", type(exc).__name__)
+        log.warning(
+            "recording accepted ids failed (%s); a resend will publish them again", type(exc).__name__
+        )
     for i in done:
         e = events[i]
         EVENTS.labels(e.kind, "accepted").inc()
@@ -100,7 +108,9 @@ async def accept(store: Store, publisher: Publisher, events: Sequence[Event], re
 
 
 def summary(
-    results: Sequence[Result], request_id: str, pointers: Sequence[str] | None = None,
+    results: Sequence[Result],
+    request_id: str,
+    pointers: Sequence[str] | None = None,
     extra: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     accepted = sum(1 for r in results if r.status == "accepted")

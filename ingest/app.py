@@ -33,8 +33,15 @@ from rtm.settings import Settings, get_settings
 
 log = logging.getLogger("ingest.access")
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
-_HTTP_CODES = {400: "invalid-request", 401: "unauthenticated", 403: "forbidden", 404: "not-found",
-               405: "method-not-allowed", 413: "payload-too-large", 415: "unsupported-media-type"}
+_HTTP_CODES = {
+    400: "invalid-request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+}
 
 
 class RequestContext:
@@ -88,21 +95,29 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         code = _HTTP_CODES.get(exc.status_code, "invalid-request")
         REJECTED.labels(code).inc()
-        return problem_response(Problem(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})),
-                                request_id(request))
+        return problem_response(
+            Problem(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})),
+            request_id(request),
+        )
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        errors = [{"pointer": "/" + "/".join(str(p) for p in e.get("loc", ())[1:]), "detail": str(e.get("msg"))}
-                  for e in exc.errors()[:50]]
+        errors = [
+            {"pointer": "/" + "/".join(str(p) for p in e.get("loc", ())[1:]), "detail": str(e.get("msg"))}
+            for e in exc.errors()[:50]
+        ]
         REJECTED.labels("invalid-request").inc()
-        return problem_response(Problem(422, "invalid-request", "the request does not match its schema",
-                                        errors=errors), request_id(request))
+        return problem_response(
+            Problem(422, "invalid-request", "the request does not match its schema", errors=errors),
+            request_id(request),
+        )
 
     async def on_error(request: Request, exc: Exception) -> Response:
         logging.getLogger("ingest.error").exception("unhandled %s", type(exc).__name__)
-        return problem_response(Problem(500, "internal-error", "an internal error occurred; quote the request id"),
-                                request_id(request))
+        return problem_response(
+            Problem(500, "internal-error", "an internal error occurred; quote the request id"),
+            request_id(request),
+        )
 
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(StarletteHTTPException, on_http)
@@ -134,7 +149,8 @@ def create_app(
             limiter=TokenBucketLimiter(cfg.rate_per_s, cfg.burst),
             pepper=pepper,
             polar=PolarClient(http, cfg.polar_api_base, cfg.vendor_fetch_timeout_s)
-            if cfg.polar_webhook_secret is not None else None,
+            if cfg.polar_webhook_secret is not None
+            else None,
         )
         try:
             yield {}

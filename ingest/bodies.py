@@ -29,16 +29,24 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
         except ValueError:
             raise Problem(400, "malformed-body", "Content-Length is not a number") from None
         if size > max_bytes:
-            raise Problem(413, "payload-too-large", f"{size} bytes exceed the limit of {max_bytes}",
-                          extra={"limit_bytes": max_bytes})
+            raise Problem(
+                413,
+                "payload-too-large",
+                f"{size} bytes exceed the limit of {max_bytes}",
+                extra={"limit_bytes": max_bytes},
+            )
     chunks: list[bytes] = []
     total = 0
     try:
         async for chunk in request.stream():
             total += len(chunk)
             if total > max_bytes:
-                raise Problem(413, "payload-too-large", f"the body exceeds the limit of {max_bytes} bytes",
-                              extra={"limit_bytes": max_bytes})
+                raise Problem(
+                    413,
+                    "payload-too-large",
+                    f"the body exceeds the limit of {max_bytes} bytes",
+                    extra={"limit_bytes": max_bytes},
+                )
             chunks.append(chunk)
     except ClientDisconnect:
         raise Problem(400, "malformed-body", "the client disconnected before the body was complete") from None
@@ -57,8 +65,12 @@ def decode_content(request: Request, body: bytes, max_decoded: int) -> bytes:
     except zlib.error as exc:
         raise Problem(400, "malformed-body", f"invalid gzip data ({exc})") from None
     if len(out) > max_decoded or d.unconsumed_tail:
-        raise Problem(413, "payload-too-large", f"the decompressed body exceeds {max_decoded} bytes",
-                      extra={"limit_bytes": max_decoded})
+        raise Problem(
+            413,
+            "payload-too-large",
+            f"the decompressed body exceeds {max_decoded} bytes",
+            extra={"limit_bytes": max_decoded},
+        )
     if not d.eof:
         raise Problem(400, "malformed-body", "truncated gzip data")
     return out

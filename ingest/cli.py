@@ -1,11 +1,11 @@
 """Command-line entry points of the gateway, registered into `rtm` by `register(subparsers)`:
 
-    rtm gateway [--host H] [--port P] [--workers N]        serve the HTTP gateway (uvicorn)
-    rtm clinic-key create CLINIC_ID [--name N] [--label L]  make a clinic API key (printed once)
-    rtm clinic-key revoke KEY_ID
-    rtm enrol device --clinic C --patient P --episode E --device D --model M [--body-site S]
-    rtm enrol revoke CREDENTIAL_ID [--reason R]
-    rtm enrol list [--clinic C]
+rtm gateway [--host H] [--port P] [--workers N]        serve the HTTP gateway (uvicorn)
+rtm clinic-key create CLINIC_ID [--name N] [--label L]  make a clinic API key (printed once)
+rtm clinic-key revoke KEY_ID
+rtm enrol device --clinic C --patient P --episode E --device D --model M [--body-site S]
+rtm enrol revoke CREDENTIAL_ID [--reason R]
+rtm enrol list [--clinic C]
 """
 
 from __future__ import annotations
@@ -54,8 +54,15 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     cfg = get_gateway_settings()
     configure_logging(cfg.log_level)
     uvicorn.run(
-        "ingest.app:app_factory", factory=True, host=args.host or cfg.host, port=args.port or cfg.port,
-        workers=args.workers, log_config=None, access_log=False, loop="auto", http="auto",
+        "ingest.app:app_factory",
+        factory=True,
+        host=args.host or cfg.host,
+        port=args.port or cfg.port,
+        workers=args.workers,
+        log_config=None,
+        access_log=False,
+        loop="auto",
+        http="auto",
         proxy_headers=args.proxy_headers,
     )
     return 0
@@ -89,8 +96,14 @@ def cmd_clinic_key_revoke(args: argparse.Namespace) -> int:
 def cmd_enrol_device(args: argparse.Namespace) -> int:
     from ingest.enrolment import EnrolmentRequest, enrol
 
-    req = EnrolmentRequest(patient_id=args.patient, episode_id=args.episode, device_id=args.device,
-                           model_id=args.model, body_site=args.body_site, serial=args.serial)
+    req = EnrolmentRequest(
+        patient_id=args.patient,
+        episode_id=args.episode,
+        device_id=args.device,
+        model_id=args.model,
+        body_site=args.body_site,
+        serial=args.serial,
+    )
 
     async def run(store: Any, pub: Any, pepper: bytes) -> Any:
         return await enrol(store, pub, pepper, args.clinic, req, created_by="cli")
@@ -99,8 +112,10 @@ def cmd_enrol_device(args: argparse.Namespace) -> int:
         e = _with_services(run, publisher=True)
     except Exception as exc:
         return _problem_exit(exc)
-    print(f"credential id: {e.credential_id}\ndevice: {e.device_id}\nvalid from: {e.valid_from.isoformat()}\n"
-          f"token (shown once): {e.token}")
+    print(
+        f"credential id: {e.credential_id}\ndevice: {e.device_id}\nvalid from: {e.valid_from.isoformat()}\n"
+        f"token (shown once): {e.token}"
+    )
     return 0
 
 

@@ -40,9 +40,20 @@ class PrivateBroker:
     def start(self, timeout_s: float = 20.0) -> PrivateBroker:
         url = f"tcp://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
-            [str(tansu_binary()), "broker", "--storage-engine", "memory://tansu/",
-             "--listener-url", url, "--advertised-listener-url", url],
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            [
+                str(tansu_binary()),
+                "broker",
+                "--storage-engine",
+                "memory://tansu/",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout_s
         while not _open(self.port):
@@ -67,6 +78,8 @@ class PrivateBroker:
     def __enter__(self) -> PrivateBroker:
         return self.start()
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
         self._log.close()

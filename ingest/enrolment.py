@@ -52,8 +52,9 @@ class ClinicKeyCreated(BaseModel):
     token: str
 
 
-def _assignment(cred_id: str, device_id: str, patient_id: str, episode_id: str, site: BodySite,
-                action: str, at: datetime) -> DeviceAssignment:
+def _assignment(
+    cred_id: str, device_id: str, patient_id: str, episode_id: str, site: BodySite, action: str, at: datetime
+) -> DeviceAssignment:
     return DeviceAssignment.model_validate(
         {
             "patient_id": patient_id,
@@ -70,13 +71,22 @@ def _assignment(cred_id: str, device_id: str, patient_id: str, episode_id: str, 
 async def _publish_or_503(publisher: Publisher, event: DeviceAssignment, retry_s: int) -> None:
     out = Outgoing(DEVICE_ASSIGNMENT.name, event.key(), encode(event))
     if not all(await publisher.publish([out])):
-        raise Problem(503, "broker-unavailable", "the assignment could not be published; nothing was changed",
-                      headers=retry_after(retry_s))
+        raise Problem(
+            503,
+            "broker-unavailable",
+            "the assignment could not be published; nothing was changed",
+            headers=retry_after(retry_s),
+        )
 
 
 async def enrol(
-    store: Store, publisher: Publisher, pepper: bytes, clinic_id: str, req: EnrolmentRequest,
-    created_by: str, retry_s: int = 5,
+    store: Store,
+    publisher: Publisher,
+    pepper: bytes,
+    clinic_id: str,
+    req: EnrolmentRequest,
+    created_by: str,
+    retry_s: int = 5,
 ) -> Enrolment:
     valid_from = req.valid_from or datetime.now(UTC)
     cred_id, secret, token = new_token(DEVICE_PREFIX)
@@ -101,26 +111,53 @@ async def enrol(
         )
         live = await cur.fetchone()
         if live is not None:
-            raise Problem(409, "conflict", "the device is already enrolled; revoke that enrolment first",
-                          extra={"credential_id": live[0]})
+            raise Problem(
+                409,
+                "conflict",
+                "the device is already enrolled; revoke that enrolment first",
+                extra={"credential_id": live[0]},
+            )
         await conn.execute(
-            """insert into ingest_device_credentials (credential_id, device_id, patient_id, episode_id, clinic_id,
+            """insert into ingest_device_credentials (credential_id, device_id, patient_id, episode_id,
+                   clinic_id,
                    body_site, valid_from, secret_hash, created_by)
                values (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-            (cred_id, req.device_id, req.patient_id, req.episode_id, clinic_id, req.body_site.value, valid_from,
-             hash_secret(pepper, secret), created_by),
+            (
+                cred_id,
+                req.device_id,
+                req.patient_id,
+                req.episode_id,
+                clinic_id,
+                req.body_site.value,
+                valid_from,
+                hash_secret(pepper, secret),
+                created_by,
+            ),
         )
         await _publish_or_503(
             publisher,
-            _assignment(cred_id, req.device_id, req.patient_id, req.episode_id, req.body_site, "assign", valid_from),
+            _assignment(
+                cred_id, req.device_id, req.patient_id, req.episode_id, req.body_site, "assign", valid_from
+            ),
             retry_s,
         )
-    return Enrolment(credential_id=cred_id, token=token, device_id=req.device_id, patient_id=req.patient_id,
-                     episode_id=req.episode_id, body_site=req.body_site, valid_from=valid_from)
+    return Enrolment(
+        credential_id=cred_id,
+        token=token,
+        device_id=req.device_id,
+        patient_id=req.patient_id,
+        episode_id=req.episode_id,
+        body_site=req.body_site,
+        valid_from=valid_from,
+    )
 
 
 async def revoke(
-    store: Store, publisher: Publisher, credential_id: str, clinic_id: str | None, reason: str | None,
+    store: Store,
+    publisher: Publisher,
+    credential_id: str,
+    clinic_id: str | None,
+    reason: str | None,
     retry_s: int = 5,
 ) -> Enrolment:
     """Revoke a device credential (clinic_id None: an operator, any clinic). Idempotent."""
@@ -134,23 +171,33 @@ async def revoke(
         if row is None or (clinic_id is not None and row[3] != clinic_id):
             raise Problem(404, "not-found", "no such enrolment in this clinic")
         device_id, patient_id, episode_id, _, site, valid_from, revoked_at = row
-        result = Enrolment(credential_id=credential_id, device_id=device_id, patient_id=patient_id,
-                           episode_id=episode_id, body_site=BodySite(site), valid_from=valid_from)
+        result = Enrolment(
+            credential_id=credential_id,
+            device_id=device_id,
+            patient_id=patient_id,
+            episode_id=episode_id,
+            body_site=BodySite(site),
+            valid_from=valid_from,
+        )
         if revoked_at is not None:
             return result
         now = datetime.now(UTC)
         await conn.execute(
-            "update ingest_device_credentials set revoked_at = %s, revoked_reason = %s where credential_id = %s",
+            "update ingest_device_credentials set revoked_at = %s, revoked_reason = %s "
+            "where credential_id = %s",
             (now, reason, credential_id),
         )
         await _publish_or_503(
-            publisher, _assignment(credential_id, device_id, patient_id, episode_id, BodySite(site), "release", now),
+            publisher,
+            _assignment(credential_id, device_id, patient_id, episode_id, BodySite(site), "release", now),
             retry_s,
         )
     return result
 
 
-async def create_clinic_key(store: Store, pepper: bytes, clinic_id: str, label: str | None) -> ClinicKeyCreated:
+async def create_clinic_key(
+    store: Store, pepper: bytes, clinic_id: str, label: str | None
+) -> ClinicKeyCreated:
     key_id, secret, token = new_token(CLINIC_PREFIX)
     await store.create_clinic_key(key_id, clinic_id, hash_secret(pepper, secret), label)
     return ClinicKeyCreated(key_id=key_id, clinic_id=clinic_id, token=token)

@@ -11,7 +11,11 @@ LATENCY = Histogram(
     ["route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
-EVENTS = Counter("rtm_ingest_events_total", "events by kind and outcome (accepted, duplicate)", ["kind", "outcome"])
+EVENTS = Counter(
+    "rtm_ingest_events_total", "events by kind and outcome (accepted, duplicate)", ["kind", "outcome"]
+)
 REJECTED = Counter("rtm_ingest_rejected_total", "rejected requests by problem code", ["code"])
 SAMPLES = Counter("rtm_ingest_imu_samples_total", "IMU samples accepted (acknowledged by the broker)")
-WEBHOOKS = Counter("rtm_ingest_webhooks_total", "vendor notifications by vendor and outcome", ["vendor", "outcome"])
+WEBHOOKS = Counter(
+    "rtm_ingest_webhooks_total", "vendor notifications by vendor and outcome", ["vendor", "outcome"]
+)

@@ -34,8 +34,9 @@ class Publisher:
     async def start(cls, settings: Settings, timeout_s: float) -> Publisher:
         # The request timeout bounds how long a send may hang on a dead broker; the gateway's own
         # deadline (timeout_s) is what the client waits at most.
-        producer = make_producer(settings, request_timeout_ms=max(1000, int(timeout_s * 1000)),
-                                 metadata_max_age_ms=30000)
+        producer = make_producer(
+            settings, request_timeout_ms=max(1000, int(timeout_s * 1000)), metadata_max_age_ms=30000
+        )
         await producer.start()
         return cls(producer, timeout_s)
 
@@ -53,7 +54,9 @@ class Publisher:
         done, pending = await asyncio.wait(tasks, timeout=self.timeout_s)
         for t in pending:
             t.cancel()
-        acked = [t in done and not t.cancelled() and t.exception() is None and bool(t.result()) for t in tasks]
+        acked = [
+            t in done and not t.cancelled() and t.exception() is None and bool(t.result()) for t in tasks
+        ]
         failed = len(acked) - sum(acked)
         if failed:
             log.warning("broker acknowledged %d of %d events", len(acked) - failed, len(acked))

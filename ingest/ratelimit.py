@@ -10,7 +10,11 @@ from collections.abc import Callable
 
 class TokenBucketLimiter:
     def __init__(
-        self, rate_per_s: float, burst: int, clock: Callable[[], float] = time.monotonic, max_keys: int = 200_000
+        self,
+        rate_per_s: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 200_000,
     ) -> None:
         self.rate = rate_per_s
         self.burst = float(burst)

@@ -30,8 +30,13 @@ class Gateway:
     def rate_limit(self, key: str) -> None:
         wait = self.limiter.acquire(key)
         if wait > 0:
-            raise Problem(429, "rate-limited", "this device sends faster than its limit; slow down",
-                          headers=retry_after(wait), extra={"retry_after_s": round(wait, 3)})
+            raise Problem(
+                429,
+                "rate-limited",
+                "this device sends faster than its limit; slow down",
+                headers=retry_after(wait),
+                extra={"retry_after_s": round(wait, 3)},
+            )
 
 
 def gateway(request: Request) -> Gateway:

@@ -95,10 +95,13 @@ class Store:
             row = await cur.fetchone()
         return None if row is None else ClinicKey(*row)
 
-    async def create_clinic_key(self, key_id: str, clinic_id: str, secret_hash: bytes, label: str | None) -> None:
+    async def create_clinic_key(
+        self, key_id: str, clinic_id: str, secret_hash: bytes, label: str | None
+    ) -> None:
         async with self.pool.connection() as conn:
             await conn.execute(
-                "insert into ingest_clinic_keys (key_id, clinic_id, secret_hash, label) values (%s, %s, %s, %s)",
+                "insert into ingest_clinic_keys (key_id, clinic_id, secret_hash, label) "
+                "values (%s, %s, %s, %s)",
                 (key_id, clinic_id, secret_hash, label),
             )
 
@@ -113,7 +116,8 @@ class Store:
     async def ensure_clinic(self, clinic_id: str, name: str) -> None:
         async with self.pool.connection() as conn:
             await conn.execute(
-                "insert into clinics (clinic_id, name) values (%s, %s) on conflict do nothing", (clinic_id, name)
+                "insert into clinics (clinic_id, name) values (%s, %s) on conflict do nothing",
+                (clinic_id, name),
             )
 
     async def list_credentials(self, clinic_id: str | None = None) -> list[dict[str, Any]]:
@@ -148,7 +152,8 @@ class Store:
         async with self.pool.connection() as conn:
             await conn.execute(
                 """insert into ingest_accepted_events (event_id, digest, kind, start_time, end_time)
-                   select * from unnest(%s::uuid[], %s::bytea[], %s::text[], %s::timestamptz[], %s::timestamptz[])
+                   select * from unnest(%s::uuid[], %s::bytea[], %s::text[],
+                                        %s::timestamptz[], %s::timestamptz[])
                    on conflict (event_id) do update
                       set digest = excluded.digest, accepted_at = now(),
                           start_time = coalesce(excluded.start_time, ingest_accepted_events.start_time),
@@ -191,6 +196,8 @@ class Store:
 
 async def episode_context(conn: AsyncConnection[Any], episode_id: str) -> tuple[str, str] | None:
     """(patient_id, clinic_id) of an episode."""
-    cur = await conn.execute("select patient_id, clinic_id from episodes where episode_id = %s", (episode_id,))
+    cur = await conn.execute(
+        "select patient_id, clinic_id from episodes where episode_id = %s", (episode_id,)
+    )
     row = await cur.fetchone()
     return None if row is None else (str(row[0]), str(row[1]))

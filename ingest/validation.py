@@ -82,14 +82,18 @@ def decode_item(index: int, item: Any) -> Event | ItemError:
             return ItemError(index, "malformed", "an event must be a JSON object")
         kind = item.get("kind")
         if isinstance(kind, str) and kind in EVENT_TYPES and kind not in DEVICE_KINDS:
-            return ItemError(index, "kind-not-allowed", f"devices may send {sorted(DEVICE_KINDS)}, not {kind!r}")
+            return ItemError(
+                index, "kind-not-allowed", f"devices may send {sorted(DEVICE_KINDS)}, not {kind!r}"
+            )
         if kind == "imu_batch":
             problem = _numeric_xyz(item)
             if problem:
                 return ItemError(index, "invalid", problem)
         return from_dict(dict(item))
     except DecodeError as exc:
-        code = {"unknown_kind": "unknown-kind", "malformed": "malformed"}.get(exc.reason) or classify(exc.detail)
+        code = {"unknown_kind": "unknown-kind", "malformed": "malformed"}.get(exc.reason) or classify(
+            exc.detail
+        )
         return ItemError(index, code, exc.detail)
     except Exception as exc:  # whatever a hostile body triggers is a 422, never a 500
         log.warning("unexpected %s while decoding an item", type(exc).__name__)
@@ -113,16 +117,23 @@ def check_item(
     if event.kind not in DEVICE_KINDS:
         return ItemError(index, "kind-not-allowed", f"devices may send {sorted(DEVICE_KINDS)}")
     if event.patient_id != cred.patient_id:
-        return ItemError(index, "wrong-patient", "the event's patient is not the one this device is enrolled for")
+        return ItemError(
+            index, "wrong-patient", "the event's patient is not the one this device is enrolled for"
+        )
     if event.provenance.device_id != cred.device_id:
         return ItemError(index, "wrong-device", "provenance.device_id is not this credential's device")
     episode = getattr(event, "episode_id", None)
     if episode is not None and episode != cred.episode_id:
-        return ItemError(index, "wrong-episode", "the event's episode is not the one this device is enrolled for")
+        return ItemError(
+            index, "wrong-episode", "the event's episode is not the one this device is enrolled for"
+        )
     start, end = time_span(event)
     if end > now + skew:
-        return ItemError(index, "future-timestamp",
-                         f"the event ends after now + {skew.total_seconds():.0f} s allowed clock skew")
+        return ItemError(
+            index,
+            "future-timestamp",
+            f"the event ends after now + {skew.total_seconds():.0f} s allowed clock skew",
+        )
     if start < cred.valid_from - skew:
         return ItemError(index, "before-enrolment", "the event starts before the device was enrolled")
     if episode is None:

@@ -91,7 +91,8 @@ def step_intervals(day: ActivityDayWithSamples, tz: str, ctx: DeviceContext) -> 
     # Wall-clock times to instants first, then fill gaps in absolute time: a DST change inside a
     # gap neither invents nor loses a slot.
     instants = sorted(
-        (s.timestamp.replace(tzinfo=None).replace(tzinfo=zone).astimezone(UTC), s.steps) for s in day.steps.samples
+        (s.timestamp.replace(tzinfo=None).replace(tzinfo=zone).astimezone(UTC), s.steps)
+        for s in day.steps.samples
     )
     slots: list[tuple[datetime, int]] = []
     for k, (t, steps) in enumerate(instants):

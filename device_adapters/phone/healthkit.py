@@ -49,7 +49,7 @@ class HkDevice(BaseModel):
 class HkStepSample(BaseModel):
     model_config = ConfigDict(extra="ignore")
     uuid: uuid.UUID
-    quantityType: Literal["HKQuantityTypeIdentifierStepCount"] = STEP_COUNT
+    quantityType: Literal["HKQuantityTypeIdentifierStepCount"] = "HKQuantityTypeIdentifierStepCount"
     startDate: AwareDatetime
     endDate: AwareDatetime
     quantity: float = Field(ge=0)
@@ -111,7 +111,9 @@ def deletion_event_id(record_uuid: uuid.UUID, ctx: DeviceContext) -> uuid.UUID:
     return make_event_id("activity_interval", ctx.device_id, "healthkit", str(record_uuid))
 
 
-def to_deletion(record_uuid: uuid.UUID, start: datetime, end: datetime, ctx: DeviceContext) -> ActivityInterval:
+def to_deletion(
+    record_uuid: uuid.UUID, start: datetime, end: datetime, ctx: DeviceContext
+) -> ActivityInterval:
     return ActivityInterval(
         patient_id=ctx.patient_id,
         episode_id=ctx.episode_id,

@@ -18,13 +18,24 @@ from ingest.store import VendorLink
 router = APIRouter(tags=["enrolment"])
 
 
-@router.post("/v1/enrolments", status_code=201, response_model=enrolment.Enrolment,
-             summary="Enrol a device for a patient's episode; the device token is returned once")
+@router.post(
+    "/v1/enrolments",
+    status_code=201,
+    response_model=enrolment.Enrolment,
+    summary="Enrol a device for a patient's episode; the device token is returned once",
+)
 async def enrol_device(request: Request, body: enrolment.EnrolmentRequest) -> enrolment.Enrolment:
     gw = gateway(request)
     clinic = await gw.auth.clinic(request)
-    return await enrolment.enrol(gw.store, gw.publisher, gw.pepper, clinic.clinic_id, body,
-                                 created_by=f"clinic-key:{clinic.key_id}", retry_s=gw.config.retry_after_s)
+    return await enrolment.enrol(
+        gw.store,
+        gw.publisher,
+        gw.pepper,
+        clinic.clinic_id,
+        body,
+        created_by=f"clinic-key:{clinic.key_id}",
+        retry_s=gw.config.retry_after_s,
+    )
 
 
 class Revocation(BaseModel):
@@ -36,7 +47,9 @@ class Revocation(BaseModel):
 async def revoke_device(request: Request, credential_id: str) -> Response:
     gw = gateway(request)
     clinic = await gw.auth.clinic(request)
-    await enrolment.revoke(gw.store, gw.publisher, credential_id, clinic.clinic_id, None, gw.config.retry_after_s)
+    await enrolment.revoke(
+        gw.store, gw.publisher, credential_id, clinic.clinic_id, None, gw.config.retry_after_s
+    )
     gw.auth.forget(credential_id)
     return Response(status_code=204)
 
@@ -54,11 +67,16 @@ class PolarLinkRequest(BaseModel):
     credential_id: Annotated[str, Field(min_length=1, max_length=64)]
     polar_user_id: Annotated[int, Field(ge=0)]
     access_token: Annotated[str, Field(min_length=1, max_length=2048)]
-    tz: Annotated[str, AfterValidator(_zone)] = Field(description="IANA zone of the user's Polar device clock")
+    tz: Annotated[str, AfterValidator(_zone)] = Field(
+        description="IANA zone of the user's Polar device clock"
+    )
 
 
-@router.put("/v1/vendor-links/polar", status_code=204,
-            summary="Link a Polar AccessLink user (after OAuth) to an enrolled device")
+@router.put(
+    "/v1/vendor-links/polar",
+    status_code=204,
+    summary="Link a Polar AccessLink user (after OAuth) to an enrolled device",
+)
 async def link_polar(request: Request, body: PolarLinkRequest) -> Response:
     gw = gateway(request)
     clinic = await gw.auth.clinic(request)

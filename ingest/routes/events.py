@@ -23,7 +23,7 @@ from ingest.validation import validate_batch
 
 router = APIRouter(tags=["upload"])
 
-_PROBLEM = {"content": {"application/problem+json": {}}}
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"description": "every event durably stored in Kafka (acks=all) or recognised as a duplicate"},
     400: {"description": "malformed body", **_PROBLEM},
@@ -49,13 +49,17 @@ def accepted_response(body: dict[str, Any]) -> Response:
     openapi_extra={
         "requestBody": {
             "required": True,
-            "description": "JSON `{\"events\": [...]}` of canonical events (imu_batch, activity_interval, "
+            "description": 'JSON `{"events": [...]}` of canonical events (imu_batch, activity_interval, '
             "session_marker) with their `kind`, or one or more concatenated binary IMU frames "
             f"(`{IMU_FRAME_MEDIA_TYPE}`). `Content-Encoding: gzip` accepted.",
             "content": {
-                "application/json": {"schema": {"type": "object", "required": ["events"],
-                                                "properties": {"events": {"type": "array",
-                                                                          "items": {"type": "object"}}}}},
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["events"],
+                        "properties": {"events": {"type": "array", "items": {"type": "object"}}},
+                    }
+                },
                 IMU_FRAME_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
             },
         }
@@ -81,8 +85,12 @@ async def upload_events(request: Request) -> Response:
     if not items:
         raise Problem(400, "malformed-body", "the batch holds no events")
     if len(items) > cfg.max_events_per_request:
-        raise Problem(413, "too-many-events", f"{len(items)} events exceed {cfg.max_events_per_request} per request",
-                      extra={"limit_events": cfg.max_events_per_request})
+        raise Problem(
+            413,
+            "too-many-events",
+            f"{len(items)} events exceed {cfg.max_events_per_request} per request",
+            extra={"limit_events": cfg.max_events_per_request},
+        )
     events = validate_batch(items, cred, cfg.clock_skew_s)
     results = await accept(gw.store, gw.publisher, events, cfg.retry_after_s)
     return accepted_response(summary(results, request_id(request)))

@@ -30,8 +30,13 @@ async def readyz(request: Request) -> Response:
         checks["database"] = type(exc).__name__
     checks["broker"] = "ok" if await gw.publisher.ping() else "unreachable"
     if any(v != "ok" for v in checks.values()):
-        raise Problem(503, "not-ready", "a dependency is unavailable", headers={"Retry-After": "5"},
-                      extra={"checks": checks})
+        raise Problem(
+            503,
+            "not-ready",
+            "a dependency is unavailable",
+            headers={"Retry-After": "5"},
+            extra={"checks": checks},
+        )
     return Response(orjson.dumps({"status": "ready", "checks": checks}), media_type="application/json")
 
 

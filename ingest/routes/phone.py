@@ -37,7 +37,9 @@ async def _document(request: Request, gw: Gateway) -> dict[str, Any]:
     if media_type(request) != "application/json":
         raise Problem(415, "unsupported-media-type", "send application/json")
     cfg = gw.config
-    doc = parse_json(decode_content(request, await read_body(request, cfg.max_body_bytes), cfg.max_decoded_bytes))
+    doc = parse_json(
+        decode_content(request, await read_body(request, cfg.max_body_bytes), cfg.max_decoded_bytes)
+    )
     if not isinstance(doc, dict):
         raise Problem(400, "malformed-body", "the body must be a JSON object")
     return doc
@@ -48,21 +50,32 @@ def _list(doc: dict[str, Any], name: str, limit: int) -> list[Any]:
     if not isinstance(value, list):
         raise Problem(400, "malformed-body", f"'{name}' must be a list")
     if len(value) > limit:
-        raise Problem(413, "too-many-events", f"'{name}' holds more than {limit} items", extra={"limit_events": limit})
+        raise Problem(
+            413, "too-many-events", f"'{name}' holds more than {limit} items", extra={"limit_events": limit}
+        )
     return value
 
 
 def _map(
-    items: list[Any], name: str, model: type[M], to_event: Callable[[M], ActivityInterval],
-    cred: DeviceCredential, skew: timedelta, now: datetime,
-    events: list[Event], pointers: list[str], errors: list[ItemError],
+    items: list[Any],
+    name: str,
+    model: type[M],
+    to_event: Callable[[M], ActivityInterval],
+    cred: DeviceCredential,
+    skew: timedelta,
+    now: datetime,
+    events: list[Event],
+    pointers: list[str],
+    errors: list[ItemError],
 ) -> None:
     for i, item in enumerate(items):
         pointer = f"/{name}/{i}"
         try:
             event: Event = to_event(model.model_validate(item))
         except ValidationError as exc:
-            detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in exc.errors()[:5])
+            detail = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in exc.errors()[:5]
+            )
             errors.append(ItemError(i, classify(detail), detail, pointer))
             continue
         except Exception:  # a hostile record is a 422, never a 500
@@ -77,9 +90,14 @@ def _map(
 
 
 async def _deletions(
-    gw: Gateway, ids: list[Any], name: str, event_id: Callable[[Any], uuid.UUID],
+    gw: Gateway,
+    ids: list[Any],
+    name: str,
+    event_id: Callable[[Any], uuid.UUID],
     to_deletion: Callable[[Any, datetime, datetime], ActivityInterval],
-    events: list[Event], pointers: list[str], errors: list[ItemError],
+    events: list[Event],
+    pointers: list[str],
+    errors: list[ItemError],
 ) -> list[dict[str, Any]]:
     """Resolve deleted record ids to the intervals they withdraw; return the unknown ones."""
     wanted: list[tuple[int, Any, uuid.UUID]] = []
@@ -121,13 +139,27 @@ def _uuid(value: Any) -> uuid.UUID | None:
     summary="Upload Health Connect StepsRecords (and deleted record ids)",
     status_code=202,
     responses=UPLOAD_RESPONSES,
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
-        "type": "object",
-        "properties": {
-            "records": {"type": "array", "items": hc.StepsRecord.model_json_schema(
-                ref_template="#/components/schemas/{model}")},
-            "deletedRecordIds": {"type": "array", "items": {"type": "string"}},
-        }}}}}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "records": {
+                                "type": "array",
+                                "items": hc.StepsRecord.model_json_schema(
+                                    ref_template="#/components/schemas/{model}"
+                                ),
+                            },
+                            "deletedRecordIds": {"type": "array", "items": {"type": "string"}},
+                        },
+                    }
+                }
+            },
+        }
+    },
 )
 async def health_connect_steps(request: Request) -> Response:
     gw = gateway(request)
@@ -141,13 +173,31 @@ async def health_connect_steps(request: Request) -> Response:
     pointers: list[str] = []
     errors: list[ItemError] = []
     now, skew = datetime.now(UTC), timedelta(seconds=gw.config.clock_skew_s)
-    _map(records, "records", hc.StepsRecord, lambda r: hc.to_interval(r, ctx), cred, skew, now, events, pointers,
-         errors)
+    _map(
+        records,
+        "records",
+        hc.StepsRecord,
+        lambda r: hc.to_interval(r, ctx),
+        cred,
+        skew,
+        now,
+        events,
+        pointers,
+        errors,
+    )
     ids = [_record_id(v) for v in deleted]
     if errors:
         raise batch_problem(errors, len(records) + len(deleted))
-    unknown = await _deletions(gw, ids, "deletedRecordIds", lambda rid: hc.deletion_event_id(rid, ctx),
-                               lambda rid, s, e: hc.to_deletion(rid, s, e, ctx), events, pointers, errors)
+    unknown = await _deletions(
+        gw,
+        ids,
+        "deletedRecordIds",
+        lambda rid: hc.deletion_event_id(rid, ctx),
+        lambda rid, s, e: hc.to_deletion(rid, s, e, ctx),
+        events,
+        pointers,
+        errors,
+    )
     if errors:
         raise batch_problem(errors, len(records) + len(deleted))
     results = await accept(gw.store, gw.publisher, events, gw.config.retry_after_s)
@@ -159,14 +209,34 @@ async def health_connect_steps(request: Request) -> Response:
     summary="Upload HealthKit step-count samples (and deleted objects)",
     status_code=202,
     responses=UPLOAD_RESPONSES,
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {
-        "type": "object",
-        "properties": {
-            "samples": {"type": "array", "items": hk.HkStepSample.model_json_schema(
-                ref_template="#/components/schemas/{model}")},
-            "deletedObjects": {"type": "array", "items": {"type": "object", "required": ["uuid"],
-                                                          "properties": {"uuid": {"type": "string"}}}},
-        }}}}}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "samples": {
+                                "type": "array",
+                                "items": hk.HkStepSample.model_json_schema(
+                                    ref_template="#/components/schemas/{model}"
+                                ),
+                            },
+                            "deletedObjects": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["uuid"],
+                                    "properties": {"uuid": {"type": "string"}},
+                                },
+                            },
+                        },
+                    }
+                }
+            },
+        }
+    },
 )
 async def healthkit_steps(request: Request) -> Response:
     gw = gateway(request)
@@ -180,13 +250,31 @@ async def healthkit_steps(request: Request) -> Response:
     pointers: list[str] = []
     errors: list[ItemError] = []
     now, skew = datetime.now(UTC), timedelta(seconds=gw.config.clock_skew_s)
-    _map(samples, "samples", hk.HkStepSample, lambda s: hk.to_interval(s, ctx), cred, skew, now, events, pointers,
-         errors)
+    _map(
+        samples,
+        "samples",
+        hk.HkStepSample,
+        lambda s: hk.to_interval(s, ctx),
+        cred,
+        skew,
+        now,
+        events,
+        pointers,
+        errors,
+    )
     ids = [_uuid(v) for v in deleted]
     if errors:
         raise batch_problem(errors, len(samples) + len(deleted))
-    unknown = await _deletions(gw, ids, "deletedObjects", lambda u: hk.deletion_event_id(u, ctx),
-                               lambda u, s, e: hk.to_deletion(u, s, e, ctx), events, pointers, errors)
+    unknown = await _deletions(
+        gw,
+        ids,
+        "deletedObjects",
+        lambda u: hk.deletion_event_id(u, ctx),
+        lambda u, s, e: hk.to_deletion(u, s, e, ctx),
+        events,
+        pointers,
+        errors,
+    )
     if errors:
         raise batch_problem(errors, len(samples) + len(deleted))
     results = await accept(gw.store, gw.publisher, events, gw.config.retry_after_s)

@@ -31,8 +31,10 @@ MAX_WEBHOOK_BYTES = 64 * 1024
 
 def _ok(request: Request, outcome: str, **extra: object) -> Response:
     WEBHOOKS.labels("polar", outcome).inc()
-    return Response(orjson.dumps({"request_id": request_id(request), "outcome": outcome, **extra}),
-                    media_type="application/json")
+    return Response(
+        orjson.dumps({"request_id": request_id(request), "outcome": outcome, **extra}),
+        media_type="application/json",
+    )
 
 
 @router.post("/v1/webhooks/polar", summary="Polar AccessLink webhook (signed with Polar-Webhook-Signature)")
@@ -42,13 +44,19 @@ async def polar_webhook(request: Request) -> Response:
     if secret is None or gw.polar is None:
         raise Problem(404, "not-found", "the Polar integration is not configured")
     body = await read_body(request, MAX_WEBHOOK_BYTES)
-    if not polar.verify_signature(secret.get_secret_value().encode(), body, request.headers.get(polar.SIGNATURE_HEADER)):
+    if not polar.verify_signature(
+        secret.get_secret_value().encode(), body, request.headers.get(polar.SIGNATURE_HEADER)
+    ):
         WEBHOOKS.labels("polar", "bad-signature").inc()
-        raise Problem(401, "invalid-signature", f"the {polar.SIGNATURE_HEADER} header does not match the body")
+        raise Problem(
+            401, "invalid-signature", f"the {polar.SIGNATURE_HEADER} header does not match the body"
+        )
     try:
         payload = polar.WebhookPayload.model_validate(parse_json(body))
     except ValidationError as exc:
-        raise Problem(400, "malformed-body", f"not a Polar webhook payload ({exc.error_count()} errors)") from None
+        raise Problem(
+            400, "malformed-body", f"not a Polar webhook payload ({exc.error_count()} errors)"
+        ) from None
     if payload.event == "PING":
         return _ok(request, "ping")
     if payload.event != "ACTIVITY_SUMMARY" or payload.user_id is None or payload.date is None:
@@ -65,7 +73,9 @@ async def polar_webhook(request: Request) -> Response:
         log.warning("AccessLink refused the token of a linked user: the link needs re-authorisation")
         return _ok(request, "token-rejected")
     except polar.VendorUnavailable as exc:
-        raise Problem(503, "upstream-unavailable", str(exc), headers=retry_after(gw.config.retry_after_s)) from None
+        raise Problem(
+            503, "upstream-unavailable", str(exc), headers=retry_after(gw.config.retry_after_s)
+        ) from None
     ctx = DeviceContext(patient_id=cred.patient_id, episode_id=cred.episode_id, device_id=cred.device_id)
     intervals = polar.step_intervals(day, link.tz, ctx) if day is not None else []
     now, skew = datetime.now(UTC), timedelta(seconds=gw.config.clock_skew_s)
@@ -77,5 +87,10 @@ async def polar_webhook(request: Request) -> Response:
             events.append(checked)
     results = await accept(gw.store, gw.publisher, events, gw.config.retry_after_s)
     accepted = sum(1 for r in results if r.status == "accepted")
-    return _ok(request, "accepted", accepted=accepted, duplicates=len(results) - accepted,
-               skipped=len(intervals) - len(events))
+    return _ok(
+        request,
+        "accepted",
+        accepted=accepted,
+        duplicates=len(results) - accepted,
+        skipped=len(intervals) - len(events),
+    )

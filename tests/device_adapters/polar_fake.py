@@ -51,16 +51,23 @@ class PolarFake:
         slots = self.days.get((user, date))
         if not slots:
             return Response(status_code=204)
-        return JSONResponse({
-            "date": date,
-            "steps": {"interval_ms": self.interval_ms, "total_steps": sum(s for _, s in slots),
-                      "samples": self._filtered(slots)},
-        })
+        return JSONResponse(
+            {
+                "date": date,
+                "steps": {
+                    "interval_ms": self.interval_ms,
+                    "total_steps": sum(s for _, s in slots),
+                    "samples": self._filtered(slots),
+                },
+            }
+        )
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/v3/users/activities/samples/{date}", self._samples)])
 
     def notification(self, payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
         body = orjson.dumps(payload)
-        return body, {"Polar-Webhook-Signature": sign(self.webhook_secret, body),
-                      "Content-Type": "application/json"}
+        return body, {
+            "Polar-Webhook-Signature": sign(self.webhook_secret, body),
+            "Content-Type": "application/json",
+        }

@@ -27,17 +27,30 @@ def test_signature() -> None:
 
 def test_repeats_restored_and_local_time_converted_across_dst() -> None:
     # 2026-03-29: Europe/Helsinki moves from +02:00 to +03:00 at 03:00 local.
-    day = polar.ActivityDayWithSamples.model_validate({"date": "2026-03-29", "steps": {
-        "interval_ms": 3_600_000, "total_steps": 30,
-        "samples": [{"steps": 5, "timestamp": "2026-03-29T01:00"}, {"steps": 0, "timestamp": "2026-03-29T04:00"},
-                    {"steps": 10, "timestamp": "2026-03-29T05:00"}]}})
+    day = polar.ActivityDayWithSamples.model_validate(
+        {
+            "date": "2026-03-29",
+            "steps": {
+                "interval_ms": 3_600_000,
+                "total_steps": 30,
+                "samples": [
+                    {"steps": 5, "timestamp": "2026-03-29T01:00"},
+                    {"steps": 0, "timestamp": "2026-03-29T04:00"},
+                    {"steps": 10, "timestamp": "2026-03-29T05:00"},
+                ],
+            },
+        }
+    )
     out = polar.step_intervals(day, "Europe/Helsinki", CTX)
     assert [e.steps for e in out] == [5, 5, 0, 10]  # 01:00-04:00 local is two hours that night
     assert out[0].start == datetime(2026, 3, 28, 23, 0, tzinfo=UTC) and out[0].zone_offset_s == 7200
     assert out[-1].zone_offset_s == 10800
     assert all(e.end - e.start == timedelta(hours=1) and e.source == "vendor_cloud" for e in out)
     assert len({e.id for e in out}) == len(out)
-    assert polar.step_intervals(polar.ActivityDayWithSamples.model_validate({"date": "2026-03-29"}), "UTC", CTX) == []
+    assert (
+        polar.step_intervals(polar.ActivityDayWithSamples.model_validate({"date": "2026-03-29"}), "UTC", CTX)
+        == []
+    )
 
 
 def test_client_against_the_stand_in() -> None:

@@ -62,14 +62,17 @@ def make_care(db_settings: Settings, suffix: str | None = None) -> Care:
     key_id, secret, token = new_token(CLINIC_PREFIX)
     with psycopg.connect(db_settings.dsn("owner"), autocommit=True) as conn:
         conn.execute("insert into clinics (clinic_id, name) values (%s, 'Test clinic')", (care.clinic_id,))
-        conn.execute("insert into patients (patient_id, clinic_id) values (%s, %s)", (care.patient_id, care.clinic_id))
+        conn.execute(
+            "insert into patients (patient_id, clinic_id) values (%s, %s)", (care.patient_id, care.clinic_id)
+        )
         conn.execute(
             "insert into episodes (episode_id, patient_id, clinic_id, discipline, start_date) "
             "values (%s, %s, %s, 'PT', current_date - 30)",
             (care.episode_id, care.patient_id, care.clinic_id),
         )
         conn.execute(
-            "insert into device_models (model_id, vendor, name) values (%s, 'test', 'Test IMU') on conflict do nothing",
+            "insert into device_models (model_id, vendor, name) values (%s, 'test', 'Test IMU') "
+            "on conflict do nothing",
             (care.model_id,),
         )
         conn.execute(
@@ -93,16 +96,27 @@ class Device:
 
 def enrol(client: TestClient, care: Care, valid_from: datetime | None = None) -> Device:
     device_id = f"dev-{uuid.uuid4().hex[:10]}"
-    body: dict[str, Any] = {"patient_id": care.patient_id, "episode_id": care.episode_id, "device_id": device_id,
-                            "model_id": care.model_id, "body_site": "thigh_left"}
+    body: dict[str, Any] = {
+        "patient_id": care.patient_id,
+        "episode_id": care.episode_id,
+        "device_id": device_id,
+        "model_id": care.model_id,
+        "body_site": "thigh_left",
+    }
     body["valid_from"] = (valid_from or datetime.now(UTC) - timedelta(days=10)).isoformat()
     r = client.post("/v1/enrolments", json=body, headers={"Authorization": f"Bearer {care.clinic_token}"})
     assert r.status_code == 201, r.text
     return Device(device_id, r.json()["credential_id"], r.json()["token"], care)
 
 
-def imu_batch(dev: Device, t0: datetime | None = None, n: int = 200, rate: float = 100.0,
-              stream: str | None = None, **over: Any) -> ImuBatch:
+def imu_batch(
+    dev: Device,
+    t0: datetime | None = None,
+    n: int = 200,
+    rate: float = 100.0,
+    stream: str | None = None,
+    **over: Any,
+) -> ImuBatch:
     rng = np.random.default_rng(n)
     fields: dict[str, Any] = {
         "patient_id": dev.care.patient_id,
@@ -111,7 +125,7 @@ def imu_batch(dev: Device, t0: datetime | None = None, n: int = 200, rate: float
         "body_site": "thigh_left",
         "t0": t0 or datetime.now(UTC) - timedelta(hours=1),
         "sample_rate_hz": rate,
-        "acc": (rng.normal(0, 1, (n, 3)) + [0, 0, 9.81]).astype(np.float32),
+        "acc": (rng.normal(0, 1, (n, 3)) + np.array([0.0, 0.0, 9.81])).astype(np.float32),
         "gyr": rng.normal(0, 0.1, (n, 3)).astype(np.float32),
     }
     fields.update(over)
@@ -160,8 +174,12 @@ def read_topic(settings: Settings, topic: str, key: bytes, timeout_s: float = 10
     from fetch responses: the development broker's ListOffsets is unreliable)."""
 
     async def run() -> list[bytes]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                                    auto_offset_reset="earliest", group_id=None)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            group_id=None,
+        )
         await consumer.start()
         try:
             parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
@@ -195,7 +213,9 @@ def read_topic(settings: Settings, topic: str, key: bytes, timeout_s: float = 10
 
 def dedup_rows(db_settings: Settings, ids: list[uuid.UUID]) -> int:
     with psycopg.connect(db_settings.dsn("writer"), autocommit=True) as conn:
-        row = conn.execute("select count(*) from ingest_accepted_events where event_id = any(%s)", (ids,)).fetchone()
+        row = conn.execute(
+            "select count(*) from ingest_accepted_events where event_id = any(%s)", (ids,)
+        ).fetchone()
         return int(row[0]) if row else 0
 
 

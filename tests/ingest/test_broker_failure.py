@@ -26,7 +26,9 @@ def test_broker_stopped_mid_upload(db_settings: Settings, polar_fake: PolarFake)
         with build_client(broker.settings, polar_fake, publish_timeout_s=2.0) as client:
             dev = enrol(client, care)
             before = imu_batch(dev, stream="a")
-            ok = client.post("/v1/events", content=frames(before), headers={**dev.headers, "Content-Type": FRAME})
+            ok = client.post(
+                "/v1/events", content=frames(before), headers={**dev.headers, "Content-Type": FRAME}
+            )
             assert ok.status_code == 202
             batches = [imu_batch(dev, stream=f"b{i}", n=2000) for i in range(4)]
             payload = frames(*batches)
@@ -50,13 +52,17 @@ def test_broker_stopped_mid_upload(db_settings: Settings, polar_fake: PolarFake)
             broker = PrivateBroker(db_settings, port=broker.port).start()
             deadline = time.monotonic() + 20
             while True:
-                again = client.post("/v1/events", content=payload, headers={**dev.headers, "Content-Type": FRAME})
+                again = client.post(
+                    "/v1/events", content=payload, headers={**dev.headers, "Content-Type": FRAME}
+                )
                 if again.status_code == 202 or time.monotonic() > deadline:
                     break
                 time.sleep(0.5)
             assert again.status_code == 202, again.text
             assert again.json()["accepted"] == 4
-            stored = [decode(v).id for v in read_topic(broker.settings, RAW_IMU.name, care.patient_id.encode())]
+            stored = [
+                decode(v).id for v in read_topic(broker.settings, RAW_IMU.name, care.patient_id.encode())
+            ]
             assert set(stored) == {b.id for b in batches}
             assert dedup_rows(broker.settings, [b.id for b in batches]) == 4
             third = client.post("/v1/events", content=payload, headers={**dev.headers, "Content-Type": FRAME})

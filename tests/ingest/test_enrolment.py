@@ -18,8 +18,12 @@ pytestmark = pytest.mark.integration
 
 
 def _body(care: Care, device_id: str) -> dict[str, str]:
-    return {"patient_id": care.patient_id, "episode_id": care.episode_id, "device_id": device_id,
-            "model_id": care.model_id}
+    return {
+        "patient_id": care.patient_id,
+        "episode_id": care.episode_id,
+        "device_id": device_id,
+        "model_id": care.model_id,
+    }
 
 
 def test_enrolment_rules(client: TestClient, care: Care, db_settings: Settings) -> None:
@@ -31,19 +35,33 @@ def test_enrolment_rules(client: TestClient, care: Care, db_settings: Settings) 
     again = client.post("/v1/enrolments", json=_body(care, dev), headers=hdr)
     assert_problem(again, 409, "conflict")
     other = make_care(db_settings)
-    foreign = client.post("/v1/enrolments", json=_body(care, "dev-x"),
-                          headers={"Authorization": f"Bearer {other.clinic_token}"})
+    foreign = client.post(
+        "/v1/enrolments", json=_body(care, "dev-x"), headers={"Authorization": f"Bearer {other.clinic_token}"}
+    )
     assert_problem(foreign, 404, "not-found")  # another clinic's episode is invisible
-    assert_problem(client.post("/v1/enrolments", json={**_body(care, "dev-y"), "model_id": "nope"}, headers=hdr),
-                   422, "invalid-request")
+    assert_problem(
+        client.post("/v1/enrolments", json={**_body(care, "dev-y"), "model_id": "nope"}, headers=hdr),
+        422,
+        "invalid-request",
+    )
     assert_problem(client.post("/v1/enrolments", json={"patient_id": 5}, headers=hdr), 422, "invalid-request")
-    assert_problem(client.delete(f"/v1/enrolments/{r.json()['credential_id']}",
-                                 headers={"Authorization": f"Bearer {other.clinic_token}"}), 404, "not-found")
+    assert_problem(
+        client.delete(
+            f"/v1/enrolments/{r.json()['credential_id']}",
+            headers={"Authorization": f"Bearer {other.clinic_token}"},
+        ),
+        404,
+        "not-found",
+    )
     assert client.delete(f"/v1/enrolments/{r.json()['credential_id']}", headers=hdr).status_code == 204
     assert client.post("/v1/enrolments", json=_body(care, dev), headers=hdr).status_code == 201  # re-enrol
-    actions = [e.action for e in (decode(v) for v in read_topic(db_settings, DEVICE_ASSIGNMENT.name,
-                                                                care.patient_id.encode()))
-               if isinstance(e, DeviceAssignment) and e.device_id == dev]
+    actions = [
+        e.action
+        for e in (
+            decode(v) for v in read_topic(db_settings, DEVICE_ASSIGNMENT.name, care.patient_id.encode())
+        )
+        if isinstance(e, DeviceAssignment) and e.device_id == dev
+    ]
     assert actions == ["assign", "release", "assign"]
 
 
@@ -54,8 +72,16 @@ def test_operations_endpoints(client: TestClient) -> None:
     metrics = client.get("/metrics").text
     assert "rtm_ingest_requests_total" in metrics and "rtm_ingest_events_total" in metrics
     spec = client.get("/openapi.json").json()
-    assert {"/v1/events", "/v1/phone/health-connect/steps", "/v1/phone/healthkit/steps", "/v1/enrolments",
-            "/v1/webhooks/polar", "/healthz", "/readyz", "/metrics"} <= set(spec["paths"])
+    assert {
+        "/v1/events",
+        "/v1/phone/health-connect/steps",
+        "/v1/phone/healthkit/steps",
+        "/v1/enrolments",
+        "/v1/webhooks/polar",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    } <= set(spec["paths"])
     assert "application/vnd.rtm.imu-frame" in spec["paths"]["/v1/events"]["post"]["requestBody"]["content"]
     assert_problem(client.get("/nowhere"), 404, "not-found")
     assert_problem(client.get("/v1/events"), 405, "method-not-allowed")

@@ -35,20 +35,26 @@ def test_token_bucket() -> None:
 
 def test_split_frames_rejects_truncation() -> None:
     with pytest.raises(Problem) as exc:
-        split_frames(b"RTMI\x01\x05\x00\x00\x00{\"n\":")
+        split_frames(b'RTMI\x01\x05\x00\x00\x00{"n":')
     assert exc.value.code == "malformed-body"
     with pytest.raises(Problem):
         split_frames(b"")
     assert gzip.decompress(gzip.compress(b"x")) == b"x"
 
 
-@pytest.mark.parametrize(("text", "code"), [
-    ("acc: Value error, contains NaN or infinite values (first at sample 3)", "non-finite"),
-    ("event: Value error, acc exceeds the physical range ±314 m/s^2", "out-of-physical-range"),
-    ("sample_rate_hz: Input should be less than or equal to 2000", "out-of-physical-range"),
-    ("event: Value error, 100000 steps in 5.0 min exceed 300/min", "out-of-physical-range"),
-    ("start: Value error, timestamp must carry a time-zone offset (UTC instants only)", "naive-timestamp"),
-    ("stream_id: Field required", "invalid"),
-])
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("acc: Value error, contains NaN or infinite values (first at sample 3)", "non-finite"),
+        ("event: Value error, acc exceeds the physical range ±314 m/s^2", "out-of-physical-range"),
+        ("sample_rate_hz: Input should be less than or equal to 2000", "out-of-physical-range"),
+        ("event: Value error, 100000 steps in 5.0 min exceed 300/min", "out-of-physical-range"),
+        (
+            "start: Value error, timestamp must carry a time-zone offset (UTC instants only)",
+            "naive-timestamp",
+        ),
+        ("stream_id: Field required", "invalid"),
+    ],
+)
 def test_classify(text: str, code: str) -> None:
     assert classify(text) == code

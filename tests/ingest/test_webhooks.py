@@ -19,9 +19,11 @@ URL = "/v1/webhooks/polar"
 
 
 def _link(client: TestClient, dev: Device, user: int, token: str, tz: str = "Europe/Helsinki") -> None:
-    r = client.put("/v1/vendor-links/polar", json={"credential_id": dev.credential_id, "polar_user_id": user,
-                                                   "access_token": token, "tz": tz},
-                   headers={"Authorization": f"Bearer {dev.care.clinic_token}"})
+    r = client.put(
+        "/v1/vendor-links/polar",
+        json={"credential_id": dev.credential_id, "polar_user_id": user, "access_token": token, "tz": tz},
+        headers={"Authorization": f"Bearer {dev.care.clinic_token}"},
+    )
     assert r.status_code == 204, r.text
 
 
@@ -30,9 +32,12 @@ def test_signature_ping_and_unknown_user(client: TestClient, polar_fake: PolarFa
     assert client.post(URL, content=body, headers=headers).json()["outcome"] == "ping"
     bad = {**headers, "Polar-Webhook-Signature": "0" * 64}
     assert_problem(client.post(URL, content=body, headers=bad), 401, "invalid-signature")
-    assert_problem(client.post(URL, content=body, headers={"Content-Type": "application/json"}), 401,
-                   "invalid-signature")
-    body, headers = polar_fake.notification({"event": "ACTIVITY_SUMMARY", "user_id": 999999, "date": "2026-01-01"})
+    assert_problem(
+        client.post(URL, content=body, headers={"Content-Type": "application/json"}), 401, "invalid-signature"
+    )
+    body, headers = polar_fake.notification(
+        {"event": "ACTIVITY_SUMMARY", "user_id": 999999, "date": "2026-01-01"}
+    )
     assert client.post(URL, content=body, headers=headers).json()["outcome"] == "unlinked"
     body, headers = polar_fake.notification({"event": "SLEEP", "user_id": 1, "date": "2026-01-01"})
     assert client.post(URL, content=body, headers=headers).json()["outcome"] == "ignored"
@@ -48,16 +53,29 @@ def test_activity_summary_fetches_and_publishes(
     d = day.isoformat()
     slots = [(f"{d}T08:0{m}", s) for m, s in enumerate([0, 0, 30, 30, 30, 12])]
     polar_fake.add_day(user, d, slots)
-    body, headers = polar_fake.notification({"event": "ACTIVITY_SUMMARY", "user_id": user, "date": d,
-                                             "timestamp": datetime.now(UTC).isoformat(),
-                                             "url": f"https://www.polaraccesslink.com/v3/users/activities/{d}"})
+    body, headers = polar_fake.notification(
+        {
+            "event": "ACTIVITY_SUMMARY",
+            "user_id": user,
+            "date": d,
+            "timestamp": datetime.now(UTC).isoformat(),
+            "url": f"https://www.polaraccesslink.com/v3/users/activities/{d}",
+        }
+    )
     r = client.post(URL, content=body, headers=headers)
     assert r.status_code == 200, r.text
     assert r.json()["outcome"] == "accepted" and r.json()["accepted"] == 6
     assert client.post(URL, content=body, headers=headers).json()["duplicates"] == 6  # redelivery
-    got = sorted((e for e in (decode(v) for v in read_topic(db_settings, RAW_ACTIVITY.name,
-                                                             device.care.patient_id.encode()))
-                  if isinstance(e, ActivityInterval) and e.source == "vendor_cloud"), key=lambda e: e.start)
+    got = sorted(
+        (
+            e
+            for e in (
+                decode(v) for v in read_topic(db_settings, RAW_ACTIVITY.name, device.care.patient_id.encode())
+            )
+            if isinstance(e, ActivityInterval) and e.source == "vendor_cloud"
+        ),
+        key=lambda e: e.start,
+    )
     assert [e.steps for e in got] == [s for _, s in slots]  # filtered repeats restored
     assert got[0].zone_offset_s in (7200, 10800)  # Helsinki wall clock to UTC
     assert got[0].start.hour == 8 - got[0].zone_offset_s // 3600
