@@ -1,0 +1,146 @@
+"""Casebook: statuses, release, late data and corrections before and after release (amendments),
+determinism and incremental recomputation, one test per case."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from processors.eligibility import billing
+from processors.eligibility.store import recompute_dirty
+from processors.eligibility.timeentries import Correction, correct_entry
+from tests.eligibility.factory import MEDICARE, d, days_from, variant
+
+
+def _amendments(s, kind="supply", suffix="/0"):
+    # The set-up result (first period's days) may be amended too; each case looks at one result.
+    return s.conn.execute(
+        "select old_answer, new_answer, changes_claim, reason, released_in from eligibility_amendments "
+        "where result_key = %s order by amendment_id",
+        (f"{kind}/{s.episode}{suffix}",),
+    ).fetchall()
+
+
+def test_open_period_is_provisional(scenario):
+    # As of 03-20 period 0 (03-01..03-30) is still open: 98977 already reached (16 days by 03-16)
+    # but provisional, and the policy does not release 98977 early -> a dry run holds it.
+    s = scenario()
+    s.days(days_from("2026-03-01", 16))
+    s.compute("2026-03-20")
+    assert (s.supply(0).codes, s.supply(0).status) == (["98977"], "provisional")
+    report = billing.release(s.conn, s.clinic, d("2026-03-01"), dry_run=True)
+    assert f"supply/{s.episode}/0" in {h.result_key for h in report.held}
+
+
+def test_early_release_on_sixteenth_day(scenario):
+    # Policy variant release_long_code_at_threshold = true: the provisional 98977 can be released.
+    early = variant(MEDICARE, "early", supply={"release_long_code_at_threshold": True})
+    s = scenario(policy="early")
+    s.days(days_from("2026-03-01", 16))
+    s.compute("2026-03-20", {"early": early})
+    report = billing.release(s.conn, s.clinic, d("2026-03-01"), dry_run=True)
+    assert f"supply/{s.episode}/0" in {r.result_key for r in report.released}
+
+
+def test_closed_period_is_final(scenario):
+    # As of 03-31 (the day after the period ends, final_after_days = 0) the same answer is final.
+    s = scenario()
+    s.days(days_from("2026-03-01", 16))
+    s.compute("2026-03-31")
+    assert s.supply(0).status == "final"
+
+
+def test_dry_run_changes_nothing(scenario):
+    # A dry run lists the final results for the bill month but releases none of them.
+    s = scenario()
+    s.days(days_from("2026-03-01", 16))
+    s.compute("2026-04-15")
+    report = billing.release(s.conn, s.clinic, d("2026-03-01"), dry_run=True)
+    assert report.release_id is None and report.released
+    assert s.supply(0).status == "final"
+
+
+def test_late_data_before_release(scenario):
+    # 15 days -> 98985 (final, not released). A late day arrives for 03-20 -> 16 -> 98977. Nothing was
+    # handed to billing, so the answer simply changes: no amendment.
+    s = scenario()
+    s.days(days_from("2026-03-01", 15))
+    s.compute("2026-04-15")
+    assert s.supply(0).codes == ["98985"]
+    s.days(["2026-03-20"])
+    s.compute("2026-04-15")
+    assert s.supply(0).codes == ["98977"] and _amendments(s) == []
+
+
+def test_late_data_after_release_creates_amendment(scenario):
+    # 15 days -> 98985, released. A late day for 03-20 -> 98977: an amendment records old (98985),
+    # new (98977) and why (data days 15 -> 16, late data for 03-20); the result turns 'amended' until
+    # it is released again.
+    s = scenario()
+    s.days(days_from("2026-03-01", 15))
+    s.compute("2026-04-15")
+    first = billing.release(s.conn, s.clinic, d("2026-03-01"))
+    assert first.release_id
+    s.days(["2026-03-20"])
+    s.compute("2026-04-15")
+    (old, new, changes_claim, reason, released_in) = _amendments(s)[0]
+    assert old["codes"][0]["code"] == "98985" and new["codes"][0]["code"] == "98977" and changes_claim
+    assert "data days 15 -> 16" in reason and "2026-03-20" in reason and released_in is None
+    assert s.supply(0).status == "amended"
+    second = billing.release(s.conn, s.clinic, d("2026-03-01"))
+    assert s.supply(0).status == "released" and _amendments(s)[0][4] == second.release_id
+
+
+def test_late_data_after_release_same_claim(scenario):
+    # 20 days -> 98977 released; a 21st day changes the explanation, not the claim: an amendment with
+    # changes_claim = false, and the result stays released.
+    s = scenario()
+    s.days(days_from("2026-03-01", 20))
+    s.compute("2026-04-15")
+    billing.release(s.conn, s.clinic, d("2026-03-01"))
+    s.days(["2026-03-25"])
+    s.compute("2026-04-15")
+    (_, _, changes_claim, reason, _) = _amendments(s)[0]
+    assert changes_claim is False and "data days 20 -> 21" in reason
+    assert s.supply(0).status == "released"
+
+
+def test_time_correction_after_release(scenario):
+    # March management 25 min -> 98980, released. The entry is corrected to 15 min: amendment
+    # 98980 -> 98979, with the entry change named.
+    s = scenario()
+    entry = s.time(25, "2026-03-05")
+    s.compute("2026-04-15")
+    billing.release(s.conn, s.clinic, d("2026-03-01"))
+    fixed = correct_entry(s.conn, entry, Correction(reason="timer left running", minutes=Decimal(15)))
+    s.compute("2026-04-15")
+    (old, new, changes_claim, reason, _) = _amendments(s, "management", "/2026-03")[0]
+    assert [c["code"] for c in old["codes"]] == ["98980"] and [c["code"] for c in new["codes"]] == ["98979"]
+    assert fixed.entry_id in reason and changes_claim
+
+
+def test_recompute_is_deterministic(scenario):
+    # Recomputing from the same stored data gives the same answers: nothing is rewritten.
+    s = scenario()
+    s.days(days_from("2026-03-01", 16))
+    s.time(25, "2026-03-05")
+    s.compute("2026-04-15")
+    before = {k: (r.answer, r.explanation) for k, r in s.results().items()}
+    stats = s.compute("2026-04-15")
+    assert stats.saved.unchanged == stats.results and stats.saved.updated == 0
+    assert {k: (r.answer, r.explanation) for k, r in s.results().items()} == before
+
+
+def test_incremental_only_changed_patients(scenario):
+    # Stored facts mark their patient dirty (trigger); an identical replay of a fact does not.
+    # recompute_dirty handles the marked patient and clears the mark.
+    s = scenario()
+    s.days(days_from("2026-03-01", 3))
+    recompute_dirty(s.conn, d("2026-04-15"))
+    marked = "select count(*) from eligibility_dirty_patients where patient_id = %s"
+    assert s.conn.execute(marked, (s.patient,)).fetchone()[0] == 0
+    s.days(days_from("2026-03-01", 3))  # replay, same content
+    assert s.conn.execute(marked, (s.patient,)).fetchone()[0] == 0
+    s.days(["2026-03-10"])  # new data
+    assert s.conn.execute(marked, (s.patient,)).fetchone()[0] == 1
+    stats = recompute_dirty(s.conn, d("2026-04-15"))
+    assert stats.patients >= 1 and s.supply(0).data_days == 4
