@@ -14,6 +14,7 @@ from rtm.settings import get_settings
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "encoding": ("rtm.contract.bench:main", "encode+decode of IMU batches: binary frame vs JSON"),
     "signal": ("processors.signal.bench:main", "signal processing accuracy and throughput"),
+    "ingest": ("ingest.bench:main", "gateway throughput and latency on loopback"),
 }
 
 
@@ -97,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=3)
     p.add_argument("--seed", type=int, default=7)
     p.set_defaults(func=cmd_run)
+
+    from ingest.cli import register as register_ingest
+
+    register_ingest(sub)
 
     p = sub.add_parser(
         "bench",
