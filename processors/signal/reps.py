@@ -37,15 +37,20 @@ class RepParams:
     max_axis_vertical: float = 0.6  # |cos| between main axis and vertical (axes are horizontal)
     impact_hz: float = 12.0  # high-pass of |acc| isolating heel-strike transients
     max_impact_ms2: float = 1e9  # RMS of those transients during a rep above which it is gait (off)
-    max_window_impact_ms2: float = 1e9  # same, for a whole window (off by default)
+    max_window_impact_ms2: float = 0.35  # same, mean over a window ...
+    walk_min_windows: int = 3  # ... in this many consecutive windows is walking
+    min_impact_rate_hz: float = 40.0  # below this rate transients are not resolved: not used
+    edge_impact_ms2: float = 0.15  # leading/trailing reps of a set with transients above this ...
+    edge_impact_ratio: float = 3.0  # ... and this many times the set's median is a step
     axis_agree_deg: float = 25.0  # consecutive windows of one bout share their axis
     merge_gap_s: float = 10.0  # windows closer than this join one bout
     margin_s: float = 1.0  # context added to both ends of a bout
-    smooth_hz: float = 4.0  # zero-phase low-pass of the angle before peak picking
+    smooth_hz: float = 10.0  # zero-phase low-pass of the angle before peak picking (<= 0.4 x rate)
     rest_rate_dps: float = 15.0  # angle rate below which the segment counts as resting ...
     min_rest_s: float = 0.4  # ... for at least this long
     rest_cluster_deg: float = 10.0  # rests closer than this are one resting posture
     min_rest_share: float = 0.5  # postures resting at least this share of the longest are tried
+    min_edge_run: int = 3  # small excursions in a row at a set's end that are not part of it
     set_rest_gap_s: float = 2.0  # a set starts/ends within this time of a rest at its start posture
     min_rom_deg: float = 10.0  # smallest excursion counted as a (partial) rep
     rel_prominence: float = 0.25  # ... and at least this share of a typical full rep
@@ -165,8 +170,12 @@ def detect_bouts(t: FloatArray, gyr: FloatArray, impact: FloatArray, up: FloatAr
     planarity = evals[:, -1] / trace
     rms_dps = np.rad2deg(np.sqrt(trace / np.maximum(cnt, 1.0)))
     vertical = np.abs(np.einsum("ij,ji->i", axes, upw))
+    # sustained heel-strike transients (walking) are never part of a set and separate sets
+    walking = keep_long_runs(jerk > params.max_window_impact_ms2, params.walk_min_windows)
+    if rate_hz < params.min_impact_rate_hz:
+        walking[:] = False
     cand = ((rms_dps >= params.min_rate_dps) & (planarity >= params.min_planarity)
-            & (vertical <= params.max_axis_vertical) & (jerk <= params.max_window_impact_ms2))
+            & (vertical <= params.max_axis_vertical) & ~walking)
     idx = np.flatnonzero(cand)
     if idx.size == 0:
         return []
@@ -175,7 +184,7 @@ def detect_bouts(t: FloatArray, gyr: FloatArray, impact: FloatArray, up: FloatAr
     agree = np.abs(np.einsum("ij,ij->i", axes[idx[1:]], axes[idx[:-1]]))
     gap_b = (win_start_b[idx[1:]] - (win_start_b[idx[:-1]] + w)) / block_rate
     # never bridge across windows with heel-strike transients (walking between sets)
-    impacts = np.concatenate(([0], np.cumsum(jerk > params.max_window_impact_ms2)))
+    impacts = np.concatenate(([0], np.cumsum(walking)))
     walked = (impacts[idx[1:]] - impacts[idx[:-1] + 1]) > 0
     new = ((agree < np.cos(np.deg2rad(params.axis_agree_deg))) | (gap_b > params.merge_gap_s)
            | walked)
@@ -223,7 +232,7 @@ def detect_reps(t: FloatArray, angle_deg: FloatArray, params: RepParams = DEFAUL
     if n < 3:
         return empty
     rate = (n - 1) / float(t[-1] - t[0])
-    theta = lowpass_zero_phase(angle_deg[:, None], params.smooth_hz, rate)[:, 0]
+    theta = lowpass_zero_phase(angle_deg[:, None], min(params.smooth_hz, 0.4 * rate), rate)[:, 0]
     speed = np.abs(np.gradient(theta, t))
     # resting = slow for a sustained time (turning points of a swing are not rest)
     still = keep_long_runs(speed < params.rest_rate_dps, max(int(params.min_rest_s * rate), 1))
@@ -234,6 +243,7 @@ def detect_reps(t: FloatArray, angle_deg: FloatArray, params: RepParams = DEFAUL
     best: RepDetection | None = None
     rest_t = [(float(t[a]), float(t[b - 1]), float(np.median(theta[a:b])))
               for a, b in zip(*runs(still), strict=True)]
+    # the longest-held posture from which sets start is the start posture
     for level in levels:
         for polarity in (1.0, -1.0):
             det = _reps_from_rest(t, theta, level, polarity, rate, params, impact)
@@ -242,6 +252,8 @@ def detect_reps(t: FloatArray, angle_deg: FloatArray, params: RepParams = DEFAUL
             cand = RepDetection(sets, det.angle_deg, level)
             if best is None or _better(cand, best):
                 best = cand
+        if best is not None and best.sets:
+            break
     assert best is not None
     return best
 
@@ -304,6 +316,7 @@ def _reps_from_rest(t: FloatArray, theta: FloatArray, baseline: float, polarity:
         lo, hi = int(edges[i]), int(edges[i + 1])
         troughs[i] = lo + int(np.argmin(p[lo:hi + 1]))
     reps: list[Rep] = []
+    impacts: list[float] = []
     groups: list[list[Rep]] = [[]]
     for i, pk in enumerate(peaks):
         tl, tr = int(troughs[i]), int(troughs[i + 1])
@@ -333,7 +346,9 @@ def _reps_from_rest(t: FloatArray, theta: FloatArray, baseline: float, polarity:
         dur = float(t[e] - t[s])
         if not params.min_rep_s <= dur <= params.max_rep_s:
             continue
-        if impact is not None and float(np.sqrt(np.mean(impact[s:e + 1] ** 2))) > params.max_impact_ms2:
+        rep_impact = (float(np.sqrt(np.mean(impact[s:e + 1] ** 2)))
+                      if impact is not None and rate >= params.min_impact_rate_hz else 0.0)
+        if rep_impact > params.max_impact_ms2:
             # heel strikes during the excursion: a gait cycle, which also ends the current set
             if groups[-1]:
                 groups.append([])
@@ -343,7 +358,45 @@ def _reps_from_rest(t: FloatArray, theta: FloatArray, baseline: float, polarity:
         rep = Rep(float(t[s]), float(t[pk]), float(t[e]), rom, False, False, held)
         reps.append(rep)
         groups[-1].append(rep)
-    return RepDetection(tuple(tuple(g) for g in groups if g), p, baseline)
+        impacts.append(rep_impact)
+    # the first/last "rep" of a run with heel strikes well above the run's own is the swing of a
+    # step taken just before or after the set
+    out: list[tuple[Rep, ...]] = []
+    k = 0
+    for g in groups:
+        imp = np.asarray(impacts[k:k + len(g)])
+        k += len(g)
+        lo, hi = 0, len(g)
+        while hi - lo >= 3:
+            limit = max(params.edge_impact_ms2, params.edge_impact_ratio * float(np.median(imp[lo:hi])))
+            if imp[lo] > limit:
+                lo += 1
+            elif imp[hi - 1] > limit:
+                hi -= 1
+            else:
+                break
+        g = g[lo:hi]
+        if g:
+            out.append(tuple(g))
+    return RepDetection(tuple(out), p, baseline)
+
+
+def _strip_small_edges(group: tuple[Rep, ...], params: RepParams) -> tuple[Rep, ...]:
+    """Drop runs of ``min_edge_run`` or more small excursions at either end of a set (steps or
+    fidgeting just before/after it); fewer small reps at an end stay, as partial reps."""
+    if len(group) < params.min_reps:
+        return group
+    rom = np.array([r.rom_deg for r in group])
+    small = rom < params.partial_frac * float(np.median(rom))
+    lo = 0
+    while lo < small.size and small[lo]:
+        lo += 1
+    hi = small.size
+    while hi > lo and small[hi - 1]:
+        hi -= 1
+    lo = lo if lo >= params.min_edge_run else 0
+    hi = hi if small.size - hi >= params.min_edge_run else small.size
+    return group[lo:hi]
 
 
 def group_reps(reps: tuple[Rep, ...], params: RepParams = DEFAULT_REPS) -> list[tuple[Rep, ...]]:
@@ -357,7 +410,7 @@ def group_reps(reps: tuple[Rep, ...], params: RepParams = DEFAULT_REPS) -> list[
     breaks = np.flatnonzero(starts[1:] - ends[:-1] > params.merge_gap_s) + 1
     out: list[tuple[Rep, ...]] = []
     for a, b in zip(np.concatenate(([0], breaks)), np.concatenate((breaks, [len(reps)])), strict=True):
-        group = reps[int(a):int(b)]
+        group = _strip_small_edges(reps[int(a):int(b)], params)
         if len(group) < params.min_reps:
             continue
         med = float(np.median([r.rom_deg for r in group]))
