@@ -8,13 +8,13 @@ Tables written: eligibility_results, eligibility_amendments, eligibility_dirty_p
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -286,7 +286,7 @@ def _upsert(conn: Conn, values: list[tuple[Any, ...]]) -> None:
     columns = list(zip(*values, strict=True))
     columns[_COLUMNS.index("codes")] = tuple(",".join(c) for c in columns[_COLUMNS.index("codes")])
     cols = ", ".join(_COLUMNS)
-    arrays = ", ".join(f"%s::{t}[]" for t in _TYPES)
+    arrays = ", ".join(f"%b::{t}[]" for t in _TYPES)  # binary: no per-element text escaping
     select = ", ".join(_CASTS.get(c, c) for c in _COLUMNS)
     updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c != "result_key")
     conn.execute(
@@ -405,7 +405,14 @@ def recompute_patients(
     t0 = time.perf_counter()
     inputs = load_inputs(conn, patient_ids)
     t1 = time.perf_counter()
-    results = [r for pid in patient_ids for r in compute_patient(inputs[pid], pol, as_of)]
+    # Many small immutable objects and no cycles: the cyclic collector would only rescan them.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        results = [r for pid in patient_ids for r in compute_patient(inputs[pid], pol, as_of)]
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     t2 = time.perf_counter()
     stats.saved = save_results(conn, patient_ids, results)
     t3 = time.perf_counter()
@@ -452,5 +459,39 @@ def recompute_dirty(
     return total
 
 
-def minutes_value(value: Decimal | None) -> str:
-    return "" if value is None else f"{value:f}"
+def _worker_batch(dsn: str, claimed: list[tuple[str, int]], as_of: date) -> RecomputeStats:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        stats = recompute_patients(conn, [p for p, _ in claimed], as_of)
+        clear_dirty(conn, claimed)
+        return stats
+
+
+def recompute_dirty_parallel(
+    conn: Conn, dsn: str, as_of: date, workers: int = 2, batch: int = 1000
+) -> RecomputeStats:
+    """Like recompute_dirty, with batches spread over worker processes (one connection each): a
+    patient's answers depend on that patient only, so batches are independent."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    total = RecomputeStats()
+    locked = conn.execute("select pg_try_advisory_lock(%s)", (RECOMPUTE_LOCK,)).fetchone()
+    if not locked or not locked[0]:
+        log.warning("another eligibility recompute is running; skipping")
+        return total
+    try:
+        mark_due(conn, as_of)
+        claimed = claim_dirty(conn, 10**9)
+        chunks = [claimed[i : i + batch] for i in range(0, len(claimed), batch)]
+        t0 = time.perf_counter()
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for s in pool.map(_worker_batch, [dsn] * len(chunks), chunks, [as_of] * len(chunks)):
+                total.patients += s.patients
+                total.results += s.results
+                total.load_s += s.load_s
+                total.compute_s += s.compute_s
+                total.save_s += s.save_s
+                total.saved.add(s.saved)
+        total.seconds = time.perf_counter() - t0
+    finally:
+        conn.execute("select pg_advisory_unlock(%s)", (RECOMPUTE_LOCK,))
+    return total
