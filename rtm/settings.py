@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     worker_web_port: int = 6066
     sink_batch_max: int = 500
     sink_flush_interval_s: float = 0.2
+    # An IMU recording is analysed once no batch of it has arrived for this long; a later batch
+    # queues it again. Shorter means fresher results, longer means fewer re-analyses.
+    analysis_quiet_s: float = 1.0
+    analysis_poll_s: float = 0.25
+    analysis_budget_s: float = 2.0  # analysis work per poll, so that a backlog cannot starve the stream
+    session_margin_s: float = 120.0  # recordings this close to a session's start/end belong to it
+    max_session_s: float = 3 * 3600.0  # bounds a session whose end (or start) marker is missing
+    active_cadence_spm: int = 100  # steps per minute of a moderately active minute (Tudor-Locke 2018)
 
     # --- services ---------------------------------------------------------------------------------
     metrics_port: int = 9464

@@ -1,5 +1,5 @@
 """faust agents, one module per concern. Importing this package registers them with the app."""
 
-from processors.agents import archive, health
+from processors.agents import analysis, health, raw
 
-__all__ = ["archive", "health"]
+__all__ = ["analysis", "health", "raw"]

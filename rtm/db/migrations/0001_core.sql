@@ -161,20 +161,22 @@ create table activity_minutes (
 );
 select create_hypertable('activity_minutes', by_range('time', interval '7 days'));
 
+-- One row per home-exercise session, filled from its start and end markers in whichever order
+-- they arrive (either may be missing for a while).
 create table exercise_sessions (
-    time            timestamptz not null,          -- session start
-    session_id      text not null,
+    session_id      text primary key,
     patient_id      text not null,
     episode_id      text,
     device_id       text not null,
     exercise        text not null,
     body_site       text not null,
-    end_time        timestamptz,
+    started_at      timestamptz,
+    ended_at        timestamptz,
     prescribed_sets integer,
     prescribed_reps integer,
-    primary key (session_id, time)
+    check (started_at is not null or ended_at is not null)
 );
-select create_hypertable('exercise_sessions', by_range('time', interval '30 days'));
+create index exercise_sessions_device on exercise_sessions (patient_id, device_id, started_at);
 
 -- One exercise set found in a recording, and each repetition in it.
 create table exercise_sets (
@@ -188,6 +190,9 @@ create table exercise_sets (
     exercise          text,
     end_time          timestamptz not null,
     rep_count         integer not null,
+    partial_reps      integer not null default 0,
+    pauses            integer not null default 0,
+    reps_per_min      double precision,
     rom_median_deg    double precision,
     rom_max_deg       double precision,
     algorithm_version text not null,
@@ -205,6 +210,7 @@ create table rep_results (
     end_time   timestamptz not null,
     rom_deg    double precision,
     partial    boolean not null default false,
+    paused     boolean not null default false,
     primary key (set_id, rep_index, time)
 );
 select create_hypertable('rep_results', by_range('time', interval '30 days'));

@@ -1,0 +1,199 @@
+"""Raw events into their tables, each as one set-based statement per batch.
+
+Each function runs inside the caller's transaction and returns what actually changed, so that
+a replayed (identical) event triggers no downstream work at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from rtm.contract import ActivityInterval, DeviceAssignment, ImuBatch, SessionMarker, TimezoneChange
+
+Conn = psycopg.Connection[Any]
+
+# New batches go into the archive and queue their recording for analysis, in one statement.
+_STORE_IMU = """
+with incoming as (
+    select * from unnest(
+        %(time)s::timestamptz[], %(event_id)s::uuid[], %(patient_id)s::text[], %(episode_id)s::text[],
+        %(device_id)s::text[], %(stream_id)s::text[], %(body_site)s::text[], %(rate)s::float8[],
+        %(n)s::int[], %(duration)s::float8[], %(version)s::int2[], %(frame)s::bytea[], %(prov)s::jsonb[])
+      as t(time, event_id, patient_id, episode_id, device_id, stream_id, body_site, sample_rate_hz,
+           n_samples, duration_s, schema_version, frame, provenance)
+), stored as (
+    insert into imu_batches (time, event_id, patient_id, episode_id, device_id, stream_id, body_site,
+                             sample_rate_hz, n_samples, duration_s, schema_version, frame, provenance)
+    select * from incoming
+    on conflict (event_id, time) do nothing
+    returning device_id, stream_id, patient_id, time
+), queued as (
+    insert into imu_stream_queue as q (device_id, stream_id, patient_id, first_time)
+    select device_id, stream_id, min(patient_id), min(time) from stored group by device_id, stream_id
+    on conflict (device_id, stream_id) do update
+        set last_arrival = clock_timestamp(), mark_seq = nextval('imu_stream_mark_seq'),
+            first_time = least(q.first_time, excluded.first_time)
+    returning 1
+)
+select (select count(*) from stored), (select count(*) from queued)
+"""
+
+
+def store_imu(conn: Conn, batches: Sequence[tuple[ImuBatch, bytes]]) -> int:
+    """Archive IMU batches and queue their recordings; return how many batches were new."""
+    if not batches:
+        return 0
+    cols: dict[str, list[Any]] = {k: [] for k in ("time", "event_id", "patient_id", "episode_id", "device_id",
+                                                 "stream_id", "body_site", "rate", "n", "duration", "version",
+                                                 "frame", "prov")}
+    for b, frame in batches:
+        for key, value in (
+            ("time", b.t0), ("event_id", b.id), ("patient_id", b.patient_id), ("episode_id", b.episode_id),
+            ("device_id", b.provenance.device_id), ("stream_id", b.stream_id), ("body_site", b.body_site.value),
+            ("rate", b.sample_rate_hz), ("n", b.n_samples), ("duration", b.duration_s()),
+            ("version", b.schema_version), ("frame", frame), ("prov", Jsonb(b.provenance.model_dump(mode="json"))),
+        ):
+            cols[key].append(value)
+    row = conn.execute(_STORE_IMU, cols).fetchone()
+    return int(row[0]) if row else 0
+
+
+@dataclass(frozen=True)
+class ChangedSpan:
+    """A device's data changed somewhere in [start, end): derived rows there need recomputing."""
+
+    patient_id: str
+    device_id: str
+    start: datetime
+    end: datetime
+
+
+_STORE_ACTIVITY = """
+insert into activity_intervals as a (time, end_time, event_id, patient_id, episode_id, device_id, source,
+                                     source_record_id, steps, active_minutes, zone_offset_s, deleted, provenance)
+select * from unnest(%s::timestamptz[], %s::timestamptz[], %s::uuid[], %s::text[], %s::text[], %s::text[],
+                     %s::text[], %s::text[], %s::int[], %s::float8[], %s::int[], %s::bool[], %s::jsonb[])
+on conflict (event_id, time) do update
+    set end_time = excluded.end_time, steps = excluded.steps, active_minutes = excluded.active_minutes,
+        zone_offset_s = excluded.zone_offset_s, deleted = excluded.deleted, provenance = excluded.provenance
+    -- A source may edit or withdraw its record later (same id); an identical repeat changes nothing.
+    where (a.end_time, a.steps, a.active_minutes, a.deleted)
+          is distinct from (excluded.end_time, excluded.steps, excluded.active_minutes, excluded.deleted)
+returning patient_id, device_id, time, end_time
+"""
+
+
+def store_activity(conn: Conn, intervals: Sequence[ActivityInterval]) -> list[ChangedSpan]:
+    if not intervals:
+        return []
+    columns = list(zip(*[
+        (iv.start, iv.end, iv.id, iv.patient_id, iv.episode_id, iv.provenance.device_id, iv.source,
+         iv.source_record_id, iv.steps, iv.active_minutes, iv.zone_offset_s, iv.deleted,
+         Jsonb(iv.provenance.model_dump(mode="json")))
+        for iv in intervals
+    ], strict=True))
+    rows = conn.execute(_STORE_ACTIVITY, [list(c) for c in columns]).fetchall()
+    return [ChangedSpan(p, d, s, e) for p, d, s, e in rows]
+
+
+_STORE_SESSION = """
+insert into exercise_sessions as s (session_id, patient_id, episode_id, device_id, exercise, body_site,
+                                    started_at, ended_at, prescribed_sets, prescribed_reps)
+values (%(session_id)s, %(patient_id)s, %(episode_id)s, %(device_id)s, %(exercise)s, %(body_site)s,
+        %(started_at)s, %(ended_at)s, %(sets)s, %(reps)s)
+on conflict (session_id) do update set
+    started_at = coalesce(excluded.started_at, s.started_at),
+    ended_at = coalesce(excluded.ended_at, s.ended_at),
+    prescribed_sets = coalesce(excluded.prescribed_sets, s.prescribed_sets),
+    prescribed_reps = coalesce(excluded.prescribed_reps, s.prescribed_reps)
+where (s.started_at, s.ended_at) is distinct from
+      (coalesce(excluded.started_at, s.started_at), coalesce(excluded.ended_at, s.ended_at))
+returning patient_id, device_id, started_at, ended_at
+"""
+
+# Recordings of the session's device within its window: analysed (again) now that the
+# session, and so the exercise, is known.
+_QUEUE_SESSION_STREAMS = """
+insert into imu_stream_queue as q (device_id, stream_id, patient_id, first_time)
+select device_id, stream_id, min(patient_id), min(time) from imu_batches
+where patient_id = %s and device_id = %s and time >= %s and time <= %s
+group by device_id, stream_id
+on conflict (device_id, stream_id) do update
+    set last_arrival = clock_timestamp(), mark_seq = nextval('imu_stream_mark_seq')
+"""
+
+
+def store_sessions(conn: Conn, markers: Sequence[SessionMarker], margin_s: float, max_session_s: float) -> int:
+    changed = 0
+    for m in markers:
+        row = conn.execute(_STORE_SESSION, {
+            "session_id": m.session_id, "patient_id": m.patient_id, "episode_id": m.episode_id,
+            "device_id": m.provenance.device_id, "exercise": m.exercise.value, "body_site": m.body_site.value,
+            "started_at": m.at if m.phase == "start" else None, "ended_at": m.at if m.phase == "end" else None,
+            "sets": m.prescribed_sets, "reps": m.prescribed_reps,
+        }).fetchone()
+        if row is None:
+            continue
+        changed += 1
+        patient, device, start, end = row
+        lo, hi = session_window(start, end, margin_s, max_session_s)
+        conn.execute(_QUEUE_SESSION_STREAMS, (patient, device, lo, hi))
+    return changed
+
+
+def session_window(started: datetime | None, ended: datetime | None, margin_s: float,
+                   max_session_s: float) -> tuple[datetime, datetime]:
+    """The span whose recordings belong to a session; an open end is bounded by the longest session."""
+    margin, longest = timedelta(seconds=margin_s), timedelta(seconds=max_session_s)
+    if started is None and ended is None:
+        raise ValueError("a session needs a start or an end")
+    lo = (started if started is not None else ended - longest) - margin  # type: ignore[operator]
+    hi = (ended if ended is not None else started + longest) + margin  # type: ignore[operator]
+    return lo, hi
+
+
+def store_timezones(conn: Conn, changes: Sequence[TimezoneChange]) -> list[tuple[str, datetime]]:
+    """Record zone changes; return (patient, from) for each that changed the history."""
+    changed = []
+    for c in changes:
+        row = conn.execute(
+            """insert into patient_timezones as z (patient_id, effective_from, tz, event_id)
+               values (%s, %s, %s, %s)
+               on conflict (patient_id, effective_from) do update set tz = excluded.tz, event_id = excluded.event_id
+               where z.tz is distinct from excluded.tz
+               returning patient_id, effective_from""",
+            (c.patient_id, c.effective_from, c.tz, c.id),
+        ).fetchone()
+        if row:
+            changed.append((str(row[0]), row[1]))
+    return changed
+
+
+def store_assignments(conn: Conn, changes: Sequence[DeviceAssignment]) -> list[tuple[str, datetime]]:
+    """Open or close a device's assignment to an episode; return (patient, from) for each change."""
+    changed = []
+    for a in changes:
+        if a.action == "assign":
+            row = conn.execute(
+                """insert into device_assignments (device_id, episode_id, patient_id, body_site, valid_from, event_id)
+                   values (%s, %s, %s, %s, %s, %s) on conflict (device_id, valid_from) do nothing
+                   returning patient_id""",
+                (a.device_id, a.episode_id, a.patient_id, a.body_site.value, a.at, a.id),
+            ).fetchone()
+        else:
+            row = conn.execute(
+                """update device_assignments set valid_to = %s
+                   where device_id = %s and episode_id = %s and valid_from < %s
+                     and (valid_to is null or valid_to > %s)
+                   returning patient_id""",
+                (a.at, a.device_id, a.episode_id, a.at, a.at),
+            ).fetchone()
+        if row:
+            changed.append((str(row[0]), a.at))
+    return changed
