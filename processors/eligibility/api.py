@@ -4,9 +4,8 @@
 
 The gateway supplies the database connections (and authentication): one dependency yielding a
 writer connection for time entries, one yielding a reader connection for billing summaries.
+(No `from __future__ import annotations` here: FastAPI must resolve the local Annotated aliases.)
 """
-
-from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import date

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import psycopg
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rtm.contract.base import AwareDatetime, Identifier, Provenance
 from rtm.contract.clinical import TherapistTimeEntry, TimeActivity, TimeChannel
@@ -128,14 +128,11 @@ def _new_id() -> str:
     return f"te-{uuid.uuid4().hex[:16]}"
 
 
-def _insert(
-    conn: Conn, e: NewTimeEntry, supersedes: str | None, actor: str | None, note: str | None
-) -> StoredEntry:
-    role, discipline, clinic = _practitioner(conn, e.practitioner_id)
-    _check_episode(conn, e.patient_id, e.episode_id, clinic)
-    entry_id = e.entry_id or _new_id()
-    # The shared contract validates it exactly as an event from the stream would be.
-    event = TherapistTimeEntry(
+def _event(
+    e: NewTimeEntry, entry_id: str, role: str, discipline: str | None, supersedes: str | None
+) -> TherapistTimeEntry:
+    """The shared contract validates it exactly as an event from the stream would be."""
+    return TherapistTimeEntry(
         patient_id=e.patient_id,
         provenance=Provenance(device_id=e.practitioner_id, **_PROVENANCE),
         entry_id=entry_id,
@@ -150,6 +147,18 @@ def _insert(
         service_date=e.service_date,
         supersedes=supersedes,
     )
+
+
+def _insert(
+    conn: Conn, e: NewTimeEntry, supersedes: str | None, actor: str | None, note: str | None
+) -> StoredEntry:
+    role, discipline, clinic = _practitioner(conn, e.practitioner_id)
+    _check_episode(conn, e.patient_id, e.episode_id, clinic)
+    entry_id = e.entry_id or _new_id()
+    try:
+        event = _event(e, entry_id, role, discipline, supersedes)
+    except ValidationError as exc:
+        raise TimeEntryError("; ".join(err["msg"] for err in exc.errors())) from exc
     inserted = conn.execute(
         """insert into therapist_time_entries (entry_id, event_id, patient_id, episode_id, practitioner_id,
                practitioner_role, discipline, activity, channel, started_at, minutes, service_date,
