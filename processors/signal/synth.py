@@ -635,6 +635,7 @@ def simulate_gait(
     placement: str = Placement.HIP,
     sensor: SensorModel = SensorModel(),
     cadence_drift: float = 0.05,
+    rest_s: float = 0.0,
 ) -> SyntheticGait:
     """Steady walking at ``cadence_spm`` steps/min (slowly varying by ``cadence_drift``).
 
@@ -642,14 +643,20 @@ def simulate_gait(
     wrist: arm swing at the stride frequency (half the step rate) with weak transients; foot:
     swing of the instrumented foot once per stride plus strong transients of its own strikes
     and weak ones of the other foot's. Model after Zijlstra & Hof 2003 (Gait Posture 18(2)).
+    ``rest_s`` seconds of standing still precede and follow the walk.
     """
     fine = _fine_rate(sensor)
-    n = int(round(duration_s * fine))
+    n_rest = int(round(rest_s * fine))
+    n_walk = int(round(duration_s * fine))
+    n = n_walk + 2 * n_rest
     t = np.arange(n) / fine
+    walk = np.zeros(n)
+    walk[n_rest:n_rest + n_walk] = 1.0
     f_step = cadence_spm / 60.0 * (1.0 + cadence_drift * _smooth_noise(rng, n, fine, 0.05, 1.0)[0])
-    phase = 2 * np.pi * np.cumsum(f_step) / fine + float(rng.uniform(0, 2 * np.pi))
+    phase = 2 * np.pi * np.cumsum(f_step * walk) / fine + float(rng.uniform(0, 2 * np.pi))
     strikes = np.flatnonzero(np.diff(np.floor(phase / (2 * np.pi))) > 0) + 1
     step_times = t[strikes]
+    gate = walk
     own = (np.arange(strikes.size) % 2) == 0
     speed = 0.3 + 0.8 * cadence_spm / 100.0
     acc_w = np.zeros((3, n))
@@ -671,6 +678,7 @@ def simulate_gait(
         acc_w[2] = np.where(in_swing, 1.0 * GRAVITY * np.sin(swing_phase / 0.8), 0.0)
     else:
         raise ValueError(f"unknown placement {placement!r}")
+    acc_w *= gate
     pulse = np.zeros(n)
     pulse[strikes] = np.where(own, 1.0, other) * rng.uniform(0.7, 1.3, strikes.size)
     w0 = 2 * np.pi * 16.0 / fine
@@ -682,11 +690,11 @@ def simulate_gait(
     # random but fixed wearing orientation, small sway
     m = rng.standard_normal(4)
     mount = m / np.linalg.norm(m)
-    sway = from_rotvec_soa(_smooth_noise(rng, n, fine, 1.0, np.deg2rad(4.0), 3))
+    sway = from_rotvec_soa(_smooth_noise(rng, n, fine, 1.0, np.deg2rad(4.0), 3) * gate)
     q = qmul_soa(sway, mount[:, None])
     acc_s = qrot_soa(q, acc_w, inverse=True)
     mean_dt = 1.0 / sensor.rate_hz
-    k = int(duration_s / mean_dt * 1.1) + 10
+    k = int(t[-1] / mean_dt * 1.1) + 10
     ts = np.concatenate(([0.0], np.cumsum(mean_dt * np.clip(
         1.0 + sensor.jitter_frac * rng.standard_normal(k), 0.5, 1.5))))
     ts = ts[ts <= t[-1]]
