@@ -94,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("run", help="the main job: stack, pipeline and a simulated cohort, end to end")
-    p.add_argument("--patients", type=int, default=12)
-    p.add_argument("--days", type=int, default=3)
+    p.add_argument("--patients", type=int, default=50)
+    p.add_argument("--days", type=int, default=45)
     p.add_argument("--seed", type=int, default=7)
     p.set_defaults(func=cmd_run)
 

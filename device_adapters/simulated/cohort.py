@@ -73,13 +73,15 @@ class Cohort:
 def make_cohort(n_patients: int, days: int, seed: int, start: date | None = None) -> Cohort:
     rng = np.random.default_rng(seed)
     first = start or (datetime.now(UTC).date() - timedelta(days=days))
+    # The cohort's shape is part of every id: a cohort of another size or length is other people.
+    tag = f"{seed}n{n_patients}d{days}"
     patients = []
     for i in range(n_patients):
         exercise = list(EXERCISES)[i % len(EXERCISES)]
         site, (lo, hi) = EXERCISES[exercise]
         patients.append(SimPatient(
-            index=i, patient_id=f"pat-{seed}-{i:04d}", episode_id=f"ep-{seed}-{i:04d}",
-            device_id=f"imu-{seed}-{i:04d}", tz=ZONES[i % len(ZONES)], exercise=exercise, body_site=site,
+            index=i, patient_id=f"pat-{tag}-{i:04d}", episode_id=f"ep-{tag}-{i:04d}",
+            device_id=f"imu-{tag}-{i:04d}", tz=ZONES[i % len(ZONES)], exercise=exercise, body_site=site,
             adherence=float(rng.choice([0.25, 0.5, 0.75, 0.9])), wear=float(rng.uniform(0.55, 0.95)),
             rom_start_deg=float(rng.uniform(lo, hi)), trend=list(TRENDS)[i % len(TRENDS)],
             moves_to="America/Los_Angeles" if i == 0 else None,
@@ -88,7 +90,8 @@ def make_cohort(n_patients: int, days: int, seed: int, start: date | None = None
 
 
 def rom_on_day(p: SimPatient, day: int) -> float:
-    return p.rom_start_deg + TRENDS[p.trend] * day
+    # A regressing patient loses at most 40% of their range over the simulation.
+    return max(p.rom_start_deg + TRENDS[p.trend] * day, 0.6 * p.rom_start_deg)
 
 
 def _tz_on_day(cohort: Cohort, p: SimPatient, day: int) -> str:
@@ -120,7 +123,7 @@ def exercise_session(cohort: Cohort, p: SimPatient, day: int, start: datetime,
                        between_s=(20.0, 40.0))
     trajectories = [
         rep_trajectory(rng, n_reps=int(rng.integers(cohort.prescribed_reps - 3, cohort.prescribed_reps + 1)),
-                       rom_deg=max(10.0, rom_on_day(p, day) + float(rng.normal(0, 2.0))),
+                       rom_deg=rom_on_day(p, day) + float(rng.normal(0, 2.0)),
                        tempo_hz=float(rng.uniform(0.3, 0.8)), rate_hz=200.0)
         for _ in range(cohort.prescribed_sets)
     ]

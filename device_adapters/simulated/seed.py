@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 
 import psycopg
 
@@ -25,21 +25,21 @@ def seed_care_context(conn: psycopg.Connection, cohort: Cohort) -> None:
             (DEVICE_MODEL,),
         )
         for p in cohort.patients:
-            start = datetime.combine(p.start, time(0), tzinfo=UTC)
+            start = datetime.combine(cohort.start, time(0), tzinfo=UTC) - timedelta(days=1)
             conn.execute("insert into patients (patient_id, clinic_id) values (%s, %s) on conflict do nothing",
                          (p.patient_id, CLINIC_ID))
             conn.execute(
                 """insert into episodes (episode_id, patient_id, clinic_id, discipline, billing_practitioner_id,
                                          start_date, setup_date, setup_documented_at, consent_at, plan_of_care_start)
                    values (%s, %s, %s, 'PT', %s, %s, %s, %s, %s, %s) on conflict do nothing""",
-                (p.episode_id, p.patient_id, CLINIC_ID, THERAPIST_ID, p.start, p.start, start, start, p.start),
+                (p.episode_id, p.patient_id, CLINIC_ID, THERAPIST_ID, cohort.start, cohort.start, start, start, cohort.start),
             )
             conn.execute("insert into devices (device_id, model_id) values (%s, %s) on conflict do nothing",
-                         (p.imu_device, DEVICE_MODEL))
+                         (p.device_id, DEVICE_MODEL))
             conn.execute(
                 """insert into device_assignments (device_id, episode_id, patient_id, body_site, valid_from)
-                   values (%s, %s, %s, 'shank_right', %s) on conflict do nothing""",
-                (p.imu_device, p.episode_id, p.patient_id, start),
+                   values (%s, %s, %s, %s, %s) on conflict do nothing""",
+                (p.device_id, p.episode_id, p.patient_id, p.body_site, start),
             )
             conn.execute(
                 """insert into patient_timezones (patient_id, effective_from, tz) values (%s, %s, %s)
