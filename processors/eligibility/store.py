@@ -276,7 +276,7 @@ _TYPES = (
 _CASTS = {
     "codes": "string_to_array(codes, ',')",
     "answer": "answer::jsonb",
-    "explanation": "explanation::jsonb",
+    "explanation": "explanation::json",
 }
 
 
@@ -373,7 +373,7 @@ def _withdraw(conn: Conn, keys: Sequence[str]) -> int:
             ),
         )  # fmt: skip
         conn.execute(
-            """update eligibility_results set answer = %s::jsonb, explanation = %s::jsonb, codes = '{}',
+            """update eligibility_results set answer = %s::jsonb, explanation = %s::json, codes = '{}',
                       status = 'amended', reason = %s, answer_hash = '', explanation_hash = '',
                       revision = revision + 1, computed_at = now()
                 where result_key = %s""",
