@@ -17,7 +17,6 @@ from .fusion import DEFAULT_FUSION, FusionParams, estimate_orientation
 from .recording import ImuRecording, contiguous_segments
 from .reps import (
     DEFAULT_REPS,
-    Bout,
     Rep,
     RepParams,
     bout_angle,
@@ -25,7 +24,7 @@ from .reps import (
     detect_reps,
     impact_signal,
 )
-from .rom import RomSummary, principal_axis, summarize_rom
+from .rom import RomSummary, summarize_rom
 
 FloatArray = NDArray[np.float64]
 
@@ -129,20 +128,8 @@ def _analyse_part(rec: ImuRecording, spec: ExerciseSpec, params: AnalysisParams)
     out: list[ExerciseSet] = []
     impact = impact_signal(rec.acc, rec.rate_hz, params.reps)
     for bout in detect_bouts(rec.t, gyr, impact, ori.up, rec.rate_hz, params.reps):
-        t_b = rec.t[bout.start:bout.stop]
-        det = detect_reps(t_b, bout_angle(ori.up, bout), params.reps, impact[bout.start:bout.stop])
-        if det.sets:
-            # refine the joint axis on the repetitions only (the bout may include posture changes)
-            inside = np.zeros(t_b.size, dtype=bool)
-            for r in det.reps:
-                inside |= (t_b >= r.start_s) & (t_b <= r.end_s)
-            g = gyr[bout.start:bout.stop][inside]
-            axis, plan = principal_axis(g.T @ g)
-            refined = Bout(bout.start, bout.stop, axis, plan)
-            det2 = detect_reps(t_b, bout_angle(ori.up, refined), params.reps,
-                               impact[bout.start:bout.stop])
-            if len(det2.reps) >= len(det.reps):
-                det, bout = det2, refined
+        det = detect_reps(rec.t[bout.start:bout.stop], bout_angle(ori.up, bout), params.reps,
+                          impact[bout.start:bout.stop])
         for group in det.sets:
             full = [r.rom_deg for r in group if not r.partial]
             typical = gain * float(np.median(full)) if full else 0.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 from dataclasses import dataclass
+from functools import lru_cache
 
 from scipy import signal
 
@@ -39,9 +40,15 @@ def moving_std(x: FloatArray, width: int) -> FloatArray:
     return np.asarray(np.sqrt(np.maximum(m2 - m * m, 0.0)))
 
 
+@lru_cache(maxsize=128)
+def butter_sos(order: int, cutoff_hz: float, rate_hz: float, btype: str = "lowpass") -> FloatArray:
+    """Butterworth second-order sections (cached: designs repeat for every bout and window)."""
+    return np.asarray(signal.butter(order, cutoff_hz, btype=btype, fs=rate_hz, output="sos"))
+
+
 def lowpass_zero_phase(x: FloatArray, cutoff_hz: float, rate_hz: float, order: int = 2) -> FloatArray:
     """Zero-phase Butterworth low-pass along axis 0; short inputs fall back to the mean."""
-    sos = signal.butter(order, cutoff_hz, fs=rate_hz, output="sos")
+    sos = butter_sos(order, float(cutoff_hz), float(rate_hz)).copy()
     padlen = 3 * (2 * len(sos) + 1)
     n = x.shape[0]
     if n <= padlen:
@@ -53,7 +60,7 @@ def lowpass_zero_phase(x: FloatArray, cutoff_hz: float, rate_hz: float, order: i
 
 def highpass(x: FloatArray, cutoff_hz: float, rate_hz: float, order: int = 2) -> FloatArray:
     """Zero-phase Butterworth high-pass along axis 0."""
-    sos = signal.butter(order, cutoff_hz, btype="highpass", fs=rate_hz, output="sos")
+    sos = butter_sos(order, float(cutoff_hz), float(rate_hz), "highpass").copy()
     padlen = 3 * (2 * len(sos) + 1)
     if x.shape[0] <= padlen:
         return np.asarray(x - x.mean(axis=0))
@@ -101,13 +108,18 @@ class Blocks:
         return np.asarray(np.repeat(xb, self.counts.astype(np.intp))[:n])
 
     def interpolate(self, xb: FloatArray, n: int) -> FloatArray:
-        """Linear interpolation of block values (C, B) at every sample (C, N)."""
-        b = xb.shape[1]
-        if b == 1:
-            return np.repeat(xb, n, axis=1)
-        centres = self.starts + 0.5 * (self.counts - 1.0)
-        pos = np.interp(np.arange(n, dtype=np.float64), centres, np.arange(b, dtype=np.float64))
-        i0 = np.minimum(pos.astype(np.intp), b - 2)
-        frac = pos - i0
-        lo = xb[:, i0]
-        return np.asarray(lo + frac * (xb[:, i0 + 1] - lo))
+        """Piecewise-linear upsampling of block values (C, B) to every sample (C, N).
+
+        The value at each block boundary is the mean of the two adjacent block values (held at
+        the ends); samples are linearly interpolated between the boundaries of their block.
+        """
+        c, b = xb.shape
+        d = self.size
+        edges = np.empty((c, b + 1))
+        edges[:, 1:b] = 0.5 * (xb[:, 1:] + xb[:, :-1])
+        edges[:, 0] = xb[:, 0]
+        edges[:, b] = xb[:, -1]
+        frac = np.tile((np.arange(d) + 0.5) / d, b)[:n]
+        out = np.repeat(edges[:, :-1], d, axis=1)[:, :n]
+        out += np.repeat(np.diff(edges, axis=1), d, axis=1)[:, :n] * frac
+        return np.asarray(out)

@@ -88,7 +88,7 @@ def _scan_inplace(w: FloatArray, x: FloatArray, y: FloatArray, z: FloatArray) ->
         w[j], x[j], y[j], z[j] = nw, nx, ny, nz
 
 
-def cumulative_product_soa(dq: FloatArray, block: int = 64) -> FloatArray:
+def cumulative_product_soa(dq: FloatArray, block: int = 32) -> FloatArray:
     """Prefix products ``q_k = dq_0 * dq_1 * ... * dq_k`` of component-major quaternions (4, N).
 
     Blocked scan: all blocks of ``block`` samples are scanned together (one vectorised row per
@@ -202,7 +202,7 @@ def from_axis_angle(axis: FloatArray, angle: FloatArray) -> FloatArray:
     return out
 
 
-def cumulative_product(dq: FloatArray, block: int = 64) -> FloatArray:
+def cumulative_product(dq: FloatArray, block: int = 32) -> FloatArray:
     """Prefix products of (N, 4) quaternions (see :func:`cumulative_product_soa`)."""
     return np.ascontiguousarray(cumulative_product_soa(np.ascontiguousarray(dq.T), block).T)
 

@@ -241,8 +241,10 @@ def detect_reps(t: FloatArray, angle_deg: FloatArray, params: RepParams = DEFAUL
     # candidate resting postures: levels of the sustained rests, longest total first
     levels = _rest_levels(theta, still, params.rest_cluster_deg, params.min_rest_share)
     best: RepDetection | None = None
-    rest_t = [(float(t[a]), float(t[b - 1]), float(np.median(theta[a:b])))
-              for a, b in zip(*runs(still), strict=True)]
+    r0, r1 = runs(still)
+    ct = np.concatenate(([0.0], np.cumsum(theta)))
+    rest_lv = (ct[r1] - ct[r0]) / (r1 - r0)
+    rest_t = list(zip(t[r0].tolist(), t[r1 - 1].tolist(), rest_lv.tolist(), strict=True))
     # the longest-held posture from which sets start is the start posture
     for level in levels:
         for polarity in (1.0, -1.0):
@@ -276,8 +278,9 @@ def _rest_levels(theta: FloatArray, still: BoolArray, tol_deg: float, min_share:
     """Distinct angle levels of the sustained rests (within ``tol_deg``) holding at least
     ``min_share`` of the longest level's total rest time, longest first."""
     starts, stops = runs(still)
-    lv = np.array([float(np.median(theta[a:b])) for a, b in zip(starts, stops, strict=True)])
+    c = np.concatenate(([0.0], np.cumsum(theta)))
     dur = (stops - starts).astype(np.float64)
+    lv = (c[stops] - c[starts]) / dur  # mean angle of each rest
     order = np.argsort(lv)
     lv, dur = lv[order], dur[order]
     cluster = np.concatenate(([0], np.cumsum(np.diff(lv) > tol_deg)))

@@ -81,8 +81,9 @@ def summarize_rom(rom_deg: Sequence[float] | FloatArray, partial: Sequence[bool]
     if rom.size == 0:
         return RomSummary.empty()
     full = rom[~part] if np.any(~part) else rom
-    if full.size >= 2:
-        slope = float(np.polyfit(np.arange(full.size, dtype=np.float64), full, 1)[0])
+    if full.size >= 2:  # least-squares slope against rep number, closed form
+        x = np.arange(full.size, dtype=np.float64) - 0.5 * (full.size - 1)
+        slope = float(np.dot(x, full) / np.dot(x, x))
     else:
         slope = float("nan")
     return RomSummary(

@@ -1,0 +1,122 @@
+"""Loaders for the real validation recordings (the only module of the package that reads files).
+
+The shared data folder is ``$RTM_SHARED_DATA`` or, when unset, ``<project root>/../shared/data``.
+Sources: gaitmap example data (MaD-Lab, FAU Erlangen-Nürnberg, MIT licence) and BROAD
+(Laidig, Caruso, Cereatti, Seel 2021, Data 6(7):72, CC BY 4.0). Data are read in place,
+never copied into the project.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import DatasetUnavailableError
+from .recording import ImuRecording
+
+FloatArray = NDArray[np.float64]
+
+ENV_VAR = "RTM_SHARED_DATA"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+BROAD_FILES = (
+    "02_undisturbed_slow_rotation_B.hdf5",
+    "07_undisturbed_fast_rotation_B.hdf5",
+    "10_undisturbed_slow_translation_A.hdf5",
+    "24_disturbed_tapping_A.hdf5",
+)
+
+GAITMAP_RATE_HZ = 204.8
+GAITMAP_MOCAP_RATE_HZ = 100.0
+
+
+def shared_data_dir() -> Path:
+    """The shared data folder (may not exist)."""
+    env = os.environ.get(ENV_VAR)
+    return Path(env) if env else (PROJECT_ROOT / ".." / "shared" / "data").resolve()
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        raise DatasetUnavailableError(f"{path} not found (set {ENV_VAR} to the shared data folder)")
+    return path
+
+
+@dataclass(frozen=True)
+class BroadTrial:
+    """One BROAD trial: IMU data, optical reference (ENU) and the movement mask."""
+
+    name: str
+    rate_hz: float
+    gyr: FloatArray
+    acc: FloatArray
+    opt_quat: FloatArray
+    movement: NDArray[np.bool_]
+
+    def recording(self) -> ImuRecording:
+        t = np.arange(self.gyr.shape[0]) / self.rate_hz
+        return ImuRecording(t, self.acc, self.gyr)
+
+
+def load_broad(name: str, root: Path | None = None) -> BroadTrial:
+    """Read one BROAD HDF5 trial (needs ``h5py``)."""
+    import h5py  # only the validation path needs it
+
+    path = _require((root or shared_data_dir()) / "broad" / name)
+    with h5py.File(path, "r") as f:
+        return BroadTrial(
+            name=name.removesuffix(".hdf5"),
+            rate_hz=float(f.attrs["sampling_rate"]),
+            gyr=np.ascontiguousarray(f["imu_gyr"][:], dtype=np.float64),
+            acc=np.ascontiguousarray(f["imu_acc"][:], dtype=np.float64),
+            opt_quat=np.asarray(f["opt_quat"][:], dtype=np.float64),
+            movement=np.asarray(f["movement"][:], dtype=bool).reshape(-1),
+        )
+
+
+@dataclass(frozen=True)
+class GaitmapFoot:
+    """One foot of the gaitmap example: IMU, labelled strides and mocap heel/toe markers."""
+
+    foot: str
+    recording: ImuRecording
+    stride_start: NDArray[np.intp]  # hand-labelled stride borders, IMU samples
+    stride_end: NDArray[np.intp]
+    heel_mm: FloatArray = field(repr=False)  # (M, 3) at 100 Hz
+    toe_mm: FloatArray = field(repr=False)
+
+
+def _two_row_header_csv(path: Path) -> tuple[list[tuple[str, str]], FloatArray]:
+    with path.open() as fh:
+        top = fh.readline().rstrip("\n").split(",")
+        sub = fh.readline().rstrip("\n").split(",")
+    data = np.loadtxt(path, delimiter=",", skiprows=2)
+    return list(zip(top, sub, strict=True)), data
+
+
+def load_gaitmap(root: Path | None = None) -> dict[str, GaitmapFoot]:
+    """Both feet of the gaitmap example (acc m/s², gyro converted from deg/s to rad/s)."""
+    base = _require((root or shared_data_dir()) / "gaitmap")
+    cols, imu = _two_row_header_csv(_require(base / "imu_sample.csv"))
+    mcols, mocap = _two_row_header_csv(_require(base / "mocap_sample.csv"))
+    idx = {c: i for i, c in enumerate(cols)}
+    midx = {c: i for i, c in enumerate(mcols)}
+    borders = np.genfromtxt(_require(base / "stride_borders_sample.csv"), delimiter=",", names=True,
+                            dtype=None, encoding="utf-8")
+    out: dict[str, GaitmapFoot] = {}
+    for foot, prefix in (("left", "L"), ("right", "R")):
+        sensor = f"{foot}_sensor"
+        acc = np.stack([imu[:, idx[(sensor, f"acc_{a}")]] for a in "xyz"], axis=1)
+        gyr = np.deg2rad(np.stack([imu[:, idx[(sensor, f"gyr_{a}")]] for a in "xyz"], axis=1))
+        t = np.arange(acc.shape[0]) / GAITMAP_RATE_HZ
+        sel = borders["foot"] == foot
+        heel = np.stack([mocap[:, midx[(f"{prefix}_FCC", a)]] for a in "xyz"], axis=1)
+        toe = np.stack([mocap[:, midx[(f"{prefix}_TOE", a)]] for a in "xyz"], axis=1)
+        out[foot] = GaitmapFoot(foot, ImuRecording(t, acc, gyr),
+                                np.asarray(borders["start"][sel], dtype=np.intp),
+                                np.asarray(borders["end"][sel], dtype=np.intp), heel, toe)
+    return out
