@@ -92,7 +92,7 @@ class Session:
     full_reps: int
     rom_deg: float | None  # median ROM of the full repetitions; None below the minimum count
     rom_reps: int  # how many repetitions the ROM value summarises
-    complete: bool  # ended (end marker) or its local day is over: its dose can be judged
+    complete: bool  # ended with results stored, or its local day is over: it can be judged
     marker_dose: int | None = None  # prescribed_sets * prescribed_reps from the session marker
 
 

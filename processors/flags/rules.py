@@ -180,10 +180,15 @@ def dose_rule(facts: PatientFacts, s: FlagSettings) -> Verdict:
 
 
 def _rom_series(facts: PatientFacts, first: date) -> dict[str, list[Session]]:
-    """Sessions with a ROM value since `first`, per exercise, in time order (one per instant)."""
+    """Complete sessions with a ROM value since `first`, per exercise, in time order (one per instant).
+
+    A session still in progress is left out: its first reps (a warm-up) must not look like a drop.
+    """
     series: dict[str, list[Session]] = defaultdict(list)
     for session in facts.sessions:
         if session.exercise is None or session.rom_deg is None or session.local_date < first:
+            continue
+        if not session.complete:
             continue
         same = series[session.exercise]
         if same and same[-1].start == session.start:

@@ -105,6 +105,7 @@ class _SessionParts:
     marker_dose: int | None = None
     full_reps: int = 0
     rom: list[float] | None = None
+    has_sets: bool = False
 
 
 def load_facts(
@@ -244,6 +245,7 @@ def _load_sessions(
             full = max(int(full_count), 0)
             roms = [float(rom_median)] * full if rom_median is not None else []
         part.full_reps += full
+        part.has_sets = True
         part.rom = (part.rom or []) + roms
 
     found: dict[str, list[Session]] = defaultdict(list)
@@ -252,7 +254,10 @@ def _load_sessions(
             continue
         local = tzs[pid].local_date(part.start)
         roms = part.rom or []
-        complete = (part.marker_end is not None and part.marker_end <= as_of) or local < today[pid]
+        # Judged once its local day is over, or earlier once its end marker and results are stored
+        # (a marker without results may still be waiting for its recording to be analysed).
+        ended = part.marker_end is not None and part.marker_end <= as_of and part.has_sets
+        complete = ended or local < today[pid]
         found[pid].append(
             Session(
                 key=key,

@@ -110,7 +110,7 @@ class Patient:
                 (start, session_id, self.patient_id, self.episode_id, self.device_id, exercise,
                  at if ended else None, *(prescribed or (None, None))),
             )  # fmt: skip
-        self.day(day, exercise_sets=sets)
+        self.day(day, exercise_sets=sets if roms else 0)
 
     def discharge(self, on: date) -> None:
         self.conn.execute(

@@ -221,6 +221,14 @@ def test_rom_drop_against_recent_median() -> None:
     )
 
 
+def test_rom_rules_leave_out_a_session_in_progress() -> None:
+    base = rom_sessions([90.0, 92.0, 91.0, 89.0, 90.0], days_back=10)
+    warming_up = (*base, session(TODAY, rom=60.0, complete=False))
+    v = rom_drop_rule(facts(sessions=warming_up), S)
+    assert v.outcome is Outcome.CLEAR
+    assert v.evidence["exercises"]["knee_extension"]["latest"]["date"] == ago(1).isoformat()
+
+
 def test_rom_drop_needs_a_robust_and_meaningful_drop() -> None:
     noisy = [90.0, 70.0, 105.0, 80.0, 98.0]  # a wide baseline: a 10-degree dip is ordinary
     v = rom_drop_rule(facts(sessions=rom_sessions([*noisy, 80.0], days_back=10)), S)
