@@ -65,7 +65,7 @@ class TheilSen:
 
 
 def theil_sen(y: npt.ArrayLike, x: npt.ArrayLike | None = None, *, confidence: float = 0.95) -> TheilSen:
-    """Theil-Sen slope, the median of pairwise slopes, with Sen's (1968) confidence interval."""
+    """Theil-Sen slope, the median of pairwise slopes (Theil 1950; Sen 1968), with Sen's interval."""
     xs, ys = _as_series(y, x)
     if ys.size < 2:
         raise ValueError("a slope needs at least 2 points")
