@@ -45,15 +45,15 @@ def _window(today: date, days: int) -> list[date]:
 # ------------------------------------------------------------------------------ adherence -------
 
 
-def _expected_per_day(facts: PatientFacts, day: date, s: FlagSettings) -> tuple[float | None, int]:
-    """The share of one day the plan expects exercise on, and the plan's days per week.
+def _expected_share(facts: PatientFacts, day: date, s: FlagSettings) -> float | None:
+    """The share of an exercise day the plan expects on a local date (None: no plan that day).
 
     A plan's exercise days per week = the largest sessions_per_week of the exercises in force,
     capped at 7: a conservative lower bound (exercises spread over different days are not
     over-expected; twice a day still means one exercise day).
     """
     if facts.monitoring_start is None or day < facts.monitoring_start:
-        return None, 0
+        return None
     plan = facts.plan_on(day)
     if plan:
         per_week = min(DAYS_PER_WEEK, max(p.sessions_per_week for p in plan.values()))
@@ -62,8 +62,8 @@ def _expected_per_day(facts: PatientFacts, day: date, s: FlagSettings) -> tuple[
     elif s.default_sessions_per_week is not None:
         per_week = min(DAYS_PER_WEEK, s.default_sessions_per_week)
     else:
-        return None, 0
-    return per_week / DAYS_PER_WEEK, per_week
+        return None
+    return per_week / DAYS_PER_WEEK
 
 
 def adherence_rule(facts: PatientFacts, s: FlagSettings) -> Verdict:
@@ -72,7 +72,7 @@ def adherence_rule(facts: PatientFacts, s: FlagSettings) -> Verdict:
     covered: list[date] = []
     expected = 0.0
     for day in days:
-        share, _ = _expected_per_day(facts, day, s)
+        share = _expected_share(facts, day, s)
         if share is not None:
             covered.append(day)
             expected += share

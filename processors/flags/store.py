@@ -475,7 +475,8 @@ def evaluate_patients(
             )
         }
         conn.execute(
-            "select set_config('rtm.actor', %s, true)", (previous_actor[0] if previous_actor else "",)
+            "select set_config('rtm.actor', %s, true)",
+            ((previous_actor[0] if previous_actor else None) or "",),
         )
     log.info(
         "flags evaluated: patients=%d raised=%d reopened=%d updated=%d resolved=%d unchanged=%d "

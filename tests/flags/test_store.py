@@ -294,3 +294,17 @@ def test_least_privilege(db: Conn, db_settings: Settings, make_patient: MakePati
         reader.execute("select count(*) from therapist_flag_audit, exercise_prescriptions")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             reader.execute("update therapist_flags set state = 'resolved'")
+
+
+def test_inside_the_callers_transaction(db: Conn, db_settings: Settings, make_patient: MakePatient) -> None:
+    """The sink may call it in its own transaction: flags commit or roll back with the facts."""
+    p = make_patient(START)
+    p.day(D0)
+    with psycopg.connect(db_settings.dsn("writer")) as conn:
+        with conn.transaction(force_rollback=True):
+            assert evaluate_patients(conn, [p.patient_id], at(D0 + timedelta(days=4))).raised == 1
+        assert p.flags() == []
+        with conn.transaction():
+            evaluate_patients(conn, [p.patient_id], at(D0 + timedelta(days=4)))
+            assert conn.execute("select current_setting('rtm.actor', true)").fetchone() in ((None,), ("",))
+    assert p.flag("no_data")["state"] == "open"
