@@ -37,7 +37,7 @@ class RepParams:
     max_axis_vertical: float = 0.6  # |cos| between main axis and vertical (axes are horizontal)
     impact_hz: float = 12.0  # high-pass of |acc| isolating heel-strike transients
     max_impact_ms2: float = 1e9  # RMS of those transients during a rep above which it is gait (off)
-    max_window_impact_ms2: float = 0.35  # same, mean over a window ...
+    max_window_impact_ms2: float = 0.5  # same, mean over a window ...
     walk_min_windows: int = 3  # ... in this many consecutive windows is walking
     min_impact_rate_hz: float = 40.0  # below this rate transients are not resolved: not used
     edge_impact_ms2: float = 0.15  # leading/trailing reps of a set with transients above this ...
@@ -50,16 +50,17 @@ class RepParams:
     min_rest_s: float = 0.4  # ... for at least this long
     rest_cluster_deg: float = 10.0  # rests closer than this are one resting posture
     min_rest_share: float = 0.5  # postures resting at least this share of the longest are tried
-    min_edge_run: int = 3  # small excursions in a row at a set's end that are not part of it
+    min_edge_run: int = 4  # this many small excursions in a row are not part of a set
     set_rest_gap_s: float = 2.0  # a set starts/ends within this time of a rest at its start posture
     min_rom_deg: float = 10.0  # smallest excursion counted as a (partial) rep
     rel_prominence: float = 0.25  # ... and at least this share of a typical full rep
-    min_rep_s: float = 0.5
+    min_rep_s: float = 0.3
     max_rep_s: float = 15.0
     min_reps: int = 3  # fewer reps in a bout is not a set
     max_trough_offset: float = 0.25  # a rep starts or ends within this share of ROM of rest
     min_typical_rom_frac: float = 0.5  # median full-rep ROM >= this share of the exercise's range
     onset_frac: float = 0.05  # rep starts/ends where it leaves/returns within this share of ROM
+    rest_context_s: float = 0.5  # the start/end level of a rep is the lowest angle this close to it
     partial_frac: float = 0.7  # ROM below this share of the set median is a partial rep
     pause_s: float = 2.0  # rest between reps longer than this is a pause
     hold_s: float = 1.5  # time within 10 % of the peak longer than this is a hold
@@ -275,19 +276,28 @@ def _starts_or_ends_at_rest(group: tuple[Rep, ...], rests: list[tuple[float, flo
 
 
 def _rest_levels(theta: FloatArray, still: BoolArray, tol_deg: float, min_share: float) -> list[float]:
-    """Distinct angle levels of the sustained rests (within ``tol_deg``) holding at least
-    ``min_share`` of the longest level's total rest time, longest first."""
+    """Distinct angle levels of the sustained rests, longest total rest first.
+
+    Leader clustering: the rest with the most time not yet assigned is a new level, and every
+    rest within ``tol_deg`` of it joins it (no chaining through intermediate levels). Levels
+    holding less than ``min_share`` of the longest level's rest time are dropped.
+    """
     starts, stops = runs(still)
     c = np.concatenate(([0.0], np.cumsum(theta)))
     dur = (stops - starts).astype(np.float64)
     lv = (c[stops] - c[starts]) / dur  # mean angle of each rest
-    order = np.argsort(lv)
-    lv, dur = lv[order], dur[order]
-    cluster = np.concatenate(([0], np.cumsum(np.diff(lv) > tol_deg)))
-    tot = np.bincount(cluster, weights=dur)
-    centre = np.bincount(cluster, weights=lv * dur) / tot
-    order = np.argsort(-tot)
-    return [float(c) for c in centre[order][tot[order] >= min_share * tot.max()]]
+    free = np.ones(lv.size, dtype=bool)
+    centres: list[float] = []
+    totals: list[float] = []
+    while np.any(free):
+        lead = int(np.argmax(np.where(free, dur, -1.0)))
+        member = free & (np.abs(lv - lv[lead]) <= tol_deg)
+        centres.append(float(np.average(lv[member], weights=dur[member])))
+        totals.append(float(dur[member].sum()))
+        free &= ~member
+    tot = np.asarray(totals)
+    order = np.argsort(-tot, kind="stable")
+    return [centres[i] for i in order if tot[i] >= min_share * tot.max()]
 
 
 def _better(a: RepDetection, b: RepDetection) -> bool:
@@ -318,34 +328,33 @@ def _reps_from_rest(t: FloatArray, theta: FloatArray, baseline: float, polarity:
     for i in range(peaks.size + 1):
         lo, hi = int(edges[i]), int(edges[i + 1])
         troughs[i] = lo + int(np.argmin(p[lo:hi + 1]))
+    ctx = max(int(params.rest_context_s * rate), 1)
     reps: list[Rep] = []
     impacts: list[float] = []
     groups: list[list[Rep]] = [[]]
     for i, pk in enumerate(peaks):
         tl, tr = int(troughs[i]), int(troughs[i + 1])
         top = float(p[pk])
-        if top <= 0.0:
+        # the segment must both rise into and fall out of the peak (a posture change is not a rep)
+        if top <= 0.0 or max(float(p[tl]), float(p[tr])) > 0.5 * top:
             continue
-        # a rep leaves from and/or returns to (near) the resting posture; a side that does not
-        # (e.g. a posture change right after the set) is measured against rest instead
+        # movement onset/offset: leaving / regaining the trough, or rest if the trough lies below it
+        base_l = max(float(p[tl]), 0.0)
+        base_r = max(float(p[tr]), 0.0)
+        s = tl + _first_at_or_below(p[tl:pk + 1], base_l + params.onset_frac * (top - base_l), reverse=True)
+        e = pk + _first_at_or_below(p[pk:tr + 1], base_r + params.onset_frac * (top - base_r))
+        # the level the rep starts from / ends at: lowest point just before onset / after offset
+        low_l = float(p[max(tl, s - ctx):s + 1].min())
+        low_r = float(p[e:min(tr, e + ctx) + 1].min())
         tol = params.max_trough_offset * top
-        ok_l = abs(float(p[tl])) <= tol
-        ok_r = abs(float(p[tr])) <= tol
+        ok_l = abs(low_l) <= tol
+        ok_r = abs(low_r) <= tol
         if not (ok_l or ok_r):
             # a swing that never comes back to rest (gait, fidgeting) ends the current set
             if groups[-1]:
                 groups.append([])
             continue
-        low_l = float(p[tl]) if ok_l else 0.0
-        low_r = float(p[tr]) if ok_r else 0.0
         rom = top - min(low_l if ok_l else np.inf, low_r if ok_r else np.inf)
-        # the segment must both rise into and fall out of the peak (a posture change is not a rep)
-        if max(float(p[tl]), float(p[tr])) > top - 0.5 * rom:
-            continue
-        lev_l = float(p[tl]) + params.onset_frac * (top - float(p[tl]))
-        lev_r = float(p[tr]) + params.onset_frac * (top - float(p[tr]))
-        s = tl + _first_at_or_below(p[tl:pk + 1], lev_l, reverse=True)
-        e = pk + _first_at_or_below(p[pk:tr + 1], lev_r)
         dur = float(t[e] - t[s])
         if not params.min_rep_s <= dur <= params.max_rep_s:
             continue
@@ -384,22 +393,28 @@ def _reps_from_rest(t: FloatArray, theta: FloatArray, baseline: float, polarity:
     return RepDetection(tuple(out), p, baseline)
 
 
-def _strip_small_edges(group: tuple[Rep, ...], params: RepParams) -> tuple[Rep, ...]:
-    """Drop runs of ``min_edge_run`` or more small excursions at either end of a set (steps or
-    fidgeting just before/after it); fewer small reps at an end stay, as partial reps."""
+def _split_small_runs(group: tuple[Rep, ...], params: RepParams) -> list[tuple[Rep, ...]]:
+    """Remove runs of ``min_edge_run`` or more consecutive small excursions (steps, fidgeting
+    next to or between sets) and split the set there; shorter runs stay, as partial reps.
+
+    Small means below ``partial_frac`` of the typical full rep, taken as the median of the reps
+    reaching at least half the largest excursion (robust to many small swings).
+    """
     if len(group) < params.min_reps:
-        return group
+        return [group]
     rom = np.array([r.rom_deg for r in group])
-    small = rom < params.partial_frac * float(np.median(rom))
-    lo = 0
-    while lo < small.size and small[lo]:
-        lo += 1
-    hi = small.size
-    while hi > lo and small[hi - 1]:
-        hi -= 1
-    lo = lo if lo >= params.min_edge_run else 0
-    hi = hi if small.size - hi >= params.min_edge_run else small.size
-    return group[lo:hi]
+    ref = float(np.median(rom[rom >= 0.5 * rom.max()]))
+    small = rom < params.partial_frac * ref
+    keep = np.ones(rom.size, dtype=bool)
+    starts, stops = runs(small)
+    for a, b in zip(starts, stops, strict=True):
+        if b - a >= params.min_edge_run:
+            keep[a:b] = False
+    out: list[tuple[Rep, ...]] = []
+    ks, ke = runs(keep)
+    for a, b in zip(ks, ke, strict=True):
+        out.append(group[int(a):int(b)])
+    return out
 
 
 def group_reps(reps: tuple[Rep, ...], params: RepParams = DEFAULT_REPS) -> list[tuple[Rep, ...]]:
@@ -412,8 +427,10 @@ def group_reps(reps: tuple[Rep, ...], params: RepParams = DEFAULT_REPS) -> list[
     ends = np.array([r.end_s for r in reps])
     breaks = np.flatnonzero(starts[1:] - ends[:-1] > params.merge_gap_s) + 1
     out: list[tuple[Rep, ...]] = []
-    for a, b in zip(np.concatenate(([0], breaks)), np.concatenate((breaks, [len(reps)])), strict=True):
-        group = _strip_small_edges(reps[int(a):int(b)], params)
+    pieces = [piece
+              for a, b in zip(np.concatenate(([0], breaks)), np.concatenate((breaks, [len(reps)])), strict=True)
+              for piece in _split_small_runs(reps[int(a):int(b)], params)]
+    for group in pieces:
         if len(group) < params.min_reps:
             continue
         med = float(np.median([r.rom_deg for r in group]))
