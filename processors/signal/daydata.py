@@ -234,7 +234,9 @@ def day_facts(
     nd = int(days[-1]) - base + 1 if days.size else 0
 
     def per_day(idx: IntArray, w: FloatArray) -> FloatArray:
-        return np.bincount(idx - base, w, nd) if idx.size else np.zeros(nd)
+        if not idx.size:
+            return np.zeros(nd)
+        return np.asarray(np.bincount(idx - base, w, nd), dtype=np.float64)
 
     wear = per_day(m_day, mw.astype(np.float64))
     active = per_day(m_day, ma.astype(np.float64))
@@ -249,10 +251,10 @@ def day_facts(
     epoch = dt.date(1970, 1, 1)
     for d in days:
         i = int(d) - base
-        n_wear = int(round(wear[i]))
+        n_wear = round(wear[i])
         steps = float(worn_steps[i]) if has_step_minutes[i] else float("nan")
         device = float(dev[i]) if has_dev[i] else float("nan")
         has = n_wear >= params.min_wear_minutes or sets[i] > 0 or bool(has_dev[i])
-        facts.append(DayFact(epoch + dt.timedelta(days=int(d)), bool(has), n_wear, int(round(active[i])),
-                             int(round(sets[i])), int(round(reps[i])), steps, device))
+        facts.append(DayFact(epoch + dt.timedelta(days=int(d)), bool(has), n_wear, round(active[i]),
+                             round(sets[i]), round(reps[i]), steps, device))
     return facts

@@ -6,11 +6,11 @@ forward-backward second-order sections (Gustafsson 1996, IEEE Trans. Signal Proc
 
 from __future__ import annotations
 
-import numpy as np
-from numpy.typing import NDArray
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
+from numpy.typing import NDArray
 from scipy import signal
 
 FloatArray = NDArray[np.float64]
@@ -22,7 +22,7 @@ def moving_mean(x: FloatArray, width: int) -> FloatArray:
     """Centred moving mean over ``width`` samples along axis 0 (shrinking window at the ends)."""
     n = x.shape[0]
     width = max(int(width), 1)
-    c = np.empty((n + 1,) + x.shape[1:])
+    c = np.empty((n + 1, *x.shape[1:]))
     c[0] = 0.0
     np.cumsum(x, axis=0, out=c[1:])
     half = width // 2

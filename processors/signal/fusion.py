@@ -95,7 +95,7 @@ def estimate_orientation(rec: ImuRecording, params: FusionParams = DEFAULT_FUSIO
     gyr = np.ascontiguousarray(rec.gyr.T)
     blocks = Blocks.make(n, rec.rate_hz, params.block_rate_hz)
     block_rate = rec.rate_hz / blocks.size
-    window = max(int(round(params.rest_window_s * block_rate)), 1)
+    window = max(round(params.rest_window_s * block_rate), 1)
 
     gyr_b = blocks.mean(gyr)
     acc_b = blocks.mean(acc)

@@ -179,7 +179,7 @@ def qrot(q: FloatArray, v: FloatArray) -> FloatArray:
     v2 = np.atleast_2d(v)
     n = max(q2.shape[0], v2.shape[0])
     out = qrot_soa(np.broadcast_to(q2, (n, 4)).T, np.ascontiguousarray(np.broadcast_to(v2, (n, 3)).T))
-    return out.T.reshape(np.broadcast_shapes(np.shape(q)[:-1], np.shape(v)[:-1]) + (3,))
+    return out.T.reshape((*np.broadcast_shapes(np.shape(q)[:-1], np.shape(v)[:-1]), 3))
 
 
 def qrot_inv(q: FloatArray, v: FloatArray) -> FloatArray:
@@ -196,7 +196,7 @@ def from_axis_angle(axis: FloatArray, angle: FloatArray) -> FloatArray:
     """Quaternions for rotations by ``angle`` rad about unit ``axis`` ((3,) or (N, 3))."""
     half = 0.5 * np.asarray(angle, dtype=np.float64)
     ax = np.asarray(axis, dtype=np.float64)
-    out = np.empty(np.broadcast_shapes(half.shape, ax.shape[:-1]) + (4,))
+    out = np.empty((*np.broadcast_shapes(half.shape, ax.shape[:-1]), 4))
     out[..., 0] = np.cos(half)
     out[..., 1:] = ax * np.sin(half)[..., None]
     return out

@@ -9,6 +9,7 @@ Method: input validation only (no citation needed); clipping detection follows t
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -233,7 +234,7 @@ def contiguous_segments(t: FloatArray, max_gap_s: float) -> list[tuple[int, int]
     """``(start, stop)`` index ranges of the recording split at gaps longer than ``max_gap_s``."""
     cuts = gap_starts(t, max_gap_s)
     edges = np.concatenate(([0], cuts, [t.size]))
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    return [(int(a), int(b)) for a, b in itertools.pairwise(edges)]
 
 
 def require_contiguous(t: FloatArray, max_gap_s: float, what: str) -> None:

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.ndimage import uniform_filter1d
 from scipy.signal import find_peaks
 
 from .filters import Blocks, highpass, keep_long_runs, lowpass_zero_phase, runs
@@ -144,8 +143,8 @@ def detect_bouts(t: FloatArray, gyr: FloatArray, impact: FloatArray, up: FloatAr
     blocks = Blocks.make(n, rate_hz, params.block_rate_hz)
     nb = blocks.starts.size
     block_rate = rate_hz / blocks.size
-    w = max(int(round(params.window_s * block_rate)), 1)
-    hop = max(int(round(params.hop_s * block_rate)), 1)
+    w = max(round(params.window_s * block_rate), 1)
+    hop = max(round(params.hop_s * block_rate), 1)
     if nb < w:
         w = nb
     g = np.ascontiguousarray(gyr.T)
@@ -191,7 +190,7 @@ def detect_bouts(t: FloatArray, gyr: FloatArray, impact: FloatArray, up: FloatAr
            | walked)
     label = np.concatenate(([0], np.cumsum(new)))
     bouts: list[Bout] = []
-    margin_b = int(round(params.margin_s * block_rate))
+    margin_b = round(params.margin_s * block_rate)
     for lab in range(int(label[-1]) + 1):
         members = idx[label == lab]
         c = cov[members].sum(axis=0)

@@ -97,12 +97,12 @@ def count_steps(rec: AccRecording, placement: str = "hip", params: StepParams = 
         raise SignalInputError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
     grid, mag, valid = _uniform_magnitude(rec, params)
     fs = params.grid_hz
-    per_slot = int(round(params.slot_s * fs))
+    per_slot = round(params.slot_s * fs)
     n_slots = -(-grid.size // per_slot)
     pad = n_slots * per_slot - grid.size
     mag = np.concatenate((mag, np.full(pad, mag[-1])))
     valid = np.concatenate((valid, np.zeros(pad, dtype=bool)))
-    half = int(round(params.window_s * fs / 2))
+    half = round(params.window_s * fs / 2)
     # windows of window_s centred on each slot, edge-padded
     ext = np.concatenate((np.full(half, mag[0]), mag, np.full(half, mag[-1])))
     starts = np.arange(n_slots) * per_slot + per_slot // 2  # slot centre in ext coordinates
@@ -195,11 +195,13 @@ def device_steps(start_s: FloatArray | list[float], end_s: FloatArray | list[flo
     if np.any(c < 0):
         raise SignalInputError(f"device steps from {source!r}: negative count in record {int(np.argmax(c < 0))}")
     if np.any(e <= s):
-        raise SignalInputError(f"device steps from {source!r}: interval end <= start in record {int(np.argmax(e <= s))}")
+        i = int(np.argmax(e <= s))
+        raise SignalInputError(f"device steps from {source!r}: interval end <= start in record {i}")
     order = np.argsort(s, kind="stable")
     s, e, c = s[order], e[order], c[order]
     overlap = s[1:] < e[:-1]
     if np.any(overlap):
         i = int(np.argmax(overlap))
-        raise SignalInputError(f"device steps from {source!r}: intervals overlap ({s[i]}..{e[i]} and {s[i + 1]}..{e[i + 1]})")
+        raise SignalInputError(
+            f"device steps from {source!r}: intervals overlap ({s[i]}..{e[i]} and {s[i + 1]}..{e[i + 1]})")
     return DeviceSteps(s, e, c, source)

@@ -325,7 +325,7 @@ def _pivot_and_offset(spec: ExerciseSpec, theta: FloatArray, base_pitch: float,
 
 def _set_track(rng: np.random.Generator, spec: ExerciseSpec, traj: JointTrajectory,
                fine_rate: float, yaw: float, style: RepStyle) -> _Track:
-    grid = np.arange(int(round(traj.t[-1] * fine_rate)) + 1) / fine_rate
+    grid = np.arange(round(traj.t[-1] * fine_rate) + 1) / fine_rate
     joint = np.interp(grid, traj.t, traj.angle_deg)
     theta = np.deg2rad(joint / spec.joint_gain)
     n = grid.size
@@ -344,7 +344,7 @@ def _set_track(rng: np.random.Generator, spec: ExerciseSpec, traj: JointTrajecto
 
 def _walk_track(rng: np.random.Generator, segment: Segment, duration_s: float, fine_rate: float,
                 yaw: float) -> _Track:
-    n = int(round(duration_s * fine_rate))
+    n = round(duration_s * fine_rate)
     t = np.arange(n) / fine_rate
     cadence = float(rng.uniform(80.0, 125.0))  # steps/min
     f_stride = cadence / 120.0
@@ -380,7 +380,7 @@ def _walk_track(rng: np.random.Generator, segment: Segment, duration_s: float, f
 
 def _fidget_track(rng: np.random.Generator, posture: Posture, segment: Segment,
                   duration_s: float, fine_rate: float, yaw: float) -> _Track:
-    n = int(round(duration_s * fine_rate))
+    n = round(duration_s * fine_rate)
     pitch = np.deg2rad(_POSTURE_PITCH_DEG[posture][segment])
     tr = _Track.still(n, pitch, yaw, np.array([0.0, 0.0, _PIVOT_HEIGHT_M[posture]]), 0.2)
     # bursts of small random movements separated by stillness
@@ -397,7 +397,7 @@ def _fidget_track(rng: np.random.Generator, posture: Posture, segment: Segment,
 
 def _transition(a: _Track, b: _Track, duration_s: float, fine_rate: float) -> _Track:
     """Smooth change of posture, heading and position from the end of ``a`` to the start of ``b``."""
-    n = max(int(round(duration_s * fine_rate)), 2)
+    n = max(round(duration_s * fine_rate), 2)
     u = _min_jerk(np.linspace(0.0, 1.0, n))
 
     def lerp(x0: FloatArray | float, x1: FloatArray | float) -> FloatArray:
@@ -499,7 +499,7 @@ def _non_exercise_track(rng: np.random.Generator, kind: str, spec: ExerciseSpec,
     if kind == "fidget":
         return _fidget_track(rng, posture, spec.segment, duration_s, fine_rate, yaw)
     if kind == "rest":
-        n = int(round(duration_s * fine_rate))
+        n = round(duration_s * fine_rate)
         pitch = np.deg2rad(_POSTURE_PITCH_DEG[posture][spec.segment])
         return _Track.still(n, pitch, yaw, np.array([0.0, 0.0, _PIVOT_HEIGHT_M[posture]]), 0.2)
     raise ValueError(f"unknown non-exercise kind {kind!r}")
@@ -646,8 +646,8 @@ def simulate_gait(
     ``rest_s`` seconds of standing still precede and follow the walk.
     """
     fine = _fine_rate(sensor)
-    n_rest = int(round(rest_s * fine))
-    n_walk = int(round(duration_s * fine))
+    n_rest = round(rest_s * fine)
+    n_walk = round(duration_s * fine)
     n = n_walk + 2 * n_rest
     t = np.arange(n) / fine
     walk = np.zeros(n)

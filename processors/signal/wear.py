@@ -60,8 +60,8 @@ def detect_wear(rec: AccRecording, params: WearParams = DEFAULT_WEAR) -> WearRes
     blk = np.floor((t - b0) / params.block_s).astype(np.intp)
     nb = int(blk[-1]) + 1
     cnt = np.bincount(blk, minlength=nb).astype(np.float64)
-    s1 = np.stack([np.bincount(blk, mg[:, i], nb) for i in range(3)])
-    s2 = np.stack([np.bincount(blk, mg[:, i] * mg[:, i], nb) for i in range(3)])
+    s1 = np.stack([np.bincount(blk, mg[:, i], nb) for i in range(3)]).astype(np.float64)
+    s2 = np.stack([np.bincount(blk, mg[:, i] * mg[:, i], nb) for i in range(3)]).astype(np.float64)
     # per-block max/min via sorted segment reductions (blk is non-decreasing)
     starts = np.flatnonzero(np.diff(np.concatenate(([-1], blk))))
     present = blk[starts]
@@ -75,12 +75,12 @@ def detect_wear(rec: AccRecording, params: WearParams = DEFAULT_WEAR) -> WearRes
     pad_lo, pad_hi = half_lo, half_hi
 
     def window_sum(x: FloatArray) -> FloatArray:
-        xp = np.concatenate((np.zeros(x.shape[:-1] + (pad_lo,)), x, np.zeros(x.shape[:-1] + (pad_hi,))), axis=-1)
-        c = np.concatenate((np.zeros(x.shape[:-1] + (1,)), np.cumsum(xp, axis=-1)), axis=-1)
+        xp = np.concatenate((np.zeros((*x.shape[:-1], pad_lo)), x, np.zeros((*x.shape[:-1], pad_hi))), axis=-1)
+        c = np.concatenate((np.zeros((*x.shape[:-1], 1)), np.cumsum(xp, axis=-1)), axis=-1)
         return np.asarray(c[..., params.window_blocks:] - c[..., :-params.window_blocks])
 
     def window_ext(x: FloatArray, fill: float, fn: np.ufunc) -> FloatArray:
-        xp = np.concatenate((np.full(x.shape[:-1] + (pad_lo,), fill), x, np.full(x.shape[:-1] + (pad_hi,), fill)),
+        xp = np.concatenate((np.full((*x.shape[:-1], pad_lo), fill), x, np.full((*x.shape[:-1], pad_hi), fill)),
                             axis=-1)
         out = xp[..., : nb]
         for k in range(1, params.window_blocks):
