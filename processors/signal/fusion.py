@@ -34,7 +34,8 @@ class FusionParams:
     filter_order: int = 2
     block_rate_hz: float = 10.0  # rate of the block means used for rest detection and gravity
     rest_window_s: float = 1.5  # VQF restMinT
-    rest_gyr_dps: float = 2.0  # VQF restThGyr
+    rest_gyr_dps: float = 2.0  # VQF restThGyr: rate fluctuation within the window
+    rest_bias_max_dps: float = 5.0  # largest mean rate accepted as bias (MEMS bias spec)
     rest_acc_ms2: float = 0.5  # VQF restThAcc
     max_gap_s: float = 0.25  # longest sample interval that integration may bridge
     estimate_bias: bool = True
@@ -70,7 +71,8 @@ def _rest_blocks(gyr_b: FloatArray, gyr2_b: FloatArray, acc_b: FloatArray, acc2_
     am = wmean(acc_b)
     avar = np.maximum(wmean(acc2_b) - am * am, 0.0).sum(axis=0)
     th_g = np.deg2rad(params.rest_gyr_dps)
-    rest = ((gm * gm).sum(axis=0) < th_g**2) & (gvar < th_g**2) & (avar < params.rest_acc_ms2**2)
+    th_b = np.deg2rad(params.rest_bias_max_dps)
+    rest = ((gm * gm).sum(axis=0) < th_b**2) & (gvar < th_g**2) & (avar < params.rest_acc_ms2**2)
     return keep_long_runs(rest, window)
 
 

@@ -55,8 +55,9 @@ def qrot_soa(q: FloatArray, v: FloatArray, inverse: bool = False) -> FloatArray:
 def from_rotvec_soa(rv: FloatArray) -> FloatArray:
     """Exponential map of component-major rotation vectors (3, N) in rad to quaternions (4, N).
 
-    Uses the Taylor series of cos(h) and sin(h)/h in h^2 (h = angle/2), exact to ~1e-10 for
-    h <= 0.5, and the trigonometric form for the rare larger increments.
+    Uses the Taylor series of cos(h) and sin(h)/h in h^2 (h = angle/2), exact to machine
+    precision for h <= 0.1 (a per-sample increment of 11 deg), and the trigonometric form for
+    the rare larger increments.
     """
     rx, ry, rz = rv[0], rv[1], rv[2]
     h2 = 0.25 * (rx * rx + ry * ry + rz * rz)
@@ -65,7 +66,7 @@ def from_rotvec_soa(rv: FloatArray) -> FloatArray:
     out[0] = 1.0 + h2 * (-0.5 + h2 * (1.0 / 24.0 + h2 * (-1.0 / 720.0 + h2 * (1.0 / 40320.0))))
     # sin(h)/(2h) = 0.5 * (1 - h2/6 + h2^2/120 - h2^3/5040 + h2^4/362880)
     s = 0.5 + h2 * (-1.0 / 12.0 + h2 * (1.0 / 240.0 + h2 * (-1.0 / 10080.0 + h2 * (1.0 / 725760.0))))
-    big = h2 > 0.25
+    big = h2 > 0.01
     if np.any(big):
         h = np.sqrt(h2[big])
         out[0, big] = np.cos(h)

@@ -240,38 +240,49 @@ def detect_reps(t: FloatArray, angle_deg: FloatArray, params: RepParams = DEFAUL
         return empty
     # candidate resting postures: levels of the sustained rests, longest total first
     levels = _rest_levels(theta, still, params.rest_cluster_deg, params.min_rest_share)
-    best: RepDetection | None = None
     r0, r1 = runs(still)
     ct = np.concatenate(([0.0], np.cumsum(theta)))
     rest_lv = (ct[r1] - ct[r0]) / (r1 - r0)
     rest_t = list(zip(t[r0].tolist(), t[r1 - 1].tolist(), rest_lv.tolist(), strict=True))
-    # the longest-held posture from which sets start is the start posture
-    for level in levels:
+    # each resting posture and direction is a hypothesis for the start posture; sets must begin
+    # or end resting there. The hypothesis with most sets doing both wins; ties go to the one
+    # whose sets rest longest at it between reps, then to more reps.
+    scored: list[tuple[tuple[int, float, int, int], RepDetection]] = []
+    for rank, level in enumerate(levels):
         for polarity in (1.0, -1.0):
             det = _reps_from_rest(t, theta, level, polarity, rate, params, impact)
-            sets = tuple(g for run in det.sets for g in group_reps(run, params)
-                         if _starts_or_ends_at_rest(g, rest_t, level, params))
-            cand = RepDetection(sets, det.angle_deg, level)
-            if best is None or _better(cand, best):
-                best = cand
-        if best is not None and best.sets:
-            break
-    assert best is not None
-    return best
+            sets = []
+            strict = 0
+            inner = 0.0
+            for run in det.sets:
+                for g in group_reps(run, params):
+                    at_start, at_end = _rests_around(g, rest_t, level, params)
+                    if at_start or at_end:
+                        sets.append(g)
+                        strict += int(at_start and at_end)
+                        inner += sum(b - a for a, b, lev in rest_t
+                                     if g[0].start_s < a and b < g[-1].end_s and abs(lev - level) <= 10.0)
+            loose = sum(len(g) for g in sets)
+            scored.append(((strict, round(inner, 1), loose, -rank),
+                           RepDetection(tuple(sets), det.angle_deg, level)))
+    if not scored:
+        return empty
+    return max(scored, key=lambda x: x[0])[1]
 
 
-def _starts_or_ends_at_rest(group: tuple[Rep, ...], rests: list[tuple[float, float, float]],
-                            level: float, params: RepParams) -> bool:
-    """A set begins or ends with the segment resting at its start posture."""
+def _rests_around(group: tuple[Rep, ...], rests: list[tuple[float, float, float]], level: float,
+                  params: RepParams) -> tuple[bool, bool]:
+    """Whether the set begins / ends with the segment resting at its start posture."""
     med = float(np.median([r.rom_deg for r in group]))
     tol = max(params.rest_cluster_deg, params.max_trough_offset * med)
     first, last = group[0].start_s, group[-1].end_s
+    at_start = at_end = False
     for a, b, lev in rests:
         if abs(lev - level) > tol:
             continue
-        if first - params.set_rest_gap_s <= b <= first + 0.5 or last - 0.5 <= a <= last + params.set_rest_gap_s:
-            return True
-    return False
+        at_start |= first - params.set_rest_gap_s <= b <= first + 0.5
+        at_end |= last - 0.5 <= a <= last + params.set_rest_gap_s
+    return at_start, at_end
 
 
 def _rest_levels(theta: FloatArray, still: BoolArray, tol_deg: float, min_share: float) -> list[float]:
@@ -297,15 +308,6 @@ def _rest_levels(theta: FloatArray, still: BoolArray, tol_deg: float, min_share:
     tot = np.asarray(totals)
     order = np.argsort(-tot, kind="stable")
     return [centres[i] for i in order if tot[i] >= min_share * tot.max()]
-
-
-def _better(a: RepDetection, b: RepDetection) -> bool:
-    """More reps wins; on a tie, shorter reps (rests at the start posture are not part of a rep)."""
-    if len(a.reps) != len(b.reps):
-        return len(a.reps) > len(b.reps)
-    if not a.reps:
-        return False
-    return float(np.mean([r.duration_s for r in a.reps])) < float(np.mean([r.duration_s for r in b.reps]))
 
 
 def _reps_from_rest(t: FloatArray, theta: FloatArray, baseline: float, polarity: float, rate: float,
