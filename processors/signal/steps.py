@@ -37,7 +37,7 @@ class StepParams:
     max_lag_s: float = 2.2
     max_step_s: float = 1.1  # longest plausible step period (~55 steps/min)
     min_stride_s: float = 0.9  # shortest plausible stride period (~133 steps/min)
-    min_periodicity: float = 0.35  # normalised autocorrelation at the period
+    min_periodicity: float = 0.6  # normalised autocorrelation at the period
     first_peak_frac: float = 0.85  # earliest peak within this share of the strongest is the period
     min_std_ms2: float = 0.25  # magnitude SD of a walking window
     active_std_ms2: float = 0.15  # 1 s magnitude SD of samples counted as moving

@@ -1,9 +1,9 @@
 """Wear / non-wear of an accelerometer, per 15-minute block and per minute.
 
 Method: van Hees et al. 2013 (PLoS ONE 8(4):e61691) as implemented in GGIR: a 15-minute block
-is non-wear when, in the 60-minute window centred on it, at least two of the three axes have a
-standard deviation below 13 mg and a value range below 50 mg. Blocks without enough data are
-reported as unknown (``None``-like: ``covered`` is False), never as worn.
+is non-wear when a 60-minute window containing it (windows step by 15 minutes) has, on at least
+two of the three axes, a standard deviation below 13 mg and a value range below 50 mg. Blocks
+without enough data are reported as undecided (``covered`` is False), never as worn.
 """
 
 from __future__ import annotations
@@ -96,5 +96,16 @@ def detect_wear(rec: AccRecording, params: WearParams = DEFAULT_WEAR) -> WearRes
     still_axes = ((sd < params.sd_mg) & (rng < params.range_mg)).sum(axis=0)
     expected = params.window_blocks * params.block_s * rec.rate_hz
     covered = wc >= params.min_coverage * expected
-    worn = still_axes < params.min_axes
-    return WearResult(b0 + np.arange(nb) * params.block_s, worn, covered, params.block_s)
+    # window i covers blocks [i - half_lo, i + half_hi]; every block of a non-wear window is
+    # non-wear (so an unworn hour is flagged whole, not only its middle block)
+    off_window = (still_axes >= params.min_axes) & covered
+    off = np.zeros(nb, dtype=bool)
+    for k in range(-half_lo, half_hi + 1):
+        lo, hi = max(0, -k), min(nb, nb - k)
+        off[lo + k:hi + k] |= off_window[lo:hi]
+    covered_any = np.zeros(nb, dtype=bool)
+    for k in range(-half_lo, half_hi + 1):
+        lo, hi = max(0, -k), min(nb, nb - k)
+        covered_any[lo + k:hi + k] |= covered[lo:hi]
+    worn = ~off
+    return WearResult(b0 + np.arange(nb) * params.block_s, worn, covered_any & (cnt > 0), params.block_s)

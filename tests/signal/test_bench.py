@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from processors.signal import bench
+
+KEYS = ["reps_within1_pct", "false_reps_per_10min", "rom_mae_deg", "broad_incl_rmse_deg", "broad_total_rmse_deg",
+        "gaitmap_stride_err_max", "gaitmap_rom_rmse_deg", "steps_mape_pct", "msamples_per_s", "ratio_vs_vqf"]
+
+
+def test_bench_quick_prints_table_and_json_last(capsys: pytest.CaptureFixture[str]) -> None:
+    code = bench.main(["--quick", "--repeats", "1"])
+    out = capsys.readouterr().out.strip().splitlines()
+    summary = json.loads(out[-1])
+    assert list(summary) == KEYS
+    assert any(line.startswith("measured") for line in out)
+    assert code in (0, 1, 2)
+    assert summary["steps_mape_pct"] is not None and summary["msamples_per_s"] > 0

@@ -1,0 +1,37 @@
+"""Validation on real recordings with ground truth (skipped only when the shared data are absent).
+
+Data: gaitmap example data (MaD-Lab FAU, MIT licence) and four BROAD trials (Laidig et al. 2021,
+CC BY 4.0), read from $RTM_SHARED_DATA or <project root>/../shared/data.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from processors.signal import validate
+from processors.signal.datasets import BROAD_FILES, shared_data_dir
+
+DATA = shared_data_dir()
+needs_broad = pytest.mark.skipif(not all((DATA / "broad" / f).exists() for f in BROAD_FILES),
+                                 reason=f"BROAD files not found under {DATA / 'broad'} (set RTM_SHARED_DATA)")
+needs_gaitmap = pytest.mark.skipif(not (DATA / "gaitmap" / "imu_sample.csv").exists(),
+                                   reason=f"gaitmap example not found under {DATA / 'gaitmap'} (set RTM_SHARED_DATA)")
+
+
+@needs_broad
+def test_broad_orientation_targets_with_margin() -> None:
+    results = validate.evaluate_broad(with_vqf=False)
+    assert len(results) == 4
+    for r in results:
+        assert r.errors.samples > 10000
+        assert r.errors.inclination_rmse_deg < 0.8 * 2.5, r.trial
+        assert r.errors.total_rmse_deg < 0.8 * 4.5, r.trial
+
+
+@needs_gaitmap
+def test_gaitmap_strides_and_foot_rom_with_margin() -> None:
+    res = validate.evaluate_gaitmap()
+    assert res.labelled == {"left": 28, "right": 30}
+    assert res.stride_err_max <= 1
+    assert res.rom_errors_deg.size == 58
+    assert res.rom_rmse_deg < 0.8 * 5.0
