@@ -50,6 +50,7 @@ class RepParams:
     rest_cluster_deg: float = 10.0  # rests closer than this are one resting posture
     min_rest_share: float = 0.5  # postures resting at least this share of the longest are tried
     min_edge_run: int = 4  # this many small excursions in a row are not part of a set
+    trim_to_rest: bool = True  # sets start after and end before a rest at the start posture
     set_rest_gap_s: float = 2.0  # a set starts/ends within this time of a rest at its start posture
     min_rom_deg: float = 10.0  # smallest excursion counted as a (partial) rep
     rel_prominence: float = 0.25  # ... and at least this share of a typical full rep
@@ -267,7 +268,26 @@ def detect_reps(t: FloatArray, angle_deg: FloatArray, params: RepParams = DEFAUL
                            RepDetection(tuple(sets), det.angle_deg, level)))
     if not scored:
         return empty
-    return max(scored, key=lambda x: x[0])[1]
+    best = max(scored, key=lambda x: x[0])[1]
+    if not params.trim_to_rest:
+        return best
+    trimmed = tuple(g for g in (_trim_to_rest(g, rest_t, best.baseline_deg, params) for g in best.sets)
+                    if len(g) >= params.min_reps)
+    return RepDetection(trimmed, best.angle_deg, best.baseline_deg)
+
+
+def _trim_to_rest(group: tuple[Rep, ...], rests: list[tuple[float, float, float]], level: float,
+                  params: RepParams) -> tuple[Rep, ...]:
+    """Drop leading reps not preceded, and trailing reps not followed, by a rest at the start
+    posture (a swing of a step just before/after the set), keeping at least one rep each side."""
+    lo, hi = 0, len(group)
+    while hi - lo > 1 and not _rests_around(group[lo:hi], rests, level, params)[0]:
+        lo += 1
+    while hi - lo > 1 and not _rests_around(group[lo:hi], rests, level, params)[1]:
+        hi -= 1
+    if not any(_rests_around(group[lo:hi], rests, level, params)):
+        return group
+    return group[lo:hi]
 
 
 def _rests_around(group: tuple[Rep, ...], rests: list[tuple[float, float, float]], level: float,
