@@ -252,3 +252,20 @@ def require_samples(n: int, need: int, what: str) -> None:
     """Raise :class:`TooFewSamplesError` when fewer than ``need`` samples are present."""
     if n < need:
         raise TooFewSamplesError(f"{what} needs at least {need} samples, got {n}")
+
+
+def drop_nonfinite(t: ArrayLike, *channels: ArrayLike) -> tuple[tuple[FloatArray, ...], int]:
+    """Explicitly remove samples whose timestamp or any channel value is NaN/Inf.
+
+    Returns the cleaned ``(t, *channels)`` and the number of samples removed; the removed
+    samples become gaps, which :func:`contiguous_segments` (and the analysis entry points) then
+    treat as missing data rather than interpolating over them.
+    """
+    tt = np.asarray(t, dtype=np.float64)
+    arrs = [np.asarray(c, dtype=np.float64) for c in channels]
+    ok = np.isfinite(tt)
+    for a in arrs:
+        if a.shape[0] != tt.shape[0]:
+            raise ShapeError(f"channel has {a.shape[0]} samples but t has {tt.shape[0]}")
+        ok &= np.all(np.isfinite(a.reshape(a.shape[0], -1)), axis=1)
+    return (tt[ok], *(a[ok] for a in arrs)), int((~ok).sum())

@@ -43,6 +43,7 @@ class StepParams:
     active_std_ms2: float = 0.15  # 1 s magnitude SD of samples counted as moving
     edge_moving_share: float = 0.2  # a slot next to walking and moving this much is walking
     max_gap_s: float = 1.0  # grid points further than this from a sample are missing
+    chunk_slots: int = 900  # slots per vectorised batch (1 h), bounds memory
 
 
 DEFAULT_STEPS = StepParams()
@@ -91,22 +92,10 @@ def _parabolic_peak(r: FloatArray, i: NDArray[np.intp]) -> FloatArray:
     return np.asarray(im + np.clip(off, -0.5, 0.5))
 
 
-def count_steps(rec: AccRecording, placement: str = "hip", params: StepParams = DEFAULT_STEPS) -> StepResult:
-    """Steps per 4 s slot from a raw 3-axis accelerometer worn at ``placement``."""
-    if placement not in PLACEMENTS:
-        raise SignalInputError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
-    grid, mag, valid = _uniform_magnitude(rec, params)
+def _window_periods(ext: FloatArray, starts: NDArray[np.intp], w: int, params: StepParams
+                    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Dominant autocorrelation lag (s), its correlation and the SD of each window."""
     fs = params.grid_hz
-    per_slot = round(params.slot_s * fs)
-    n_slots = -(-grid.size // per_slot)
-    pad = n_slots * per_slot - grid.size
-    mag = np.concatenate((mag, np.full(pad, mag[-1])))
-    valid = np.concatenate((valid, np.zeros(pad, dtype=bool)))
-    half = round(params.window_s * fs / 2)
-    # windows of window_s centred on each slot, edge-padded
-    ext = np.concatenate((np.full(half, mag[0]), mag, np.full(half, mag[-1])))
-    starts = np.arange(n_slots) * per_slot + per_slot // 2  # slot centre in ext coordinates
-    w = 2 * half
     idx = starts[:, None] + np.arange(w)[None, :]
     win = ext[idx]
     x = win - win.mean(axis=1, keepdims=True)
@@ -127,8 +116,32 @@ def count_steps(rec: AccRecording, placement: str = "hip", params: StepParams = 
     # the shortest lag whose peak is nearly as strong as the strongest (later peaks are multiples)
     strong = masked >= params.first_peak_frac * r_max[:, None]
     best = np.argmax(strong, axis=1)
-    r_best = masked[np.arange(n_slots), best]
-    lag = (_parabolic_peak(ac, best + lo)) / fs
+    r_best = masked[np.arange(starts.size), best]
+    lag = _parabolic_peak(ac, best + lo) / fs
+    return lag, r_best, sd
+
+
+def count_steps(rec: AccRecording, placement: str = "hip", params: StepParams = DEFAULT_STEPS) -> StepResult:
+    """Steps per 4 s slot from a raw 3-axis accelerometer worn at ``placement``."""
+    if placement not in PLACEMENTS:
+        raise SignalInputError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
+    grid, mag, valid = _uniform_magnitude(rec, params)
+    fs = params.grid_hz
+    per_slot = round(params.slot_s * fs)
+    n_slots = -(-grid.size // per_slot)
+    pad = n_slots * per_slot - grid.size
+    mag = np.concatenate((mag, np.full(pad, mag[-1])))
+    valid = np.concatenate((valid, np.zeros(pad, dtype=bool)))
+    half = round(params.window_s * fs / 2)
+    # windows of window_s centred on each slot, edge-padded
+    ext = np.concatenate((np.full(half, mag[0]), mag, np.full(half, mag[-1])))
+    starts = np.arange(n_slots) * per_slot + per_slot // 2  # slot centre in ext coordinates
+    lag = np.empty(n_slots)
+    r_best = np.empty(n_slots)
+    sd = np.empty(n_slots)
+    for c0 in range(0, n_slots, params.chunk_slots):  # bounded memory for day-long recordings
+        sl = slice(c0, min(c0 + params.chunk_slots, n_slots))
+        lag[sl], r_best[sl], sd[sl] = _window_periods(ext, starts[sl], 2 * half, params)
     if placement == "hip":
         period = np.where(lag > params.max_step_s, lag / 2.0, lag)
     else:  # wrist and foot signals repeat once per stride

@@ -121,3 +121,14 @@ def test_brief_accelerometer_clipping_tolerated_and_counted() -> None:
     acc[50:100, 2] = rail  # 10 %: too much
     with pytest.raises(SaturatedSignalError, match="acc"):
         ImuRecording(t, acc, gyr, acc_range=rail)
+
+
+def test_non_finite_samples_can_be_dropped_explicitly_and_become_a_gap() -> None:
+    from processors.signal.recording import drop_nonfinite
+
+    t, acc, gyr = _arrays(n=3000)
+    gyr[1000:1100] = np.nan  # 1 s of corrupted samples
+    (t2, acc2, gyr2), dropped = drop_nonfinite(t, acc, gyr)
+    assert dropped == 100 and t2.size == 2900
+    res = analyze_exercise(ImuRecording(t2, acc2, gyr2), "squat")
+    assert len(res.gaps) == 1 and res.gaps[0] == pytest.approx((9.99, 11.0))
