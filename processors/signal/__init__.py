@@ -31,7 +31,7 @@ from .errors import (
 from .exercises import Exercise, ExerciseSpec, spec_for
 from .fusion import FusionParams, OrientationResult, estimate_orientation
 from .gait import StrideParams, StrideResult, detect_strides
-from .recording import AccRecording, ImuRecording, ValidationParams, contiguous_segments
+from .recording import AccRecording, ImuRecording, ValidationParams, contiguous_segments, drop_nonfinite
 from .reps import Rep, RepParams
 from .rom import RomSummary, summarize_rom
 from .steps import DeviceSteps, StepParams, StepResult, count_steps, device_steps
@@ -80,6 +80,7 @@ __all__ = [
     "detect_strides",
     "detect_wear",
     "device_steps",
+    "drop_nonfinite",
     "estimate_orientation",
     "local_day_index",
     "minute_activity",
