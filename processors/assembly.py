@@ -63,9 +63,11 @@ class StreamOutcome:
 
 def claim_stream(conn: Conn, quiet_s: float) -> StreamKey | None:
     row = conn.execute(
-        """select patient_id, device_id, stream_id, first_time from imu_stream_queue
-           where last_arrival < clock_timestamp() - make_interval(secs => %s)
-           order by last_arrival limit 1 for update skip locked""",
+        # A recording analysed before starts where its earlier batches did, not at the new ones.
+        """select q.patient_id, q.device_id, q.stream_id, least(q.first_time, a.first_time)
+           from imu_stream_queue q left join stream_analyses a using (device_id, stream_id)
+           where q.last_arrival < clock_timestamp() - make_interval(secs => %s)
+           order by q.last_arrival limit 1 for update of q skip locked""",
         (quiet_s,),
     ).fetchone()
     return StreamKey(*row) if row else None
@@ -74,8 +76,8 @@ def claim_stream(conn: Conn, quiet_s: float) -> StreamKey | None:
 def load_batches(conn: Conn, key: StreamKey) -> list[ImuBatch]:
     rows = conn.execute(
         """select frame from imu_batches
-           where patient_id = %s and device_id = %s and stream_id = %s and time >= %s order by time""",
-        (key.patient_id, key.device_id, key.stream_id, key.first_time),
+           where device_id = %s and stream_id = %s and time >= %s order by time""",
+        (key.device_id, key.stream_id, key.first_time),
     ).fetchall()
     batches = []
     for (frame,) in rows:

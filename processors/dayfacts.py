@@ -20,6 +20,7 @@ Conn = psycopg.Connection[Any]
 # Local dates reach at most 14 h either side of UTC: with this much context around the changed
 # span, every local date recomputed below is seen whole.
 _CONTEXT = timedelta(days=3)
+LOCK_SPACE = 0x44415953  # advisory-lock namespace of day-facts rebuilds
 MAX_REFS = 50  # per source and day: enough to audit, bounded in size
 
 _REBUILD = """
@@ -32,20 +33,22 @@ with zones as (
     select 'UTC', '-infinity', null, true
     where not exists (select 1 from patient_timezones where patient_id = %(patient)s)
 ), minutes as (
-    select m.device_id, (m.time at time zone z.tz)::date as local_date, z.tz,
+    -- A day on which the patient moved zones is one day: it keeps the zone of its first data.
+    select m.device_id, (m.time at time zone z.tz)::date as local_date, (array_agg(z.tz order by m.time))[1] as tz,
            count(*) filter (where m.worn) as wear_minutes, sum(m.steps) as steps, count(*) as minutes,
            min(m.time) as first_time, max(m.time) as last_time
     from activity_minutes m join zones z
       on (z.first or m.time >= z.effective_from) and (z.until is null or m.time < z.until)
     where m.patient_id = %(patient)s and m.time >= %(lo)s and m.time < %(hi)s
-    group by 1, 2, 3
+    group by 1, 2
 ), sets as (
-    select s.device_id, (s.time at time zone z.tz)::date as local_date, z.tz, count(*) as sets,
+    select s.device_id, (s.time at time zone z.tz)::date as local_date, (array_agg(z.tz order by s.time))[1] as tz,
+           count(*) as sets,
            (array_agg(s.set_id::text order by s.time))[1:%(max_refs)s] as set_ids
     from exercise_sets s join zones z
       on (z.first or s.time >= z.effective_from) and (z.until is null or s.time < z.until)
     where s.patient_id = %(patient)s and s.time >= %(lo)s and s.time < %(hi)s and s.rep_count > 0
-    group by 1, 2, 3
+    group by 1, 2
 ), days as (
     select coalesce(m.device_id, s.device_id) as device_id, coalesce(m.local_date, s.local_date) as local_date,
            coalesce(m.tz, s.tz) as tz, coalesce(m.wear_minutes, 0) as wear_minutes,
@@ -102,7 +105,14 @@ def rebuild_day_facts(conn: Conn, changes: Iterable[DayChange]) -> int:
         lo, hi = by_patient.get(c.patient_id, (c.start, c.end))
         by_patient[c.patient_id] = (min(lo, c.start), max(hi, c.end))
     changed = 0
-    for patient, (start, end) in sorted(by_patient.items()):
+    patients = sorted(by_patient)
+    # Serialise rebuilds per patient: two transactions that each changed a different input (say
+    # a time-zone change and new steps) must not each rebuild without seeing the other's change.
+    # The later one waits here until the earlier has committed, and so sees both.
+    conn.execute("select pg_advisory_xact_lock(%s, hashtext(p)) from unnest(%s::text[]) as p order by p",
+                 (LOCK_SPACE, patients))
+    for patient in patients:
+        start, end = by_patient[patient]
         # Any local date that overlaps [start, end) lies within one day of its UTC dates.
         first_day = (start - timedelta(days=1)).date()
         last_day = (end + timedelta(days=1)).date()

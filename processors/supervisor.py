@@ -51,8 +51,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def start_worker(settings: Settings, port: int | None = None, wait_s: float = 60.0,
-                 loglevel: str = "warning") -> WorkerProcess:
+def start_worker(settings: Settings, port: int | None = None, wait_s: float = 90.0,
+                 loglevel: str = "warning", wait: bool = True) -> WorkerProcess:
     port = port or settings.worker_web_port
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     log = settings.state_dir / f"worker-{settings.app_id}-{port}.log"
@@ -63,10 +63,19 @@ def start_worker(settings: Settings, port: int | None = None, wait_s: float = 60
             env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
     worker = WorkerProcess(proc, port, log)
-    deadline = time.monotonic() + wait_s
-    while not worker.ready():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            worker.stop()
-            raise RuntimeError(f"worker did not become ready; see {log}")
-        time.sleep(0.2)
+    if wait:
+        wait_ready([worker], wait_s)
     return worker
+
+
+def wait_ready(workers: list[WorkerProcess], wait_s: float = 90.0) -> None:
+    """Until every worker has joined its group and restored its tables (all at once: workers of
+    one group started one by one would each wait out the next one's rebalance)."""
+    deadline = time.monotonic() + wait_s
+    while not all(w.ready() for w in workers):
+        for w in workers:
+            if w.proc.poll() is not None or time.monotonic() > deadline:
+                for other in workers:
+                    other.stop()
+                raise RuntimeError(f"worker did not become ready; see {w.log}")
+        time.sleep(0.2)

@@ -15,6 +15,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "encoding": ("rtm.contract.bench:main", "encode+decode of IMU batches: binary frame vs JSON"),
     "signal": ("processors.signal.bench:main", "signal processing accuracy and throughput"),
     "ingest": ("ingest.bench:main", "gateway throughput and latency on loopback"),
+    "eligibility": ("processors.eligibility.bench:main", "recompute RTM eligibility for 10,000 patients x 90 days"),
 }
 
 
@@ -100,8 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     from ingest.cli import register as register_ingest
+    from processors.eligibility.cli import register as register_eligibility
 
     register_ingest(sub)
+    register_eligibility(sub)
 
     p = sub.add_parser(
         "bench",

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import faust
 
 from processors.activity import recompute_minutes
-from processors.agents.common import ack, batches, decode_batch, sink
+from processors.agents.common import ack, batches, decode_batch, sink, store
 from processors.app import TOPICS, app, settings
 from processors.dayfacts import DayChange, rebuild_day_facts
 from processors.sink.postgres import Conn
@@ -28,21 +28,25 @@ async def _start_sink() -> None:
     sink.start()
 
 
+def _note_last_seen(items: list[ImuBatch]) -> None:
+    latest: dict[str, dict[str, str]] = {}
+    for batch in items:
+        seen = latest.setdefault(batch.patient_id, dict(last_seen[batch.patient_id]))
+        stamp = batch.t0.isoformat()
+        if stamp > seen.get(batch.provenance.device_id, ""):
+            seen[batch.provenance.device_id] = stamp
+    for patient, seen in latest.items():
+        if seen != last_seen[patient]:
+            last_seen[patient] = seen
+
+
 @app.agent(TOPICS[topics.RAW_IMU.name])
 async def imu_batches(stream: faust.StreamT) -> None:
     async for events in batches(stream):
         decoded = await decode_batch(events, ImuBatch)
-        items = [(batch, ev.message.value) for ev, batch in decoded]
-        await sink.run_async("imu_batches", lambda conn: store_imu(conn, items), len(items))
-        latest: dict[str, dict[str, str]] = {}
-        for batch, _ in items:
-            seen = latest.setdefault(batch.patient_id, dict(last_seen[batch.patient_id]))
-            stamp = batch.t0.isoformat()
-            if stamp > seen.get(batch.provenance.device_id, ""):
-                seen[batch.provenance.device_id] = stamp
-        for patient, seen in latest.items():
-            if seen != last_seen[patient]:
-                last_seen[patient] = seen
+        frames = {b.id: ev.message.value for ev, b in decoded}
+        await store("imu_batches", decoded, lambda conn, items: store_imu(conn, [(b, frames[b.id]) for b in items]))
+        _note_last_seen([b for _, b in decoded])
         ack(events)
 
 
@@ -55,20 +59,16 @@ def _store_activity(conn: Conn, intervals: list[ActivityInterval]) -> None:
 @app.agent(TOPICS[topics.RAW_ACTIVITY.name])
 async def activity_intervals(stream: faust.StreamT) -> None:
     async for events in batches(stream):
-        intervals = [iv for _, iv in await decode_batch(events, ActivityInterval)]
-        await sink.run_async("activity", lambda conn: _store_activity(conn, intervals), len(intervals))
+        await store("activity", await decode_batch(events, ActivityInterval), _store_activity)
         ack(events)
 
 
 @app.agent(TOPICS[topics.RAW_SESSION.name])
 async def session_markers(stream: faust.StreamT) -> None:
     async for events in batches(stream):
-        markers = [m for _, m in await decode_batch(events, SessionMarker)]
-        await sink.run_async(
-            "sessions",
-            lambda conn: store_sessions(conn, markers, settings.session_margin_s, settings.max_session_s),
-            len(markers),
-        )
+        await store("sessions", await decode_batch(events, SessionMarker),
+                    lambda conn, markers: store_sessions(conn, markers, settings.session_margin_s,
+                                                         settings.max_session_s))
         ack(events)
 
 
@@ -81,16 +81,14 @@ def _history_changed(conn: Conn, changes: list[tuple[str, datetime]]) -> None:
 @app.agent(TOPICS[topics.RAW_TIMEZONE.name])
 async def timezone_changes(stream: faust.StreamT) -> None:
     async for events in batches(stream):
-        changes = [c for _, c in await decode_batch(events, TimezoneChange)]
-        await sink.run_async("timezones", lambda conn: _history_changed(conn, store_timezones(conn, changes)),
-                             len(changes))
+        await store("timezones", await decode_batch(events, TimezoneChange),
+                    lambda conn, changes: _history_changed(conn, store_timezones(conn, changes)))
         ack(events)
 
 
 @app.agent(TOPICS[topics.DEVICE_ASSIGNMENT.name])
 async def device_assignments(stream: faust.StreamT) -> None:
     async for events in batches(stream):
-        changes = [c for _, c in await decode_batch(events, DeviceAssignment)]
-        await sink.run_async("assignments",
-                             lambda conn: _history_changed(conn, store_assignments(conn, changes)), len(changes))
+        await store("assignments", await decode_batch(events, DeviceAssignment),
+                    lambda conn, changes: _history_changed(conn, store_assignments(conn, changes)))
         ack(events)

@@ -90,6 +90,9 @@ returning patient_id, device_id, time, end_time
 
 
 def store_activity(conn: Conn, intervals: Sequence[ActivityInterval]) -> list[ChangedSpan]:
+    # One statement may touch a row once: of several versions of a record in one batch (an edit,
+    # a withdrawal), the latest in the stream wins, as it would across batches.
+    intervals = list({iv.id: iv for iv in intervals}.values())
     if not intervals:
         return []
     columns = list(zip(*[

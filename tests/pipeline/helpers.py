@@ -7,14 +7,16 @@ import time
 import zlib
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
+import orjson
+from aiokafka import AIOKafkaConsumer
 
 from rtm.contract import ActivityInterval, Event, ImuBatch, Provenance, encode
 from rtm.kafka import make_producer
 from rtm.settings import Settings
-from rtm.topics import TOPIC_BY_KIND
+from rtm.topics import DEAD_LETTER, TOPIC_BY_KIND
 
 T = TypeVar("T")
 
@@ -72,3 +74,19 @@ def step_intervals(patient: str, n: int, start: datetime | None = None) -> list[
                          end=t0 + timedelta(hours=i, minutes=59), steps=100 * i)
         for i in range(n)
     ]
+
+
+async def read_dead_letters(settings: Settings, key: bytes, want: int) -> list[dict[str, Any]]:
+    consumer = AIOKafkaConsumer(DEAD_LETTER.name, bootstrap_servers=settings.kafka_bootstrap,
+                                auto_offset_reset="earliest", enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    found: list[dict[str, Any]] = []
+    try:
+        for _ in range(100):
+            batch = await consumer.getmany(timeout_ms=200)
+            found += [orjson.loads(m.value) for msgs in batch.values() for m in msgs if m.key == key]
+            if len(found) >= want:
+                break
+    finally:
+        await consumer.stop()
+    return found

@@ -14,19 +14,25 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import orjson
 import psycopg
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from processors.kafka.tansu import fetch_highwaters
 from processors.supervisor import WorkerProcess, start_worker
 from rtm.contract import ImuBatch, decode, encode
 from rtm.settings import Settings
-from rtm.topics import DEAD_LETTER, RAW_ACTIVITY, RAW_IMU
+from rtm.topics import RAW_ACTIVITY, RAW_IMU
 from tests.conftest import free_port
-from tests.pipeline.helpers import imu_batches, produce, produce_raw, step_intervals, wait_for
+from tests.pipeline.helpers import (
+    imu_batches,
+    produce,
+    produce_raw,
+    read_dead_letters,
+    step_intervals,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +45,7 @@ def worker(db_settings: Settings) -> Iterator[WorkerProcess]:
 
 
 def _count(db: psycopg.Connection, table: str, patient: str) -> int:
-    row = db.execute(f"select count(*) from {table} where patient_id = %s", (patient,)).fetchone()  # noqa: S608
+    row = db.execute(f"select count(*) from {table} where patient_id = %s", (patient,)).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -110,28 +116,12 @@ def test_bad_records_go_to_the_dead_letter_topic_and_the_stream_keeps_flowing(
     produce(db_settings, good)
     wait_for(lambda: _count(db, "imu_batches", patient), lambda v: v == 1)
 
-    letters = asyncio.run(_read_dead_letters(db_settings, key, want=3))
+    letters = asyncio.run(read_dead_letters(db_settings, key, want=3))
     reasons = sorted(letter["reason"] for letter in letters)
     assert reasons == ["invalid", "malformed", "wrong_topic"]
     originals = {base64.b64decode(letter["value_b64"]) for letter in letters}
     assert garbage in originals and wrong_topic in originals
     assert all(letter["detail"] for letter in letters)
-
-
-async def _read_dead_letters(settings: Settings, key: bytes, want: int) -> list[dict[str, Any]]:
-    consumer = AIOKafkaConsumer(DEAD_LETTER.name, bootstrap_servers=settings.kafka_bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False, group_id=None)
-    await consumer.start()
-    found: list[dict[str, Any]] = []
-    try:
-        for _ in range(100):
-            batch = await consumer.getmany(timeout_ms=200)
-            found += [orjson.loads(m.value) for msgs in batch.values() for m in msgs if m.key == key]
-            if len(found) >= want:
-                break
-    finally:
-        await consumer.stop()
-    return found
 
 
 def _table(worker: WorkerProcess) -> dict[str, dict[str, str]]:

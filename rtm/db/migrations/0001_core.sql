@@ -125,6 +125,7 @@ create table imu_batches (
 );
 select create_hypertable('imu_batches', by_range('time', interval '1 day'));
 create index imu_batches_patient on imu_batches (patient_id, time desc);
+create index imu_batches_stream on imu_batches (device_id, stream_id, time);
 
 -- Step / activity intervals at the source's own granularity (withdrawn ones kept, flagged).
 create table activity_intervals (
