@@ -11,6 +11,7 @@ import asyncio
 import sys
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,8 @@ from scipy import stats
 
 from device_adapters.simulated.cohort import Cohort, Truth, make_cohort, patient_events
 from device_adapters.simulated.seed import seed_care_context
+from processors.eligibility.store import recompute_dirty
+from processors.flags import evaluate_all
 from processors.supervisor import start_worker
 from rtm import stack
 from rtm.contract import encode
@@ -92,14 +95,32 @@ def _rom_trend(days: list[float], rom: list[float]) -> str:
     return f"{7 * slope:+5.1f}°/wk" + ("" if lo * hi > 0 else " (flat)")
 
 
+def _finish_derived(settings: Settings) -> None:
+    """What the worker's timers would do next: eligibility for every changed patient, and the
+    flag sweep, run now so that the summary is current."""
+    with psycopg.connect(settings.dsn("writer"), autocommit=True) as conn:
+        now = datetime.now(UTC)
+        recompute_dirty(conn, now.date())
+        evaluate_all(conn, now)
+
+
 def _summary(conn: psycopg.Connection[Any], cohort: Cohort, produced: Produced) -> None:
     ids = [p.patient_id for p in cohort.patients]
-    days = {
-        (r[0], int(r[1])): int(r[2]) for r in conn.execute(
-            """select f.patient_id, (f.local_date - e.start_date) / 30 as period, count(distinct f.local_date)
-               from data_day_facts f join episodes e on e.episode_id = f.episode_id
-               where f.patient_id = any(%s) and f.qualifying group by 1, 2""", (ids,))
-    }
+    supply: dict[tuple[str, int], str] = {}
+    for patient, period, days, codes in conn.execute(
+        """select patient_id, period_index, data_days, codes from eligibility_results
+           where patient_id = any(%s) and kind = 'supply'""", (ids,)):
+        supply[(patient, int(period))] = f"{days} {'/'.join(codes) or '-'}"
+    management: dict[str, list[str]] = {}
+    for patient, codes in conn.execute(
+        """select patient_id, codes from eligibility_results where patient_id = any(%s) and kind = 'management'
+           order by bill_month""", (ids,)):
+        management.setdefault(patient, []).extend(codes)
+    flags: dict[str, list[str]] = {}
+    for patient, kind, severity in conn.execute(
+        """select patient_id, kind, severity from therapist_flags where patient_id = any(%s) and state <> 'resolved'
+           order by kind""", (ids,)):
+        flags.setdefault(patient, []).append(f"{kind}({severity[0]})")
     sets: dict[str, list[tuple[float, float, int]]] = {}
     for patient, day, rom, reps in conn.execute(
         """select s.patient_id, extract(epoch from s.time - e.start_date::timestamptz) / 86400,
@@ -107,10 +128,11 @@ def _summary(conn: psycopg.Connection[Any], cohort: Cohort, produced: Produced) 
            from exercise_sets s join episodes e on e.episode_id = s.episode_id
            where s.patient_id = any(%s) order by s.time""", (ids,)):
         sets.setdefault(patient, []).append((float(day), float(rom) if rom is not None else np.nan, int(reps)))
-    periods = max((k[1] for k in days), default=0) + 1
-    head = "".join(f"{f'days p{k + 1}':>9}" for k in range(periods))
-    print(f"\n{'patient':<15}{'exercise':<20}{'trend':<11}{head}{'sessions':>9}{'reps':>12}{'ROM trend':>18}")
-    print(f"{'':<15}{'':<20}{'(sim)':<11}{'':>{9 * periods}}{'':>9}{'found/true':>12}")
+    periods = max((k[1] for k in supply), default=0) + 1
+    head = "".join(f"{f'period {k + 1}':>14}" for k in range(periods))
+    print(f"\n{'patient':<18}{'exercise':<19}{'sim':<11}{head}{'reps':>11}{'ROM trend':>17}  "
+          f"{'management codes':<22}open flags")
+    print(f"{'':<18}{'':<19}{'':<11}{'(days code)':>14}{'':>{14 * (periods - 1)}}{'found/true':>11}")
     for p in cohort.patients:
         rows = sets.get(p.patient_id, [])
         found = sum(r[2] for r in rows)
@@ -120,14 +142,15 @@ def _summary(conn: psycopg.Connection[Any], cohort: Cohort, produced: Produced) 
             if np.isfinite(rom):
                 per_day.setdefault(int(day), []).append(rom)
         trend = _rom_trend(list(map(float, per_day)), [float(np.median(v)) for v in per_day.values()])
-        cols = "".join(f"{days.get((p.patient_id, k), 0):>9}" for k in range(periods))
-        print(f"{p.patient_id:<15}{p.exercise:<20}{p.trend:<11}{cols}{truth.sessions:>9}"
-              f"{f'{found}/{truth.reps}':>12}{trend:>18}")
+        cols = "".join(f"{supply.get((p.patient_id, k), '-'):>14}" for k in range(periods))
+        codes = ",".join(sorted(set(management.get(p.patient_id, [])))) or "-"
+        print(f"{p.patient_id:<18}{p.exercise:<19}{p.trend:<11}{cols}{f'{found}/{truth.reps}':>11}{trend:>17}  "
+              f"{codes:<22}{' '.join(flags.get(p.patient_id, [])) or '-'}")
     total_found = sum(r[2] for rows in sets.values() for r in rows)
     total_true = sum(t.reps for t in produced.truth.values())
-    print(f"\nrepetitions found {total_found} of {total_true} simulated "
-          f"({100 * total_found / max(total_true, 1):.1f}%); data days count distinct patient-local dates "
-          f"with qualifying data per 30-day device period")
+    print(f"\nrepetitions found: {total_found} of {total_true} simulated ({100 * total_found / max(total_true, 1):.1f}%)")
+    print("period columns: patient-local data days in each 30-day device period and the supply code reached;"
+          " flags: (l)ow/(m)edium/(h)igh severity")
 
 
 def run_main_job(patients: int, days: int, seed: int) -> int:
@@ -167,6 +190,7 @@ def run_main_job(patients: int, days: int, seed: int) -> int:
                     return 1
                 time.sleep(0.5)
             print()
+            _finish_derived(settings)
             new = landed["imu_batch"] - before["imu_batch"], landed["activity_interval"] - before["activity_interval"]
             print(f"new rows this run: {new[0]} IMU batches, {new[1]} step intervals"
                   + (" (a replay of an earlier run: nothing was duplicated)" if new == (0, 0) else ""))

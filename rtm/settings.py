@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     session_margin_s: float = 120.0  # recordings this close to a session's start/end belong to it
     max_session_s: float = 3 * 3600.0  # bounds a session whose end (or start) marker is missing
     active_cadence_spm: int = 100  # steps per minute of a moderately active minute (Tudor-Locke 2018)
+    flags_sweep_interval_s: float = 3600.0
+    eligibility_interval_s: float = 30.0
 
     # --- services ---------------------------------------------------------------------------------
     metrics_port: int = 9464

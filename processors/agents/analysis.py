@@ -1,15 +1,21 @@
-"""The analysis loop: queued IMU recordings -> sets, reps and ROM -> results topic."""
+"""Timers of the worker: queued IMU recordings -> sets, reps and ROM (-> results topic and trend
+flags); therapist flags that need time to pass; eligibility of patients whose facts changed."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from datetime import UTC, datetime
 
 import orjson
+import psycopg
 
 from processors import metrics
 from processors.agents.common import sink
 from processors.app import TOPICS, app, settings
 from processors.assembly import StreamOutcome, analyse_stream, claim_stream
+from processors.eligibility.store import recompute_dirty
+from processors.flags import evaluate_all, evaluate_patients
 from processors.sink.postgres import Conn
 from rtm import topics
 
@@ -18,7 +24,10 @@ def _analyse_one(conn: Conn) -> StreamOutcome | None:
     key = claim_stream(conn, settings.analysis_quiet_s)
     if key is None:
         return None
-    return analyse_stream(conn, key, settings.session_margin_s, settings.max_session_s)
+    outcome = analyse_stream(conn, key, settings.session_margin_s, settings.max_session_s)
+    # In the same transaction: flags never describe results that were rolled back.
+    evaluate_patients(conn, [key.patient_id], datetime.now(UTC))
+    return outcome
 
 
 @app.timer(interval=settings.analysis_poll_s)
@@ -34,3 +43,25 @@ async def analyse_quiet_recordings() -> None:
             key=outcome.key.patient_id.encode(), value=orjson.dumps(outcome.as_result())
         )
         metrics.EVENTS_OUT.labels(topics.RESULTS_REPS.name).inc()
+
+
+def _own_transactions(work: str) -> None:
+    # These loops manage their own transactions (and an advisory lock, so that one worker of the
+    # group runs each at a time).
+    with psycopg.connect(settings.dsn("writer"), autocommit=True) as conn:
+        now = datetime.now(UTC)
+        if work == "flags":
+            evaluate_all(conn, now)
+        else:
+            recompute_dirty(conn, now.date())
+
+
+@app.timer(interval=settings.flags_sweep_interval_s)
+async def sweep_flags() -> None:
+    """No-data flags need time to pass, not data; each patient's day ends at their own midnight."""
+    await asyncio.to_thread(_own_transactions, "flags")
+
+
+@app.timer(interval=settings.eligibility_interval_s)
+async def recompute_eligibility() -> None:
+    await asyncio.to_thread(_own_transactions, "eligibility")

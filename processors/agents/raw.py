@@ -12,6 +12,7 @@ from processors.activity import recompute_minutes
 from processors.agents.common import ack, batches, decode_batch, sink, store
 from processors.app import TOPICS, app, settings
 from processors.dayfacts import DayChange, rebuild_day_facts
+from processors.flags import evaluate_patients
 from processors.sink.postgres import Conn
 from processors.sink.raw import store_activity, store_assignments, store_imu, store_sessions, store_timezones
 from processors.state import patient_table
@@ -54,6 +55,8 @@ def _store_activity(conn: Conn, intervals: list[ActivityInterval]) -> None:
     changed = store_activity(conn, intervals)
     spans = recompute_minutes(conn, changed, settings.active_cadence_spm)
     rebuild_day_facts(conn, [DayChange(s.patient_id, s.start, s.end) for s in spans])
+    if spans:
+        evaluate_patients(conn, {s.patient_id for s in spans}, datetime.now(UTC))
 
 
 @app.agent(TOPICS[topics.RAW_ACTIVITY.name])
