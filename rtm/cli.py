@@ -15,6 +15,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "encoding": ("rtm.contract.bench:main", "encode+decode of IMU batches: binary frame vs JSON"),
     "signal": ("processors.signal.bench:main", "signal processing accuracy and throughput"),
     "ingest": ("ingest.bench:main", "gateway throughput and latency on loopback"),
+    "pipeline": ("processors.bench:main", "IMU samples/s and latency, produce -> worker -> database"),
     "eligibility": ("processors.eligibility.bench:main", "recompute RTM eligibility for 10,000 patients x 90 days"),
 }
 

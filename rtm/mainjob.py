@@ -154,7 +154,9 @@ def _summary(conn: psycopg.Connection[Any], cohort: Cohort, produced: Produced) 
 
 
 def run_main_job(patients: int, days: int, seed: int) -> int:
-    settings = get_settings()
+    # The simulated phones upload each session whole, so a recording is complete once it is quiet
+    # for a second.
+    settings = get_settings().model_copy(update={"analysis_quiet_s": 1.0})
     started = time.monotonic()
     for line in stack.up(settings):
         print(f"stack: {line}")

@@ -52,8 +52,9 @@ class Settings(BaseSettings):
     sink_batch_max: int = 500
     sink_flush_interval_s: float = 0.2
     # An IMU recording is analysed once no batch of it has arrived for this long; a later batch
-    # queues it again. Shorter means fresher results, longer means fewer re-analyses.
-    analysis_quiet_s: float = 1.0
+    # queues it again. Longer than a phone's upload interval during a session, so that a live
+    # recording is analysed once when it ends rather than again after every upload.
+    analysis_quiet_s: float = 15.0
     analysis_poll_s: float = 0.25
     analysis_budget_s: float = 2.0  # analysis work per poll, so that a backlog cannot starve the stream
     session_margin_s: float = 120.0  # recordings this close to a session's start/end belong to it
