@@ -4,7 +4,8 @@ Sets up a private broker and a scratch database (both removed afterwards) and a 
 A load generator in a second process plays N patients exercising at once, each phone sending
 one batch per `--batch-s` seconds of 100 Hz data in real time, for `--seconds`. Latency is from
 the generator handing a batch to the producer to the worker's database transaction that stored
-it (`imu_batches.received_at`). The baseline sends the same kind of data one sample per message.
+it (`imu_batches.received_at`); throughput is what reached the database per second between the
+first and the last store. The baseline sends the same kind of data one sample per message.
 """
 
 from __future__ import annotations
@@ -104,8 +105,8 @@ def _run_phase(settings: Settings, patients: int, seconds: float, batch_s: float
     stored = {eid: float(at) for eid, at in rows}
     lat = np.array([stored[e] - sent[e][0] for e in sent if e in stored])
     samples = sum(sent[e][1] for e in stored if e in sent)
-    first_send = min(t for t, _ in sent.values())
-    span = max(stored.values()) - first_send if stored else float("nan")
+    # Sustained rate: what reached the database per second between the first and the last store.
+    span = max(stored.values()) - min(stored.values()) if len(stored) > 1 else float("nan")
     return {
         "messages": len(sent), "stored": len(stored), "samples": samples,
         "samples_per_s": samples / span if span > 0 else 0.0,
@@ -117,7 +118,8 @@ def _run_phase(settings: Settings, patients: int, seconds: float, batch_s: float
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rtm bench pipeline", description=__doc__)
-    parser.add_argument("--patients", type=int, default=2000, help="patients exercising at once")
+    # 25% above the target (2,000 patients at 100 Hz), so that keeping up is shown, not assumed.
+    parser.add_argument("--patients", type=int, default=2500, help="patients exercising at once")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--batch-s", type=float, default=10.0, help="seconds of data per uploaded batch")
     parser.add_argument("--rate-hz", type=float, default=100.0)
