@@ -51,8 +51,8 @@ def _load(settings_json: str, patients: int, seconds: float, batch_s: float, rat
 async def _load_async(settings: Settings, patients: int, seconds: float, batch_s: float, rate_hz: float, tag: str,
                       out: Path) -> None:
     rng = np.random.default_rng(0)
-    n = max(1, int(round(batch_s * rate_hz)))
-    acc = rng.normal(0, 1, (n, 3)).astype(np.float32) + np.float32([0, 0, 9.81])
+    n = max(1, round(batch_s * rate_hz))
+    acc = (rng.normal(0, 1, (n, 3)) + np.array([0.0, 0.0, 9.81])).astype(np.float32)
     gyr = rng.normal(0, 0.3, (n, 3)).astype(np.float32)
     provs = [Provenance(adapter="bench", vendor="bench", device_id=f"bench-{tag}-{i}") for i in range(patients)]
     producer = make_producer(settings)
@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             w.stop()
         broker.down(settings)
         with postgres.admin_connect(settings) as conn:
-            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(settings.pg_database)))
+            drop = sql.SQL("drop database if exists {} with (force)")
+            conn.execute(drop.format(sql.Identifier(settings.pg_database)))
 
     offered = args.patients * args.rate_hz
     print(f"pipeline on loopback: {args.workers} worker(s), private Tansu broker, scratch TimescaleDB; "

@@ -10,10 +10,10 @@ from aiokafka.partitioner import murmur2
 
 def patient_partition(patient_id: str, partitions: int) -> int:
     """The partition Kafka's default partitioner gives a message keyed by this patient id."""
-    return (murmur2(patient_id.encode()) & 0x7FFFFFFF) % partitions
+    return int(murmur2(patient_id.encode()) & 0x7FFFFFFF) % partitions
 
 
-class PatientTable(faust.Table):  # type: ignore[misc]
+class PatientTable(faust.Table[str, Any]):
     """A table whose changelog partition is the patient's topic partition.
 
     Stock tables take the partition from the event being processed, so they refuse writes made
@@ -21,9 +21,11 @@ class PatientTable(faust.Table):  # type: ignore[misc]
     """
 
     def partition_for_key(self, key: Any) -> int:
+        assert self.partitions is not None  # always given: see patient_table
         return patient_partition(str(key), self.partitions)
 
 
 def patient_table(app: faust.App, name: str, partitions: int, **kwargs: Any) -> PatientTable:
-    table: PatientTable = app.tables.add(PatientTable(app=app, name=name, partitions=partitions, **kwargs))
+    table = PatientTable(app=app, name=name, partitions=partitions, **kwargs)
+    app.tables.add(table)
     return table

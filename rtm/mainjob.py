@@ -11,8 +11,8 @@ import asyncio
 import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -148,7 +148,8 @@ def _summary(conn: psycopg.Connection[Any], cohort: Cohort, produced: Produced) 
               f"{codes:<22}{' '.join(flags.get(p.patient_id, [])) or '-'}")
     total_found = sum(r[2] for rows in sets.values() for r in rows)
     total_true = sum(t.reps for t in produced.truth.values())
-    print(f"\nrepetitions found: {total_found} of {total_true} simulated ({100 * total_found / max(total_true, 1):.1f}%)")
+    share = 100 * total_found / max(total_true, 1)
+    print(f"\nrepetitions found: {total_found} of {total_true} simulated ({share:.1f}%)")
     print("period columns: patient-local data days in each 30-day device period and the supply code reached;"
           " flags: (l)ow/(m)edium/(h)igh severity")
 

@@ -4,6 +4,7 @@ def test_migrated(db):
     assert {"imu_batches", "activity_intervals", "activity_minutes", "exercise_sets", "rep_results",
             "data_day_facts"} <= tables
 def test_writer_cannot_delete(db):
-    import psycopg, pytest
+    import psycopg
+    import pytest
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         db.execute("delete from imu_batches")

@@ -12,6 +12,7 @@ run shows that a repeat changes nothing downstream.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -104,13 +105,13 @@ def _imu_batches(p: SimPatient, stream_id: str, start: datetime, t: np.ndarray, 
                       model=DEVICE_MODEL)
     cuts = np.searchsorted(t, np.arange(0.0, t[-1] + BATCH_S, BATCH_S))
     batches = []
-    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+    for a, b in itertools.pairwise(cuts):
         if b <= a:
             continue
         offsets = np.rint((t[a:b] - t[a]) * 1e6).astype(np.int32)
         batches.append(ImuBatch(
             patient_id=p.patient_id, episode_id=p.episode_id, provenance=prov, stream_id=stream_id,
-            body_site=p.body_site, t0=start + timedelta(microseconds=int(round(t[a] * 1e6))),
+            body_site=p.body_site, t0=start + timedelta(microseconds=round(t[a] * 1e6)),
             sample_rate_hz=SENSOR.rate_hz, acc=acc[a:b], gyr=gyr[a:b], t_offsets_us=offsets,
         ))
     return batches
@@ -136,9 +137,9 @@ def exercise_session(cohort: Cohort, p: SimPatient, day: int, start: datetime,
     end = start + timedelta(seconds=float(rec.t[-1]))
     events: list[Event] = [
         SessionMarker(phase="start", at=start, prescribed_sets=cohort.prescribed_sets,
-                      prescribed_reps=cohort.prescribed_reps, **common),  # type: ignore[arg-type]
+                      prescribed_reps=cohort.prescribed_reps, **common),
         *_imu_batches(p, session_id, start, rec.t - rec.t[0], rec.acc, rec.gyr),
-        SessionMarker(phase="end", at=end, **common),  # type: ignore[arg-type]
+        SessionMarker(phase="end", at=end, **common),
     ]
     return events, sum(len(s.reps) for s in session.sets)
 

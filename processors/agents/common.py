@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import faust
 import psycopg
@@ -25,15 +25,16 @@ log = logging.getLogger(__name__)
 sink = PostgresSink(settings)
 
 
-async def batches(stream: faust.StreamT) -> AsyncIterator[Sequence[EventT]]:
+async def batches(stream: faust.StreamT[Any]) -> AsyncIterator[Sequence[EventT[Any]]]:
     """Batches of events, not yet acknowledged: the caller acks once the database has them."""
-    async for events in stream.noack_take(settings.sink_batch_max, within=settings.sink_flush_interval_s):
+    async for events in stream.noack_take(  # type: ignore[attr-defined]
+            settings.sink_batch_max, within=settings.sink_flush_interval_s):
         if events:
             metrics.EVENTS_IN.labels(events[0].message.topic).inc(len(events))
         yield events
 
 
-async def send_dead_letter(ev: EventT, reason: str, detail: str) -> None:
+async def send_dead_letter(ev: EventT[Any], reason: str, detail: str) -> None:
     await TOPICS[topics.DEAD_LETTER.name].send(
         key=ev.message.key,
         value=dead_letter(
@@ -45,12 +46,12 @@ async def send_dead_letter(ev: EventT, reason: str, detail: str) -> None:
     metrics.EVENTS_OUT.labels(topics.DEAD_LETTER.name).inc()
 
 
-async def decode_batch(events: Sequence[EventT], expect: type[E]) -> list[tuple[EventT, E]]:
+async def decode_batch(events: Sequence[EventT[Any]], expect: type[E]) -> list[tuple[EventT[Any], E]]:
     """Valid events of the expected kind; everything else goes to the dead-letter topic."""
-    good: list[tuple[EventT, E]] = []
+    good: list[tuple[EventT[Any], E]] = []
     for ev in events:
         try:
-            event = decode(ev.message.value)
+            event = decode(ev.message.value or b"")
             if not isinstance(event, expect):
                 raise DecodeError("wrong_topic", f"{event.kind} does not belong on {ev.message.topic}")
         except DecodeError as exc:
@@ -60,7 +61,7 @@ async def decode_batch(events: Sequence[EventT], expect: type[E]) -> list[tuple[
     return good
 
 
-async def store(name: str, decoded: Sequence[tuple[EventT, E]], work: Callable[[Conn, list[E]], object]) -> None:
+async def store(name: str, decoded: Sequence[tuple[EventT[Any], E]], work: Callable[[Conn, list[E]], object]) -> None:
     """Store a batch in one transaction. While the database is unreachable, retry (nothing is
     acknowledged meanwhile); if it refuses the batch, store event by event and dead-letter each
     event it refuses, so that one bad record cannot stop the stream."""
@@ -84,7 +85,7 @@ async def store(name: str, decoded: Sequence[tuple[EventT, E]], work: Callable[[
             await send_dead_letter(ev, "rejected_by_database", exc.diag.message_primary or type(exc).__name__)
 
 
-def ack(events: Sequence[EventT]) -> None:
+def ack(events: Sequence[EventT[Any]]) -> None:
     now = time.time()
     for ev in events:
         ev.ack()

@@ -14,7 +14,7 @@ class ReadyView(View):
     """Joined its group and finished restoring its tables."""
 
     async def get(self, request: Request) -> Response:
-        recovered = app.tables.recovery.completed.is_set()
+        recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
         ready = recovered and not app.rebalancing
         return self.json({"ready": ready, "recovered": recovered, "rebalancing": app.rebalancing},
                          status=200 if ready else 503)

@@ -4,7 +4,9 @@ changes and device assignments."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import faust
 
@@ -42,11 +44,15 @@ def _note_last_seen(items: list[ImuBatch]) -> None:
 
 
 @app.agent(TOPICS[topics.RAW_IMU.name])
-async def imu_batches(stream: faust.StreamT) -> None:
+async def imu_batches(stream: faust.StreamT[Any]) -> None:
     async for events in batches(stream):
         decoded = await decode_batch(events, ImuBatch)
-        frames = {b.id: ev.message.value for ev, b in decoded}
-        await store("imu_batches", decoded, lambda conn, items: store_imu(conn, [(b, frames[b.id]) for b in items]))
+        frames = {b.id: ev.message.value or b"" for ev, b in decoded}
+
+        def write(conn: Conn, items: list[ImuBatch], frames: dict[uuid.UUID, bytes] = frames) -> int:
+            return store_imu(conn, [(b, frames[b.id]) for b in items])
+
+        await store("imu_batches", decoded, write)
         _note_last_seen([b for _, b in decoded])
         ack(events)
 
@@ -60,14 +66,14 @@ def _store_activity(conn: Conn, intervals: list[ActivityInterval]) -> None:
 
 
 @app.agent(TOPICS[topics.RAW_ACTIVITY.name])
-async def activity_intervals(stream: faust.StreamT) -> None:
+async def activity_intervals(stream: faust.StreamT[Any]) -> None:
     async for events in batches(stream):
         await store("activity", await decode_batch(events, ActivityInterval), _store_activity)
         ack(events)
 
 
 @app.agent(TOPICS[topics.RAW_SESSION.name])
-async def session_markers(stream: faust.StreamT) -> None:
+async def session_markers(stream: faust.StreamT[Any]) -> None:
     async for events in batches(stream):
         await store("sessions", await decode_batch(events, SessionMarker),
                     lambda conn, markers: store_sessions(conn, markers, settings.session_margin_s,
@@ -82,7 +88,7 @@ def _history_changed(conn: Conn, changes: list[tuple[str, datetime]]) -> None:
 
 
 @app.agent(TOPICS[topics.RAW_TIMEZONE.name])
-async def timezone_changes(stream: faust.StreamT) -> None:
+async def timezone_changes(stream: faust.StreamT[Any]) -> None:
     async for events in batches(stream):
         await store("timezones", await decode_batch(events, TimezoneChange),
                     lambda conn, changes: _history_changed(conn, store_timezones(conn, changes)))
@@ -90,7 +96,7 @@ async def timezone_changes(stream: faust.StreamT) -> None:
 
 
 @app.agent(TOPICS[topics.DEVICE_ASSIGNMENT.name])
-async def device_assignments(stream: faust.StreamT) -> None:
+async def device_assignments(stream: faust.StreamT[Any]) -> None:
     async for events in batches(stream):
         await store("assignments", await decode_batch(events, DeviceAssignment),
                     lambda conn, changes: _history_changed(conn, store_assignments(conn, changes)))

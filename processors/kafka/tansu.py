@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -20,7 +19,9 @@ from faust.types import TP
 FETCH_TIMEOUT_S = 15.0
 
 
-async def fetch_highwaters(bootstrap: str | list[str], partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+async def fetch_highwaters(
+    bootstrap: str | list[str], partitions: Iterable[TopicPartition]
+) -> dict[TopicPartition, int]:
     """High-water mark of each partition, as reported by a fetch response (not ListOffsets)."""
     tps = list(partitions)
     if not tps:
@@ -52,10 +53,10 @@ async def fetch_highwaters(bootstrap: str | list[str], partitions: Iterable[Topi
 
 
 class TansuConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:  # type: ignore[override]
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
         if self.consumer.in_transaction:
             return await super()._highwaters(partitions)
-        servers = faust_aiokafka.server_list(self.transport.url, self.transport.default_port)
+        servers = faust_aiokafka.server_list(self.transport.url, self.transport.default_port)  # type: ignore[attr-defined]
         marks = await fetch_highwaters(servers, [TopicPartition(tp.topic, tp.partition) for tp in partitions])
         return {TP(tp.topic, tp.partition): hw for tp, hw in marks.items()}
 
@@ -68,5 +69,5 @@ class TansuConsumer(faust_aiokafka.Consumer):
 class Transport(faust_aiokafka.Transport):
     """faust transport for `tansu://host:port` broker URLs."""
 
-    Consumer: Any = TansuConsumer
+    Consumer = TansuConsumer
     driver_version = f"tansu-compat/{faust_aiokafka.Transport.driver_version}"

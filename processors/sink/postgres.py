@@ -38,6 +38,7 @@ class UpsertSpec:
         cols = sql.SQL(", ").join(map(sql.Identifier, self.columns))
         marks = sql.SQL(", ").join(sql.Placeholder() * len(self.columns))
         key = sql.SQL(", ").join(map(sql.Identifier, self.key))
+        action: sql.Composable
         if self.update:
             changed = sql.SQL(", ").join(sql.SQL("{t}.{c}").format(t=sql.Identifier(self.table), c=sql.Identifier(c))
                                          for c in self.update)

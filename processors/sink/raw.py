@@ -156,9 +156,13 @@ def session_window(started: datetime | None, ended: datetime | None, margin_s: f
     margin, longest = timedelta(seconds=margin_s), timedelta(seconds=max_session_s)
     if started is None and ended is None:
         raise ValueError("a session needs a start or an end")
-    lo = (started if started is not None else ended - longest) - margin  # type: ignore[operator]
-    hi = (ended if ended is not None else started + longest) + margin  # type: ignore[operator]
-    return lo, hi
+    if started is not None:
+        first = started
+        last = ended if ended is not None else started + longest
+    else:
+        assert ended is not None
+        first, last = ended - longest, ended
+    return first - margin, last + margin
 
 
 def store_timezones(conn: Conn, changes: Sequence[TimezoneChange]) -> list[tuple[str, datetime]]:

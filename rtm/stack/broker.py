@@ -8,6 +8,7 @@ so a broker restart loses every topic: `up` recreates them. Production runs Apac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -128,12 +129,10 @@ async def ensure_topics(settings: Settings, topics: tuple[TopicSpec, ...] = ALL_
         existing = set(await admin.list_topics())
         missing = [t for t in topics if t.name not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
                     [NewTopic(t.name, t.partitions, settings.topic_replication) for t in missing]
                 )
-            except TopicAlreadyExistsError:
-                pass
         return [t.name for t in missing]
     finally:
         await admin.close()
