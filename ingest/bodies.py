@@ -3,7 +3,6 @@ decompressed size (413: no gzip bombs), and splitting a stream of concatenated I
 
 from __future__ import annotations
 
-import struct
 import zlib
 from typing import Any
 
@@ -11,10 +10,9 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 
 from ingest.problems import Problem
-from rtm.contract.codec import IMU_FRAME_VERSION, IMU_MAGIC
+from rtm.contract.codec import DecodeError, frame_length
 
 IMU_FRAME_MEDIA_TYPE = "application/vnd.rtm.imu-frame"
-_PREFIX = struct.Struct("<4sBI")  # the frame prefix (see rtm.contract.codec)
 
 
 def media_type(request: Request) -> str:
@@ -89,31 +87,13 @@ def split_frames(data: bytes) -> list[bytes]:
     per-sample offsets)."""
     frames: list[bytes] = []
     pos = 0
-    view = memoryview(data)
     while pos < len(data):
-        if len(data) - pos < _PREFIX.size:
-            raise Problem(400, "malformed-body", f"frame {len(frames)}: truncated prefix")
-        magic, version, head_len = _PREFIX.unpack_from(data, pos)
-        if magic != IMU_MAGIC:
-            raise Problem(400, "malformed-body", f"frame {len(frames)}: not an IMU frame (bad magic)")
-        if version != IMU_FRAME_VERSION:
-            raise Problem(400, "malformed-body", f"frame {len(frames)}: unsupported frame version {version}")
-        head_start = pos + _PREFIX.size
-        if head_start + head_len > len(data):
-            raise Problem(400, "malformed-body", f"frame {len(frames)}: truncated header")
         try:
-            header = orjson.loads(view[head_start : head_start + head_len])
-            n = int(header["n"])
-            offsets = header["offsets"]
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError) as exc:
-            raise Problem(400, "malformed-body", f"frame {len(frames)}: bad header ({exc})") from None
-        if n < 0 or not isinstance(offsets, bool):
-            raise Problem(400, "malformed-body", f"frame {len(frames)}: bad header (n or offsets)")
-        end = head_start + head_len + n * 24 + (n * 4 if offsets else 0)
-        if end > len(data):
-            raise Problem(400, "malformed-body", f"frame {len(frames)}: truncated sample data")
-        frames.append(data[pos:end])
-        pos = end
+            length = frame_length(data, pos)
+        except DecodeError as exc:
+            raise Problem(400, "malformed-body", f"frame {len(frames)}: {exc.detail}") from None
+        frames.append(data[pos : pos + length])
+        pos += length
     if not frames:
         raise Problem(400, "malformed-body", "no IMU frame in the body")
     return frames

@@ -89,6 +89,31 @@ def from_dict(body: dict[str, Any]) -> Event:
         raise DecodeError("invalid", _summarise(exc)) from None
 
 
+def frame_length(data: bytes, pos: int = 0) -> int:
+    """Length of the IMU frame starting at `pos` (so that concatenated frames can be cut apart)."""
+    if len(data) - pos < _PREFIX.size:
+        raise DecodeError("malformed", "truncated frame prefix")
+    magic, version, head_len = _PREFIX.unpack_from(data, pos)
+    if magic != IMU_MAGIC:
+        raise DecodeError("malformed", "not an IMU frame (bad magic)")
+    if version != IMU_FRAME_VERSION:
+        raise DecodeError("unsupported_version", f"IMU frame version {version}")
+    head_start = pos + _PREFIX.size
+    if head_start + head_len > len(data):
+        raise DecodeError("malformed", "truncated frame header")
+    try:
+        header = orjson.loads(memoryview(data)[head_start : head_start + head_len])
+        n, offsets = int(header["n"]), header["offsets"]
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise DecodeError("malformed", f"bad frame header ({exc})") from None
+    if n < 0 or not isinstance(offsets, bool):
+        raise DecodeError("malformed", "bad frame header (n or offsets)")
+    end = head_start + head_len + n * 24 + (n * 4 if offsets else 0)
+    if end > len(data):
+        raise DecodeError("malformed", "truncated sample data")
+    return int(end - pos)
+
+
 def decode_imu(data: bytes) -> ImuBatch:
     if len(data) < _PREFIX.size:
         raise DecodeError("malformed", "IMU frame shorter than its prefix")

@@ -42,9 +42,13 @@ class BodySite(StrEnum):
 
 def _xyz_array(value: Any) -> F32:
     try:
-        arr = np.asarray(value, dtype=np.float32)
+        raw = np.asarray(value)
     except (TypeError, ValueError) as exc:
         raise ValueError("must be an n x 3 array of numbers") from exc
+    # Numbers only: numpy would happily turn the strings "1.5" or "NaN" into floats.
+    if raw.size and raw.dtype.kind not in "iuf":
+        raise ValueError("must be an n x 3 array of numbers")
+    arr = raw.astype(np.float32)
     if arr.ndim != 2 or arr.shape[1] != 3:
         raise ValueError(f"must be an n x 3 array of numbers, got shape {arr.shape}")
     if not np.isfinite(arr).all():
@@ -57,9 +61,14 @@ def _xyz_array(value: Any) -> F32:
 def _offsets_array(value: Any) -> I32 | None:
     if value is None:
         return None
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError("must be a one-dimensional array of integer microseconds") from exc
     if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
         raise ValueError("must be a one-dimensional array of integer microseconds")
+    if arr.size and (arr.min() < 0 or arr.max() > np.iinfo(np.int32).max):
+        raise ValueError("offsets must lie between 0 and 2**31 - 1 microseconds (split longer batches)")
     out = arr.astype(np.int32)
     out.setflags(write=False)
     return out

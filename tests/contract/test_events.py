@@ -62,6 +62,10 @@ def test_event_id_that_does_not_match_its_source_is_rejected() -> None:
         ({"t_offsets_us": np.r_[0, np.arange(99)[::-1]]}, "strictly increasing"),
         ({"t_offsets_us": np.arange(1, 101)}, "must start at 0"),
         ({"patient_id": "robert'); drop table"}, "pattern"),
+        ({"acc": [["1.5", "0", "9.8"]] * 100}, "array of numbers"),
+        ({"acc": [[True, False, True]] * 100}, "array of numbers"),
+        ({"t_offsets_us": np.r_[0, np.arange(1, 100) * 2**26]}, "2\\*\\*31"),
+        ({"t_offsets_us": [0] + [10**30] * 99}, "integer microseconds"),
     ],
 )
 def test_bad_imu_batches_are_rejected_with_a_reason(change: dict[str, object], message: str) -> None:
