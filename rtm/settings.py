@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     active_cadence_spm: int = 100  # steps per minute of a moderately active minute (Tudor-Locke 2018)
     flags_sweep_interval_s: float = 3600.0
     eligibility_interval_s: float = 30.0
+    lag_report_interval_s: float = 10.0
 
     # --- services ---------------------------------------------------------------------------------
     metrics_port: int = 9464

@@ -303,3 +303,20 @@ def test_a_restarted_worker_replays_without_changing_anything(fast: Settings, fr
     finally:
         w.stop()
     assert second == first
+
+
+def test_worker_serves_prometheus_metrics(worker: WorkerProcess, fast: Settings) -> None:
+    import urllib.request
+
+    # Something has flowed through this worker by now (earlier tests) or will within the wait.
+    produce(fast, [_activity(f"pat-metrics-{uuid.uuid4().hex[:6]}", "w-m", datetime(2026, 6, 1, tzinfo=UTC), 5, 10)])
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{worker.port}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    text = wait_for(scrape, lambda t: 'rtm_events_in_total{topic="rtm.raw.activity.v1"}' in t
+                    and "rtm_consumer_lag{" in t, timeout=30)
+    for name in ("rtm_sink_seconds_bucket", "rtm_sink_batch_rows_bucket", "rtm_processing_latency_seconds_bucket",
+                 "rtm_dead_letters_total"):
+        assert name in text
