@@ -118,9 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from rtm.stack import StackError
+
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
-    return func(args)
+    try:
+        return func(args)
+    except StackError as exc:  # an operator's problem, said plainly rather than as a traceback
+        print(f"rtm: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
