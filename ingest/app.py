@@ -3,9 +3,11 @@ log line and error, and the long-lived parts (database pool, Kafka producer) ope
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
+import traceback
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,10 +27,11 @@ from ingest.metrics import LATENCY, REJECTED, REQUESTS
 from ingest.problems import Problem, problem_response
 from ingest.publisher import Publisher
 from ingest.ratelimit import TokenBucketLimiter
-from ingest.routes import enrolment, events, health, phone, webhooks
+from ingest.routes import eligibility, enrolment, events, health, phone, webhooks
 from ingest.settings import GatewaySettings, get_gateway_settings
 from ingest.state import Gateway, request_id
 from ingest.store import Store
+from ingest.syncdb import SyncPools
 from rtm.settings import Settings, get_settings
 
 log = logging.getLogger("ingest.access")
@@ -39,6 +42,7 @@ _HTTP_CODES = {
     403: "forbidden",
     404: "not-found",
     405: "method-not-allowed",
+    409: "conflict",
     413: "payload-too-large",
     415: "unsupported-media-type",
 }
@@ -113,7 +117,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
     async def on_error(request: Request, exc: Exception) -> Response:
-        logging.getLogger("ingest.error").exception("unhandled %s", type(exc).__name__)
+        # The stack, not the message: a database or validation error's message can quote row values.
+        stack = "".join(traceback.format_tb(exc.__traceback__))
+        logging.getLogger("ingest.error").error("unhandled %s\n%s", type(exc).__name__, stack.rstrip())
         return problem_response(
             Problem(500, "internal-error", "an internal error occurred; quote the request id"),
             request_id(request),
@@ -137,6 +143,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         store = await Store.open(s, max_size=cfg.db_pool_max)
+        sync_db = await asyncio.to_thread(SyncPools.open, s, max(2, cfg.db_pool_max // 2))
         publisher = await Publisher.start(s, cfg.publish_timeout_s)
         http = polar_http or httpx.AsyncClient()
         pepper = cfg.pepper_bytes(s.secrets_dir)
@@ -151,25 +158,29 @@ def create_app(
             polar=PolarClient(http, cfg.polar_api_base, cfg.vendor_fetch_timeout_s)
             if cfg.polar_webhook_secret is not None
             else None,
+            sync_db=sync_db,
         )
         try:
             yield {}
         finally:
             await publisher.stop()
             await store.close()
+            await asyncio.to_thread(sync_db.close)
             if polar_http is None:
                 await http.aclose()
 
     app = FastAPI(
         title="RTM ingest gateway",
         version="1.0",
-        description="Authenticated uploads from hubs, phones and vendor webhooks into Kafka. "
+        description="Authenticated uploads from hubs, phones and vendor webhooks into Kafka; therapist time "
+        "entries and billing summaries for clinics. "
         "Errors are RFC 9457 problem details (application/problem+json) with a stable `code`.",
         lifespan=lifespan,
     )
     _install_error_handlers(app)
     for module in (events, phone, enrolment, webhooks, health):
         app.include_router(module.router)
+    app.include_router(eligibility.router, prefix="/v1")
     app.add_middleware(RequestContext)
     return app
 

@@ -1,5 +1,6 @@
 """Who is calling: a device (its enrolment credential) or a clinic (its API key), both as
-`Authorization: Bearer <token>`. Unknown, malformed or wrong tokens get 401; revoked ones 403."""
+`Authorization: Bearer <token>`. Unknown, malformed or wrong tokens get 401; revoked ones 403,
+and so does a valid device credential on a clinic route."""
 
 from __future__ import annotations
 
@@ -67,8 +68,12 @@ class Authenticator:
         return cred
 
     async def clinic(self, request: Request) -> ClinicPrincipal:
-        parsed = parse_token(bearer(request), CLINIC_PREFIX)
+        token = bearer(request)
+        parsed = parse_token(token, CLINIC_PREFIX)
         if parsed is None:
+            if parse_token(token, DEVICE_PREFIX) is not None:
+                await self.device(request)  # an unknown or wrong device token is still a 401
+                raise Problem(403, "forbidden", "a device credential cannot use this route; it needs a clinic API key")
             raise _unauthenticated("not a clinic API key")
         key_id, secret = parsed
         key = await self.store.clinic_key(key_id)

@@ -13,6 +13,7 @@ from ingest.publisher import Publisher
 from ingest.ratelimit import TokenBucketLimiter
 from ingest.settings import GatewaySettings
 from ingest.store import Store
+from ingest.syncdb import SyncPools
 from rtm.settings import Settings
 
 
@@ -26,6 +27,7 @@ class Gateway:
     limiter: TokenBucketLimiter
     pepper: bytes
     polar: PolarClient | None
+    sync_db: SyncPools
 
     def rate_limit(self, key: str) -> None:
         wait = self.limiter.acquire(key)

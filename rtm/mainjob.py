@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 import psycopg
-from scipy import stats
 
 from device_adapters.simulated.cohort import Cohort, Truth, make_cohort, patient_events
 from device_adapters.simulated.seed import seed_care_context
 from processors.eligibility.store import recompute_dirty
 from processors.flags import evaluate_all
+from processors.flags.trends import theil_sen
 from processors.supervisor import start_worker
 from rtm import stack
 from rtm.contract import encode
@@ -88,11 +88,11 @@ def _landed(conn: psycopg.Connection[Any], ids: list[str]) -> dict[str, int]:
 
 
 def _rom_trend(days: list[float], rom: list[float]) -> str:
-    """Theil-Sen slope of per-session ROM (Sen 1968), degrees per week."""
+    """Whole-course ROM slope per week (the flags judge the last weeks; this is the overview)."""
     if len(rom) < 4:
         return "n/a"
-    slope, _, lo, hi = stats.theilslopes(rom, days)
-    return f"{7 * slope:+5.1f}°/wk" + ("" if lo * hi > 0 else " (flat)")
+    fit = theil_sen(rom, days)
+    return f"{7 * fit.slope:+5.1f}°/wk" + ("" if fit.low * fit.high > 0 else " (flat)")
 
 
 def _finish_derived(settings: Settings) -> None:

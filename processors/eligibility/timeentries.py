@@ -239,10 +239,18 @@ def void_entry(conn: Conn, entry_id: str, reason: str, actor: str | None = None)
 
 
 def list_entries(
-    conn: Conn, patient_id: str, month: date | None = None, include_replaced: bool = False
+    conn: Conn,
+    patient_id: str,
+    month: date | None = None,
+    include_replaced: bool = False,
+    clinic_id: str | None = None,
 ) -> list[StoredEntry]:
+    """A patient's entries (only those of episodes of `clinic_id`, when given)."""
     sql = _SELECT + " where e.patient_id = %s"
     params: list[Any] = [patient_id]
+    if clinic_id is not None:
+        sql += " and e.episode_id in (select episode_id from episodes where clinic_id = %s)"
+        params.append(clinic_id)
     if month is not None:
         sql += " and date_trunc('month', coalesce(e.service_date, e.started_at::date)) = %s"
         params.append(month.replace(day=1))

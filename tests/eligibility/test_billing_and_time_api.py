@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from processors.eligibility import billing, cli, timeentries
-from processors.eligibility.api import eligibility_router
+from processors.eligibility.api import Caller, eligibility_router
 from tests.eligibility.factory import d, days_from
 
 
@@ -95,7 +95,7 @@ def test_api_router(db_settings, scenario):
             yield c
 
     app = FastAPI()
-    app.include_router(eligibility_router(conn, conn), prefix="/rtm")
+    app.include_router(eligibility_router(conn, conn, lambda: Caller(s.clinic, "test-api")), prefix="/rtm")
     client = TestClient(app)
     body = {
         "patient_id": s.patient, "episode_id": s.episode, "practitioner_id": s.therapist,
