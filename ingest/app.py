@@ -178,9 +178,8 @@ def create_app(
         lifespan=lifespan,
     )
     _install_error_handlers(app)
-    for module in (events, phone, enrolment, webhooks, health):
+    for module in (events, phone, enrolment, eligibility, webhooks, health):
         app.include_router(module.router)
-    app.include_router(eligibility.router, prefix="/v1")
     app.add_middleware(RequestContext)
     return app
 

@@ -1,6 +1,6 @@
 """A FastAPI router for therapist time entries and billing summaries, for the gateway to mount:
 
-    app.include_router(eligibility_router(writer_dependency, reader_dependency, caller_dependency), prefix="/v1")
+    app.include_router(eligibility_router(writer_dependency, reader_dependency, caller_dependency, prefix="/v1"))
 
 The gateway supplies the database connections and authentication: one dependency yielding a
 writer connection for time entries, one yielding a reader connection for billing summaries, and
@@ -82,8 +82,12 @@ def _own_care(conn: Conn, who: Caller, patient_id: str, episode_id: str, practit
     _require(ownership.practitioner(conn, who.clinic_id, practitioner_id), "practitioner")
 
 
-def eligibility_router(writer: ConnDependency, reader: ConnDependency, caller: CallerDependency) -> APIRouter:
-    router = APIRouter(tags=["rtm-eligibility"])
+def eligibility_router(
+    writer: ConnDependency, reader: ConnDependency, caller: CallerDependency, prefix: str = ""
+) -> APIRouter:
+    # The prefix belongs to the router (not to include_router) so that each route's own path is the
+    # full template the gateway's access log and metrics label requests with.
+    router = APIRouter(prefix=prefix, tags=["rtm-eligibility"])
     # The caller comes first in every route: authentication runs before a connection is taken.
     Who = Annotated[Caller, Depends(caller)]
     Writer = Annotated[Conn, Depends(writer)]

@@ -333,6 +333,8 @@ def stop_timer(
         minutes = Decimal((stopped - started).total_seconds() / 60).quantize(Decimal("0.01"))
         if minutes <= 0:
             raise TimeEntryError("a timer must run for some time")
+        if minutes > 24 * 60:
+            raise TimeEntryError("the timer ran for more than 24 hours; record the minutes as an entry instead")
         entry = _insert(
             conn,
             NewTimeEntry(
