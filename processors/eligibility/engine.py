@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import ROUND_DOWN, Decimal
 
-from processors.eligibility.localtime import TzHistory
 from processors.eligibility.model import (
     Assignment,
     CodeLine,
@@ -36,6 +35,7 @@ from processors.eligibility.model import (
     TimeEntry,
 )
 from processors.eligibility.policy import Policy
+from rtm.localtime import TzHistory
 
 _CENT = Decimal("0.01")
 _US_PER_MINUTE = 60_000_000

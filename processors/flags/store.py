@@ -9,14 +9,11 @@ Tables written: therapist_flags (the audit is written by its trigger).
 from __future__ import annotations
 
 import logging
-from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import orjson
@@ -47,40 +44,17 @@ from processors.flags.model import (
 )
 from processors.flags.rules import evaluate
 from processors.flags.settings import FlagSettings, get_flag_settings
+from rtm.localtime import TzHistory
 
 log = logging.getLogger(__name__)
 
 Conn = psycopg.Connection[Any]
 LOCK_CLASS = 0x52544DF1  # advisory lock class for "flags of one patient" (two-key form)
 ACTOR = "rtm-flags"  # who the audit names for changes made by re-evaluation
-FALLBACK_TZ = "UTC"  # a patient with no recorded zone at all
 
 
 def _json(value: Any) -> Jsonb:
     return Jsonb(value, dumps=lambda v: orjson.dumps(v).decode())
-
-
-# ------------------------------------------------------------------------------ local dates -----
-
-
-@lru_cache(maxsize=512)
-def _zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)
-
-
-class _TzHistory:
-    """The IANA zone in force at an instant; before the first change, the first known zone."""
-
-    __slots__ = ("_starts", "_zones")
-
-    def __init__(self, changes: Iterable[tuple[datetime, str]]) -> None:
-        ordered = sorted(changes)
-        self._starts = [at for at, _ in ordered]
-        self._zones = [tz for _, tz in ordered] or [FALLBACK_TZ]
-
-    def local_date(self, instant: datetime) -> date:
-        i = max(bisect_right(self._starts, instant) - 1, 0)
-        return instant.astimezone(_zone(self._zones[i])).date()
 
 
 # ------------------------------------------------------------------------------ loading ---------
@@ -125,7 +99,7 @@ def load_facts(
         "select patient_id, effective_from, tz from patient_timezones where patient_id = any(%s)", (ids,)
     ):
         zones[pid].append((at, tz))
-    tzs = {pid: _TzHistory(zones[pid]) for pid in clinics}
+    tzs = {pid: TzHistory(zones[pid]) for pid in clinics}
     today = {pid: tzs[pid].local_date(as_of) for pid in clinics}
 
     active: dict[str, _Episode] = {}
@@ -200,7 +174,7 @@ def _load_sessions(
     ids: list[str],
     as_of: datetime,
     lo_instant: datetime,
-    tzs: dict[str, _TzHistory],
+    tzs: dict[str, TzHistory],
     today: dict[str, date],
     s: FlagSettings,
 ) -> dict[str, list[Session]]:

@@ -12,9 +12,11 @@ Entry points other parts call:
 See ``docs/signal-processing.md`` for methods, parameters, citations and measured accuracy.
 """
 
+from rtm.localtime import local_day_index
+
 from .activity import ActivityParams, MinuteActivity, minute_activity
 from .analysis import AnalysisParams, ExerciseAnalysis, ExerciseSet, analyze_exercise
-from .daydata import DayFact, DayParams, day_facts, local_day_index, offset_table
+from .daydata import DayFact, DayParams, day_facts, offset_table
 from .errors import (
     DatasetUnavailableError,
     EmptyInputError,

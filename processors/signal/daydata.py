@@ -1,8 +1,7 @@
 """Data-day facts: per patient-local calendar date, whether and what qualifying data it holds.
 
-Method: the patient's time-zone history is turned into one piecewise-constant UTC-offset table
-(history changes plus every DST/offset transition of each zone, found with ``zoneinfo`` by
-coarse sampling and bisection to the second); each timestamp's local date is then
+Method: the patient's time-zone history is checked here and turned into one piecewise-constant
+UTC-offset table by the shared rule in :mod:`rtm.localtime`; each timestamp's local date is then
 ``floor((t + offset(t)) / 86400)``, one ``searchsorted`` over all samples or intervals.
 A day qualifies when it has at least ``min_wear_minutes`` worn minutes, an exercise set or a
 device step record (RTM: "at least one qualifying data point", CMS CY2026 PFS).
@@ -14,11 +13,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 from numpy.typing import NDArray
+
+from rtm.localtime import DAY_S as _DAY
+from rtm.localtime import PROBE_STEP_S, OffsetTable, local_day_index, zone
+from rtm.localtime import offset_table as shared_offset_table
 
 from .errors import ShapeError, TimeZoneHistoryError
 
@@ -27,8 +29,6 @@ IntArray = NDArray[np.int64]
 
 TzHistory = Sequence[tuple[dt.datetime | float, str]]
 
-_DAY = 86400.0
-
 
 @dataclass(frozen=True)
 class DayParams:
@@ -36,22 +36,10 @@ class DayParams:
 
     min_wear_minutes: int = 1  # worn minutes that make a day count on their own
     extend_first_zone: bool = False  # data before the first history entry uses its zone
-    probe_step_s: float = 6 * 3600.0  # offset sampling step when searching transitions
+    probe_step_s: float = PROBE_STEP_S  # offset sampling step when searching transitions
 
 
 DEFAULT_DAY = DayParams()
-
-
-@dataclass(frozen=True)
-class OffsetTable:
-    """Piecewise-constant UTC offset: ``offset_s[i]`` applies from ``start_s[i]`` on."""
-
-    start_s: FloatArray
-    offset_s: FloatArray
-
-    def offsets(self, t: FloatArray) -> FloatArray:
-        i = np.searchsorted(self.start_s, t, side="right") - 1
-        return np.asarray(self.offset_s[np.clip(i, 0, None)])
 
 
 @dataclass(frozen=True)
@@ -79,45 +67,11 @@ def _epoch(x: dt.datetime | float) -> float:
     return v
 
 
-@lru_cache(maxsize=256)
 def _zone(name: str) -> ZoneInfo:
     try:
-        return ZoneInfo(name)
+        return zone(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise TimeZoneHistoryError(f"unknown IANA time zone {name!r}") from exc
-
-
-def _offset_at(zone: ZoneInfo, t: float) -> float:
-    off = dt.datetime.fromtimestamp(t, tz=zone).utcoffset()
-    return off.total_seconds() if off is not None else 0.0
-
-
-def zone_transitions(zone_name: str, start_s: float, stop_s: float, step_s: float = 6 * 3600.0
-                     ) -> tuple[FloatArray, FloatArray]:
-    """UTC offsets of ``zone_name`` over [start_s, stop_s): transition instants and new offsets.
-
-    The first entry is ``start_s`` with the offset in force then. Offsets are probed every
-    ``step_s`` (no real zone changes offset twice within 6 h) and each change located by
-    bisection to one second.
-    """
-    zone = _zone(zone_name)
-    probes = np.arange(start_s, stop_s, step_s)
-    probes = np.append(probes, stop_s)
-    offs = np.array([_offset_at(zone, float(p)) for p in probes])
-    starts = [float(start_s)]
-    values = [float(offs[0])]
-    for i in np.flatnonzero(np.diff(offs) != 0):
-        lo, hi = float(probes[i]), float(probes[i + 1])
-        o_lo = offs[i]
-        while hi - lo > 1.0:
-            mid = np.floor((lo + hi) / 2.0)
-            if _offset_at(zone, mid) == o_lo:
-                lo = mid
-            else:
-                hi = mid
-        starts.append(hi)
-        values.append(_offset_at(zone, hi))
-    return np.asarray(starts), np.asarray(values)
 
 
 def offset_table(history: TzHistory, start_s: float, stop_s: float,
@@ -135,26 +89,7 @@ def offset_table(history: TzHistory, start_s: float, stop_s: float,
         raise TimeZoneHistoryError(
             f"data at {dt.datetime.fromtimestamp(start_s, dt.UTC).isoformat()} precede the first "
             f"time-zone entry ({dt.datetime.fromtimestamp(froms[0], dt.UTC).isoformat()})")
-    seg_from = froms.copy()
-    seg_from[0] = min(seg_from[0], start_s)
-    seg_to = np.append(froms[1:], max(stop_s, froms[-1]) + 1.0)
-    all_s: list[FloatArray] = []
-    all_o: list[FloatArray] = []
-    for a, b, z in zip(seg_from, seg_to, zones, strict=True):
-        lo, hi = max(a, start_s - _DAY), min(b, stop_s + _DAY)
-        if hi <= lo:
-            s, o = np.array([a]), np.array([_offset_at(_zone(z), float(a))])
-        else:
-            s, o = zone_transitions(z, lo, hi, params.probe_step_s)
-            s[0] = a
-        all_s.append(s)
-        all_o.append(o)
-    return OffsetTable(np.concatenate(all_s), np.concatenate(all_o))
-
-
-def local_day_index(t: FloatArray, table: OffsetTable) -> IntArray:
-    """Local calendar day of each UTC epoch second, as days since 1970-01-01 (local)."""
-    return np.floor((t + table.offsets(t)) / _DAY).astype(np.int64)
+    return shared_offset_table(list(zip(froms.tolist(), zones, strict=True)), start_s, stop_s, params.probe_step_s)
 
 
 def _split_intervals(start: FloatArray, end: FloatArray, value: FloatArray, table: OffsetTable
