@@ -30,7 +30,7 @@ from .errors import (
     TimeZoneHistoryError,
     TooFewSamplesError,
 )
-from .exercises import Exercise, ExerciseSpec, spec_for
+from .exercises import MODELLED_EXERCISES, Exercise, ExerciseSpec, spec_for
 from .fusion import FusionParams, OrientationResult, estimate_orientation
 from .gait import StrideParams, StrideResult, detect_strides
 from .recording import AccRecording, ImuRecording, ValidationParams, contiguous_segments, drop_nonfinite
@@ -40,6 +40,7 @@ from .steps import DeviceSteps, StepParams, StepResult, count_steps, device_step
 from .wear import WearParams, WearResult, detect_wear
 
 __all__ = [
+    "MODELLED_EXERCISES",
     "AccRecording",
     "ActivityParams",
     "AnalysisParams",

@@ -1,5 +1,8 @@
 """Home exercises the library recognises and the single-IMU kinematic model of each.
 
+The exercise vocabulary is the contract's (:class:`rtm.contract.clinical.Exercise`);
+:data:`MODELLED_EXERCISES` are those that have a model here.
+
 Each exercise names the body segment carrying the IMU, the segment's start posture, the main
 joint axis (always horizontal for these exercises, so the rotation about it is observable from
 gravity), the usual range of motion, and the gain from segment rotation to joint angle
@@ -17,23 +20,12 @@ from enum import StrEnum
 import numpy as np
 from numpy.typing import NDArray
 
+from rtm.contract.clinical import Exercise as Exercise  # re-exported: the contract's vocabulary
+
 FloatArray = NDArray[np.float64]
 
 ML_AXIS = np.array([0.0, -1.0, 0.0])  # sagittal-plane rotation (flexion forward/up)
 AP_AXIS = np.array([1.0, 0.0, 0.0])  # frontal-plane rotation (abduction)
-
-
-class Exercise(StrEnum):
-    """Exercises supported by rep counting and range-of-motion analysis."""
-
-    SQUAT = "squat"
-    SIT_TO_STAND = "sit_to_stand"
-    HEEL_SLIDE = "heel_slide"
-    KNEE_EXTENSION = "knee_extension"
-    STRAIGHT_LEG_RAISE = "straight_leg_raise"
-    SHOULDER_FLEXION = "shoulder_flexion"
-    SHOULDER_ABDUCTION = "shoulder_abduction"
-    ELBOW_FLEXION = "elbow_flexion"
 
 
 class Segment(StrEnum):
@@ -95,6 +87,14 @@ SPECS: dict[Exercise, ExerciseSpec] = {
 }
 
 
+# The exercises supported by rep counting and range-of-motion analysis: every exercise of the
+# contract's vocabulary (``Exercise``) that has a kinematic model here, in the enum's order.
+MODELLED_EXERCISES: tuple[Exercise, ...] = tuple(e for e in Exercise if e in SPECS)
+
+
 def spec_for(exercise: Exercise | str) -> ExerciseSpec:
     """The kinematic model of an exercise (accepts the enum or its string value)."""
-    return SPECS[Exercise(exercise)]
+    ex = Exercise(exercise)
+    if ex not in SPECS:
+        raise ValueError(f"no kinematic model for exercise {ex.value!r}")
+    return SPECS[ex]

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from . import synth
 from .analysis import analyze_exercise
 from .datasets import BROAD_FILES, GAITMAP_MOCAP_RATE_HZ, GAITMAP_RATE_HZ, load_broad, load_gaitmap
-from .exercises import Exercise
+from .exercises import MODELLED_EXERCISES, Exercise
 from .fusion import DEFAULT_FUSION, FusionParams, estimate_orientation
 from .gait import DEFAULT_STRIDES, StrideParams, detect_strides, interval_ranges
 from .quat import from_axis_angle, qconj, qmul
@@ -178,7 +178,7 @@ def evaluate_reps_synthetic(seed: int = 20260101, rounds: int = 6, daily_s: floa
     errs: list[float] = []
     per_ex: dict[str, list[bool]] = {}
     for _ in range(rounds):
-        for ex in Exercise:
+        for ex in MODELLED_EXERCISES:
             sensor = synth.SensorModel(rate_hz=float(rng.choice(RATES_HZ)))
             ses = synth.simulate_session(rng, ex, sensor=sensor)
             est = analyze_exercise(ses.recording, ex).reps
@@ -198,7 +198,7 @@ def evaluate_reps_synthetic(seed: int = 20260101, rounds: int = 6, daily_s: floa
                             errs.append(est[j].rom_deg - tr.rom_deg)
             false_s += int((~in_set).sum())
             non_ex += ses.non_exercise_s
-    for ex in Exercise:
+    for ex in MODELLED_EXERCISES:
         sensor = synth.SensorModel(rate_hz=float(rng.choice(RATES_HZ)))
         day = synth.simulate_daily_motion(rng, ex, daily_s, sensor=sensor)
         false_d += analyze_exercise(day.recording, ex).n_reps

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from processors.signal import Exercise, analyze_exercise, synth
+from processors.signal import MODELLED_EXERCISES, analyze_exercise, synth
 from processors.signal.reps import detect_reps
 from processors.signal.rom import summarize_rom
 
@@ -67,7 +67,7 @@ def test_partial_reps_and_pauses_flagged() -> None:
 
 
 def test_no_reps_in_walking_fidgeting_and_rest() -> None:
-    for i, ex in enumerate(Exercise):
+    for i, ex in enumerate(MODELLED_EXERCISES):
         rng = np.random.default_rng(100 + i)
         day = synth.simulate_daily_motion(rng, ex, 180.0, sensor=synth.SensorModel(rate_hz=50.0))
         assert analyze_exercise(day.recording, ex).n_reps == 0, ex
