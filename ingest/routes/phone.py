@@ -31,6 +31,7 @@ from rtm.contract import ActivityInterval, Event
 
 router = APIRouter(tags=["phone"])
 M = TypeVar("M", bound=BaseModel)
+K = TypeVar("K")  # the id type of a deleted record
 
 
 async def _document(request: Request, gw: Gateway) -> dict[str, Any]:
@@ -134,6 +135,60 @@ def _uuid(value: Any) -> uuid.UUID | None:
         return None
 
 
+async def _upload(
+    request: Request,
+    items_name: str,
+    model: type[M],
+    to_event: Callable[[M, DeviceContext], ActivityInterval],
+    deleted_name: str,
+    deleted_id: Callable[[Any], K | None],
+    event_id: Callable[[K, DeviceContext], uuid.UUID],
+    to_deletion: Callable[[K, datetime, datetime, DeviceContext], ActivityInterval],
+) -> Response:
+    """One phone upload: `items_name` records mapped by `model`/`to_event`, and the deletions
+    listed under `deleted_name`, whose ids `deleted_id` reads (None: not a valid id)."""
+    gw = gateway(request)
+    cred = await gw.auth.device(request)
+    gw.rate_limit(cred.credential_id)
+    doc = await _document(request, gw)
+    limit = gw.config.max_events_per_request
+    items, deleted = _list(doc, items_name, limit), _list(doc, deleted_name, limit)
+    ctx = _context(cred)
+    events: list[Event] = []
+    pointers: list[str] = []
+    errors: list[ItemError] = []
+    now, skew = datetime.now(UTC), timedelta(seconds=gw.config.clock_skew_s)
+    _map(
+        items,
+        items_name,
+        model,
+        lambda r: to_event(r, ctx),
+        cred,
+        skew,
+        now,
+        events,
+        pointers,
+        errors,
+    )
+    ids = [deleted_id(v) for v in deleted]
+    if errors:
+        raise batch_problem(errors, len(items) + len(deleted))
+    unknown = await _deletions(
+        gw,
+        ids,
+        deleted_name,
+        lambda rid: event_id(rid, ctx),
+        lambda rid, s, e: to_deletion(rid, s, e, ctx),
+        events,
+        pointers,
+        errors,
+    )
+    if errors:
+        raise batch_problem(errors, len(items) + len(deleted))
+    results = await accept(gw.store, gw.publisher, events, gw.config.retry_after_s)
+    return accepted_response(summary(results, request_id(request), pointers, unknown))
+
+
 @router.post(
     "/v1/phone/health-connect/steps",
     summary="Upload Health Connect StepsRecords (and deleted record ids)",
@@ -162,46 +217,10 @@ def _uuid(value: Any) -> uuid.UUID | None:
     },
 )
 async def health_connect_steps(request: Request) -> Response:
-    gw = gateway(request)
-    cred = await gw.auth.device(request)
-    gw.rate_limit(cred.credential_id)
-    doc = await _document(request, gw)
-    limit = gw.config.max_events_per_request
-    records, deleted = _list(doc, "records", limit), _list(doc, "deletedRecordIds", limit)
-    ctx = _context(cred)
-    events: list[Event] = []
-    pointers: list[str] = []
-    errors: list[ItemError] = []
-    now, skew = datetime.now(UTC), timedelta(seconds=gw.config.clock_skew_s)
-    _map(
-        records,
-        "records",
-        hc.StepsRecord,
-        lambda r: hc.to_interval(r, ctx),
-        cred,
-        skew,
-        now,
-        events,
-        pointers,
-        errors,
+    return await _upload(
+        request, "records", hc.StepsRecord, hc.to_interval,
+        "deletedRecordIds", _record_id, hc.deletion_event_id, hc.to_deletion,
     )
-    ids = [_record_id(v) for v in deleted]
-    if errors:
-        raise batch_problem(errors, len(records) + len(deleted))
-    unknown = await _deletions(
-        gw,
-        ids,
-        "deletedRecordIds",
-        lambda rid: hc.deletion_event_id(rid, ctx),
-        lambda rid, s, e: hc.to_deletion(rid, s, e, ctx),
-        events,
-        pointers,
-        errors,
-    )
-    if errors:
-        raise batch_problem(errors, len(records) + len(deleted))
-    results = await accept(gw.store, gw.publisher, events, gw.config.retry_after_s)
-    return accepted_response(summary(results, request_id(request), pointers, unknown))
 
 
 @router.post(
@@ -239,43 +258,7 @@ async def health_connect_steps(request: Request) -> Response:
     },
 )
 async def healthkit_steps(request: Request) -> Response:
-    gw = gateway(request)
-    cred = await gw.auth.device(request)
-    gw.rate_limit(cred.credential_id)
-    doc = await _document(request, gw)
-    limit = gw.config.max_events_per_request
-    samples, deleted = _list(doc, "samples", limit), _list(doc, "deletedObjects", limit)
-    ctx = _context(cred)
-    events: list[Event] = []
-    pointers: list[str] = []
-    errors: list[ItemError] = []
-    now, skew = datetime.now(UTC), timedelta(seconds=gw.config.clock_skew_s)
-    _map(
-        samples,
-        "samples",
-        hk.HkStepSample,
-        lambda s: hk.to_interval(s, ctx),
-        cred,
-        skew,
-        now,
-        events,
-        pointers,
-        errors,
+    return await _upload(
+        request, "samples", hk.HkStepSample, hk.to_interval,
+        "deletedObjects", _uuid, hk.deletion_event_id, hk.to_deletion,
     )
-    ids = [_uuid(v) for v in deleted]
-    if errors:
-        raise batch_problem(errors, len(samples) + len(deleted))
-    unknown = await _deletions(
-        gw,
-        ids,
-        "deletedObjects",
-        lambda u: hk.deletion_event_id(u, ctx),
-        lambda u, s, e: hk.to_deletion(u, s, e, ctx),
-        events,
-        pointers,
-        errors,
-    )
-    if errors:
-        raise batch_problem(errors, len(samples) + len(deleted))
-    results = await accept(gw.store, gw.publisher, events, gw.config.retry_after_s)
-    return accepted_response(summary(results, request_id(request), pointers, unknown))
