@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import ROUND_DOWN, Decimal
+from typing import Any
 
 from processors.eligibility.model import (
     Assignment,
@@ -113,6 +114,29 @@ def _status(final_on: date | None, as_of: date) -> Status:
 
 def _final_on(end: date, policy: Policy) -> date:
     return end + timedelta(days=1 + policy.status.final_after_days)
+
+
+def _result(
+    kind: ResultKind, key_suffix: str, ep: Episode, policy: Policy, as_of: date, final_on: date | None,
+    gates: Sequence[Gate], **fields: Any,
+) -> Result:
+    """A result of one kind for an episode under a policy: its key, identity, status (final once
+    `as_of` reaches `final_on`; never when there is none) and gates are filled in the same way for
+    every kind; `fields` are the kind's own."""
+    return Result(
+        key=f"{kind}/{ep.episode_id}{key_suffix}",
+        kind=kind,
+        patient_id=ep.patient_id,
+        episode_id=ep.episode_id,
+        clinic_id=ep.clinic_id,
+        policy_id=policy.id,
+        policy_version=policy.version,
+        status=_status(final_on, as_of),
+        final_on=final_on or date.max,
+        gates=tuple(gates),
+        billing_practitioner_id=ep.billing_practitioner_id,
+        **fields,
+    )
 
 
 # ------------------------------------------------------------------------------ data days -------
@@ -373,26 +397,16 @@ def supply_result(
     cat = policy.supply.categories.get(ep.monitoring_category)  # type: ignore[call-overload]
     early = bool(lines) and policy.supply.release_long_code_at_threshold and lines[0].code == cat.long_code
     final_on = _final_on(period.end, policy)
-    return Result(
-        key=f"supply/{ep.episode_id}/{period.index}",
-        kind="supply",
-        patient_id=ep.patient_id,
-        episode_id=ep.episode_id,
-        clinic_id=ep.clinic_id,
-        policy_id=policy.id,
-        policy_version=policy.version,
+    return _result(
+        "supply", f"/{period.index}", ep, policy, as_of, final_on, gates,
         period_index=period.index,
         period_start=period.start,
         period_end=period.end,
         lines=lines,
         service_date=service,
         reached_on=reached,
-        status=_status(final_on, as_of),
-        final_on=final_on,
         early_release=early,
         reason=reason,
-        gates=tuple(gates),
-        billing_practitioner_id=ep.billing_practitioner_id,
         data_days=d,
         cut_by_discharge=period.cut_by_discharge,
         days=tuple(days),
@@ -607,26 +621,16 @@ def management_result(
         last_entry = max(c.local_date for c in counted)
         service = {"threshold_day": reached, "month_end": end, "last_entry": last_entry}[rule]
     final_on = _final_on(end, policy)
-    return Result(
-        key=f"management/{ep.episode_id}/{month:%Y-%m}",
-        kind="management",
-        patient_id=ep.patient_id,
-        episode_id=ep.episode_id,
-        clinic_id=ep.clinic_id,
-        policy_id=policy.id,
-        policy_version=policy.version,
+    return _result(
+        "management", f"/{month:%Y-%m}", ep, policy, as_of, final_on, gates,
         period_index=None,
         period_start=start,
         period_end=end,
         lines=lines,
         service_date=service,
         reached_on=reached,
-        status=_status(final_on, as_of),
-        final_on=final_on,
         early_release=False,
         reason=reason,
-        gates=tuple(gates),
-        billing_practitioner_id=ep.billing_practitioner_id,
         minutes=total,
         assistant_minutes=assistant,
         interactive=interactive,
@@ -710,26 +714,16 @@ def setup_result(
     final_on = _final_on(first.end, policy) if first else None
     if first is None and ep.discharge_date:
         final_on = _final_on(ep.discharge_date, policy)
-    return Result(
-        key=f"setup/{ep.episode_id}",
-        kind="setup",
-        patient_id=ep.patient_id,
-        episode_id=ep.episode_id,
-        clinic_id=ep.clinic_id,
-        policy_id=policy.id,
-        policy_version=policy.version,
+    return _result(
+        "setup", "", ep, policy, as_of, final_on, gates,
         period_index=0 if first else None,
         period_start=start,
         period_end=end,
         lines=lines,
         service_date=service,
         reached_on=reached,
-        status=_status(final_on, as_of),
-        final_on=final_on or date.max,
         early_release=bool(lines) and rule.release_at_threshold,
         reason=reason,
-        gates=tuple(gates),
-        billing_practitioner_id=ep.billing_practitioner_id,
         data_days=d,
         days=tuple(days),
     )
