@@ -12,6 +12,7 @@ import json
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -139,14 +140,18 @@ def test_table_state_comes_back_exact_after_a_worker_restart(
     port = free_port()
     first = start_worker(settings, port=port)
     try:
-        # Several rounds, so each changelog partition holds several updates: a recovery that
-        # stops early (the broker's too-low ListOffsets) would restore a stale value.
-        for round_ in range(4):
-            produce(settings, [b for p in patients for b in imu_batches(p, 2, device=f"dev-{round_ % 2}")[
-                round_ % 2:]])
-            wait_for(lambda: sum(_count(db, "imu_batches", p) for p in patients), lambda v: v >= 12)
-        expected = wait_for(lambda: _table(first), lambda t: all(p in t for p in patients))
-        expected = {p: expected[p] for p in patients}
+        # Several rounds of later batches, so each changelog partition holds several updates per
+        # patient: a recovery that stops early (the broker's too-low ListOffsets) restores a stale one.
+        base = datetime(2026, 2, 1, 15, tzinfo=UTC)
+        rounds = 4
+        for round_ in range(rounds):
+            produce(settings, [b for p in patients
+                               for b in imu_batches(p, 1, device=f"dev-{round_ % 2}",
+                                                    start=base + timedelta(minutes=round_))])
+        # What the table must hold: per patient and device, the latest batch time sent.
+        latest = {f"dev-{r % 2}": (base + timedelta(minutes=r)).isoformat() for r in range(rounds)}
+        expected = {p: {f"{d}-{p}": t for d, t in latest.items()} for p in patients}
+        wait_for(lambda: _table(first), lambda t: {p: t.get(p) for p in patients} == expected)
     finally:
         first.stop()
     second = start_worker(settings, port=port)
