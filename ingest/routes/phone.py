@@ -189,32 +189,20 @@ async def _upload(
     return accepted_response(summary(results, request_id(request), pointers, unknown))
 
 
+def _body_schema(records: str, model: type[BaseModel], deleted: str, deleted_item: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI request body of a phone upload: its records and the ids it withdraws."""
+    item = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    properties = {records: {"type": "array", "items": item}, deleted: {"type": "array", "items": deleted_item}}
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"type": "object", "properties": properties}}}}}
+
+
 @router.post(
     "/v1/phone/health-connect/steps",
     summary="Upload Health Connect StepsRecords (and deleted record ids)",
     status_code=202,
     responses=UPLOAD_RESPONSES,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {
-                            "records": {
-                                "type": "array",
-                                "items": hc.StepsRecord.model_json_schema(
-                                    ref_template="#/components/schemas/{model}"
-                                ),
-                            },
-                            "deletedRecordIds": {"type": "array", "items": {"type": "string"}},
-                        },
-                    }
-                }
-            },
-        }
-    },
+    openapi_extra=_body_schema("records", hc.StepsRecord, "deletedRecordIds", {"type": "string"}),
 )
 async def health_connect_steps(request: Request) -> Response:
     return await _upload(
@@ -228,34 +216,10 @@ async def health_connect_steps(request: Request) -> Response:
     summary="Upload HealthKit step-count samples (and deleted objects)",
     status_code=202,
     responses=UPLOAD_RESPONSES,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {
-                            "samples": {
-                                "type": "array",
-                                "items": hk.HkStepSample.model_json_schema(
-                                    ref_template="#/components/schemas/{model}"
-                                ),
-                            },
-                            "deletedObjects": {
-                                "type": "array",
-                                "items": {
-                                    "type": "object",
-                                    "required": ["uuid"],
-                                    "properties": {"uuid": {"type": "string"}},
-                                },
-                            },
-                        },
-                    }
-                }
-            },
-        }
-    },
+    openapi_extra=_body_schema(
+        "samples", hk.HkStepSample, "deletedObjects",
+        {"type": "object", "required": ["uuid"], "properties": {"uuid": {"type": "string"}}},
+    ),
 )
 async def healthkit_steps(request: Request) -> Response:
     return await _upload(
