@@ -23,13 +23,13 @@ import numpy as np
 import orjson
 from psycopg import sql
 
-from ingest.devbroker import PrivateBroker, free_port
 from ingest.tokens import DEVICE_PREFIX, hash_secret, new_token
 from rtm.contract.codec import IMU_FRAME_VERSION, IMU_MAGIC
 from rtm.db import connect
 from rtm.db.migrate import migrate
 from rtm.settings import Settings, get_settings
 from rtm.stack import postgres
+from rtm.stack.broker import PrivateBroker, free_port
 
 FRAME = "application/vnd.rtm.imu-frame"
 PEPPER = "bench-pepper"

@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
+from rtm.db import pool
 from rtm.settings import Settings
 
 
@@ -21,20 +22,13 @@ class SyncPools:
     @classmethod
     def open(cls, settings: Settings, max_size: int = 4) -> SyncPools:
         """Blocking: call it from a worker thread at startup."""
-        pools = [
-            ConnectionPool(
-                settings.dsn(role), min_size=1, max_size=max_size, open=False, kwargs={"autocommit": True}
-            )
-            for role in ("writer", "reader")
-        ]
+        writer = pool("writer", settings, max_size=max_size, autocommit=True, timeout_s=15)
         try:
-            for pool in pools:
-                pool.open(wait=True, timeout=15)
+            reader = pool("reader", settings, max_size=max_size, autocommit=True, timeout_s=15)
         except Exception:
-            for pool in pools:
-                pool.close()
+            writer.close()
             raise
-        return cls(*pools)
+        return cls(writer, reader)
 
     def close(self) -> None:
         self._writer.close()

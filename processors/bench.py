@@ -29,16 +29,9 @@ from rtm.contract import ImuBatch, Provenance, encode
 from rtm.db.migrate import migrate
 from rtm.kafka import make_producer
 from rtm.settings import Settings, get_settings
-from rtm.stack import broker, postgres
+from rtm.stack import postgres
+from rtm.stack.broker import PrivateBroker, free_port
 from rtm.topics import RAW_IMU
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _load(settings_json: str, patients: int, seconds: float, batch_s: float, rate_hz: float, tag: str,
@@ -128,30 +121,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-seconds", type=float, default=10.0)
     args = parser.parse_args(argv)
 
-    base = get_settings()
-    settings = base.model_copy(update={
-        "kafka_bootstrap": f"127.0.0.1:{_free_port()}", "pg_database": f"rtm_bench_{uuid.uuid4().hex[:6]}",
-        "app_id": f"rtm-bench-{uuid.uuid4().hex[:6]}",
-    })
-    postgres.up(settings)
-    broker.up(settings)
-    postgres.ensure_database(settings)
-    migrate(settings)
-    workers: list[WorkerProcess] = []
-    try:
-        workers = [start_worker(settings, port=_free_port(), wait=False) for _ in range(args.workers)]
-        wait_ready(workers)
-        main_phase = _run_phase(settings, args.patients, args.seconds, args.batch_s, args.rate_hz, settings.state_dir)
-        # The baseline: one sample per message, as a naive device bridge would send.
-        baseline = _run_phase(settings, args.baseline_patients, args.baseline_seconds, 1.0 / args.rate_hz,
-                              args.rate_hz, settings.state_dir)
-    finally:
-        for w in workers:
-            w.stop()
-        broker.down(settings)
-        with postgres.admin_connect(settings) as conn:
-            drop = sql.SQL("drop database if exists {} with (force)")
-            conn.execute(drop.format(sql.Identifier(settings.pg_database)))
+    with PrivateBroker(get_settings()) as private:
+        settings = private.settings.model_copy(update={
+            "pg_database": f"rtm_bench_{uuid.uuid4().hex[:6]}", "app_id": f"rtm-bench-{uuid.uuid4().hex[:6]}",
+        })
+        postgres.up(settings)
+        postgres.ensure_database(settings)
+        migrate(settings)
+        workers: list[WorkerProcess] = []
+        try:
+            workers = [start_worker(settings, port=free_port(), wait=False) for _ in range(args.workers)]
+            wait_ready(workers)
+            main_phase = _run_phase(settings, args.patients, args.seconds, args.batch_s, args.rate_hz,
+                                    settings.state_dir)
+            # The baseline: one sample per message, as a naive device bridge would send.
+            baseline = _run_phase(settings, args.baseline_patients, args.baseline_seconds, 1.0 / args.rate_hz,
+                                  args.rate_hz, settings.state_dir)
+        finally:
+            for w in workers:
+                w.stop()
+            with postgres.admin_connect(settings) as conn:
+                drop = sql.SQL("drop database if exists {} with (force)")
+                conn.execute(drop.format(sql.Identifier(settings.pg_database)))
 
     offered = args.patients * args.rate_hz
     print(f"pipeline on loopback: {args.workers} worker(s), private Tansu broker, scratch TimescaleDB; "

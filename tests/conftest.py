@@ -3,7 +3,6 @@ migrated test database per test session. Nothing here mocks the broker or the da
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 
@@ -13,13 +12,8 @@ from psycopg import sql
 
 from rtm.db.migrate import migrate
 from rtm.settings import Settings, get_settings
-from rtm.stack import broker, postgres
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from rtm.stack import postgres
+from rtm.stack.broker import PrivateBroker
 
 
 @pytest.fixture(scope="session")
@@ -27,14 +21,10 @@ def stack_settings() -> Iterator[Settings]:
     """The local stack, started by the project's own scripts: the shared database cluster (`rtm up`
     is idempotent) and a broker of this test session's own, so that tests never see another run's
     topics and consumer groups."""
-    base = get_settings()
-    settings = base.model_copy(
-        update={"kafka_bootstrap": f"127.0.0.1:{free_port()}", "app_id": f"rtm-test-{uuid.uuid4().hex[:6]}"}
-    )
-    postgres.up(settings)
-    broker.up(settings)
-    yield settings
-    broker.down(settings)
+    base = get_settings().model_copy(update={"app_id": f"rtm-test-{uuid.uuid4().hex[:6]}"})
+    postgres.up(base)
+    with PrivateBroker(base) as own:
+        yield own.settings
 
 
 @pytest.fixture(scope="session")

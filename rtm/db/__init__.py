@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import ConnectionPool
 
 from rtm.settings import Settings, get_settings
 
@@ -17,14 +17,14 @@ def connect(role: Role = "writer", settings: Settings | None = None, **kwargs: o
     return psycopg.connect(s.dsn(role), **kwargs)  # type: ignore[arg-type]
 
 
-def pool(role: Role = "writer", settings: Settings | None = None) -> ConnectionPool:
+def pool(role: Role = "writer", settings: Settings | None = None, *, max_size: int | None = None,
+         autocommit: bool = False, timeout_s: float = 30.0) -> ConnectionPool[Any]:
+    """An open pool of connections as `role` (blocking until its first connection is up)."""
     s = settings or get_settings()
-    return ConnectionPool(s.dsn(role), min_size=1, max_size=s.pg_pool_max, open=True)
-
-
-def async_pool(role: Role = "writer", settings: Settings | None = None) -> AsyncConnectionPool:
-    s = settings or get_settings()
-    return AsyncConnectionPool(s.dsn(role), min_size=1, max_size=s.pg_pool_max, open=False)
+    p: ConnectionPool[Any] = ConnectionPool(s.dsn(role), min_size=1, max_size=max_size or s.pg_pool_max,
+                                            open=False, kwargs={"autocommit": autocommit})
+    p.open(wait=True, timeout=timeout_s)
+    return p
 
 
 def timescaledb_license(conn: psycopg.Connection) -> str:

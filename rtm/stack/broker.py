@@ -13,10 +13,13 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from types import TracebackType
+from typing import IO
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
@@ -79,26 +82,80 @@ def status(settings: Settings) -> BrokerStatus:
     return BrokerStatus(False, "not running")
 
 
+def free_port() -> int:
+    """A loopback port nobody listens on right now (for private brokers, workers, tests)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _spawn(settings: Settings, log: IO[bytes], timeout_s: float = 20.0) -> subprocess.Popen[bytes]:
+    """Start Tansu on the settings' address (advertised as itself) and wait until it listens."""
+    url = f"tcp://{settings.kafka_bootstrap}"
+    proc = subprocess.Popen(
+        [str(tansu_binary()), "broker", "--storage-engine", "memory://tansu/",
+         "--listener-url", url, "--advertised-listener-url", url],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout_s
+    while not _port_open(settings):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise StackError(f"the broker on {settings.kafka_bootstrap} did not start")
+        time.sleep(0.05)
+    return proc
+
+
 def up(settings: Settings) -> BrokerStatus:
     if settings.broker_flavour != "tansu":
         raise StackError("RTM_BROKER_FLAVOUR is not 'tansu': the local stack only starts the embedded broker")
     if not status(settings).running:
         settings.broker_dir.mkdir(parents=True, exist_ok=True)
-        url = f"tcp://{settings.kafka_bootstrap}"
-        log = open(_logfile(settings), "ab")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen(
-            [str(tansu_binary()), "broker", "--storage-engine", "memory://tansu/",
-             "--listener-url", url, "--advertised-listener-url", url],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        )
+        with open(_logfile(settings), "ab") as log:
+            try:
+                proc = _spawn(settings, log)
+            except StackError as exc:
+                raise StackError(f"{exc}; see {_logfile(settings)}") from None
         _pidfile(settings).write_text(str(proc.pid))
-        deadline = time.monotonic() + 20
-        while not _port_open(settings):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise StackError(f"the broker did not start; see {_logfile(settings)}")
-            time.sleep(0.1)
     asyncio.run(ensure_topics(settings))
     return status(settings)
+
+
+class PrivateBroker:
+    """A throw-away broker of one's own on a free loopback port, with the project's topics, for
+    tests and benchmarks (and for tests that must stop a broker: never the shared one). Not
+    recorded in the state folder; memory storage, so stopping it loses everything."""
+
+    def __init__(self, settings: Settings, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.settings = settings.model_copy(update={"kafka_bootstrap": f"127.0.0.1:{self.port}"})
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the child, closed in __exit__
+
+    def start(self, timeout_s: float = 20.0) -> PrivateBroker:
+        self.proc = _spawn(self.settings, self._log, timeout_s)
+        asyncio.run(ensure_topics(self.settings))
+        return self
+
+    def stop(self, hard: bool = False) -> None:
+        """Stop it; `hard` kills it without warning, as a crashed broker would go."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL if hard else signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.proc = None
+
+    def __enter__(self) -> PrivateBroker:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+        self._log.close()
 
 
 def down(settings: Settings) -> None:

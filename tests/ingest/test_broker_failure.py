@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from ingest.devbroker import PrivateBroker
 from rtm.contract import decode
 from rtm.settings import Settings
+from rtm.stack.broker import PrivateBroker
 from rtm.topics import RAW_IMU
 from tests.device_adapters.polar_fake import PolarFake
 from tests.ingest.conftest import build_client, dedup_rows, enrol, frames, imu_batch, make_care, read_topic

@@ -25,7 +25,7 @@ from rtm.contract import ActivityInterval, Event, ImuBatch, Provenance, SessionM
 from rtm.db.migrate import migrate
 from rtm.settings import Settings
 from rtm.stack import postgres
-from tests.conftest import free_port
+from rtm.stack.broker import free_port
 from tests.pipeline.helpers import produce, read_dead_letters, wait_for
 
 pytestmark = pytest.mark.integration

@@ -24,8 +24,8 @@ from processors.kafka.tansu import fetch_highwaters
 from processors.supervisor import WorkerProcess, start_worker
 from rtm.contract import ImuBatch, decode, encode
 from rtm.settings import Settings
+from rtm.stack.broker import free_port
 from rtm.topics import RAW_ACTIVITY, RAW_IMU
-from tests.conftest import free_port
 from tests.pipeline.helpers import (
     imu_batches,
     produce,
