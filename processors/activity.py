@@ -35,12 +35,12 @@ def apportion_to_minutes(start_s: NDArray[np.float64], end_s: NDArray[np.float64
     owner = np.repeat(np.arange(start_s.size), counts)
     offsets = np.arange(owner.size) - np.repeat(np.cumsum(counts) - counts, counts)
     minute = first[owner] + offsets
-    lo = np.maximum(start_s[owner], minute * MINUTE)
     hi = np.minimum(end_s[owner], (minute + 1) * MINUTE)
-    frac = (hi - lo) / (end_s - start_s)[owner]
     # Cumulative rounding inside each interval: the per-minute parts add up to the exact total.
-    cum = np.cumsum(frac)
-    cum -= np.repeat(cum[np.cumsum(counts) - counts] - frac[np.cumsum(counts) - counts], counts)
+    # The covered fraction up to each minute's end is computed in closed form per interval, so an
+    # interval's split never depends on its neighbours (a running sum across intervals would let
+    # float error flip .5 ties, and a replay batched differently would store other minutes).
+    cum = (hi - start_s[owner]) / (end_s - start_s)[owner]
     rounded = np.rint(cum * steps[owner]).astype(np.int64)
     previous = np.concatenate(([0], rounded[:-1]))
     previous[np.cumsum(counts) - counts] = 0
