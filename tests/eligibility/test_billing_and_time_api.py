@@ -108,6 +108,7 @@ def test_api_router(db_settings, scenario):
     assert bad.status_code == 422  # interactive communication needs a channel
     listed = client.get("/rtm/time-entries", params={"patient_id": s.patient}).json()
     assert [e["entry_id"] for e in listed] == [created.json()["entry_id"]]
+    s.days(["2026-03-02"])  # monitoring active in March
     s.compute("2026-04-15")
     summary = client.get("/rtm/billing/summaries", params={"clinic_id": s.clinic, "month": "2026-03"}).json()
     assert any(x["codes"] and x["codes"][0]["code"] == "98979" for x in summary)

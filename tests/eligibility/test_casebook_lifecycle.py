@@ -41,11 +41,14 @@ def test_early_release_on_sixteenth_day(scenario):
     assert f"supply/{s.episode}/0" in {r.result_key for r in report.released}
 
 
-def test_closed_period_is_final(scenario):
-    # As of 03-31 (the day after the period ends, final_after_days = 0) the same answer is final.
+def test_closed_period_is_final_after_grace(scenario):
+    # Period 0 ends 03-30; final_after_days = 7 (grace for late syncs): still provisional on 04-06,
+    # final on 04-07.
     s = scenario()
     s.days(days_from("2026-03-01", 16))
-    s.compute("2026-03-31")
+    s.compute("2026-04-06")
+    assert s.supply(0).status == "provisional"
+    s.compute("2026-04-07")
     assert s.supply(0).status == "final"
 
 
@@ -108,6 +111,7 @@ def test_time_correction_after_release(scenario):
     # March management 25 min -> 98980, released. The entry is corrected to 15 min: amendment
     # 98980 -> 98979, with the entry change named.
     s = scenario()
+    s.days(["2026-03-02"])  # monitoring active in March
     entry = s.time(25, "2026-03-05")
     s.compute("2026-04-15")
     billing.release(s.conn, s.clinic, d("2026-03-01"))
