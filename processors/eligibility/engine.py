@@ -11,6 +11,7 @@ Three answers per episode of care (the rules in docs/eligibility.md):
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -117,13 +118,20 @@ def _final_on(end: date, policy: Policy) -> date:
     return end + timedelta(days=1 + policy.status.final_after_days)
 
 
+def sole_biller_gate(ep: Episode) -> Gate:
+    return Gate("one_practitioner", True, f"{ep.billing_practitioner_id} is the only practitioner billing RTM here")
+
+
 def _result(
     kind: ResultKind, key_suffix: str, ep: Episode, policy: Policy, as_of: date, final_on: date | None,
-    gates: Sequence[Gate], **fields: Any,
+    gates: Sequence[Gate], sole: bool = False, **fields: Any,
 ) -> Result:
     """A result of one kind for an episode under a policy: its key, identity, status (final once
     `as_of` reaches `final_on`; never when there is none) and gates are filled in the same way for
-    every kind; `fields` are the kind's own."""
+    every kind; `fields` are the kind's own. `sole`: the patient's only episode, so the
+    one-practitioner gate passes without comparing episodes."""
+    if sole and kind != "setup":
+        gates = (*gates, sole_biller_gate(ep))
     return Result(
         key=f"{kind}/{ep.episode_id}{key_suffix}",
         kind=kind,
@@ -162,9 +170,13 @@ class DayBook:
     # The first day with data from a device assigned to the episode, counted or not (excluded only
     # for consent or the plan of care): the literal anchor of the device periods.
     first_data: date | None = None
+    _dates: list[date] | None = None
 
     def in_range(self, start: date, end: date) -> list[CountedDay]:
-        return [self.counted[d] for d in sorted(self.counted) if start <= d <= end]
+        if self._dates is None:  # sorted once: every period and month asks
+            self._dates = sorted(self.counted)
+        lo, hi = bisect_left(self._dates, start), bisect_right(self._dates, end)
+        return [self.counted[d] for d in self._dates[lo:hi]]
 
 
 def episode_windows(episode_id: str, assignments: Iterable[Assignment], tzh: TzHistory) -> list[Window]:
@@ -225,29 +237,47 @@ def classify_days(
     for w in windows:
         by_device[w.device_id].append(w)
     consent = tzh.local_date(ep.consent_at) if ep.consent_at else None
-    devices: dict[date, list[str]] = defaultdict(list)
-    refs: dict[date, list[object]] = defaultdict(list)
+    # The common case (data inside the episode, plan and consent, one device) takes one comparison
+    # of the date against these bounds; anything else gets its reason from _day_exclusion.
+    lo = max(ep.start_date, ep.plan_of_care_start or date.min)
+    if policy.gates.consent_before_data == "exclude_days" and consent:
+        lo = max(lo, consent)
+    hi = min(as_of, ep.discharge_date or date.max, ep.plan_of_care_end or date.max)
+    if ep.plan_of_care_start is None:
+        hi = min(as_of, ep.discharge_date or date.max)
+    devices: dict[date, list[str]] = {}
+    refs: dict[date, list[object]] = {}
     excluded: list[ExcludedDay] = []
     first_data: date | None = None
     for fact in facts:
-        if fact.local_date > as_of:
+        day = fact.local_date
+        if day > as_of:
             continue  # not yet happened as of the computation date
         ws = by_device.get(fact.device_id)
-        win = _window_on(ws, fact.local_date) if ws else None
+        win = _window_on(ws, day) if ws else None
         if win is None:
             continue  # not this episode's device on that date
-        why = _day_exclusion(ep, policy, fact, win, consent)
+        if lo <= day <= hi and fact.qualifying and win.qualifying_model:
+            why = None
+        else:
+            why = _day_exclusion(ep, policy, fact, win, consent)
         if why is None or why in _ANCHORING:
-            first_data = fact.local_date if first_data is None else min(first_data, fact.local_date)
+            first_data = day if first_data is None or day < first_data else first_data
         if why:
-            excluded.append(ExcludedDay(fact.local_date, fact.device_id, why))
+            excluded.append(ExcludedDay(day, fact.device_id, why))
             continue
-        devices[fact.local_date].append(fact.device_id)
-        refs[fact.local_date].append(fact.refs)
+        if day in devices:
+            devices[day].append(fact.device_id)
+            refs[day].append(fact.refs)
+        else:
+            devices[day], refs[day] = [fact.device_id], [fact.refs]
     counted = {}
-    for d in devices:
-        order = sorted(range(len(devices[d])), key=devices[d].__getitem__)
-        counted[d] = CountedDay(d, tuple(devices[d][i] for i in order), tuple(refs[d][i] for i in order))
+    for d, devs in devices.items():
+        if len(devs) == 1:
+            counted[d] = CountedDay(d, (devs[0],), (refs[d][0],))
+            continue
+        order = sorted(range(len(devs)), key=devs.__getitem__)
+        counted[d] = CountedDay(d, tuple(devs[i] for i in order), tuple(refs[d][i] for i in order))
     # A day counted through another device needs no excuse for this one.
     kept = sorted(
         (x for x in excluded if x.local_date not in counted), key=lambda x: (x.local_date, x.device_id)
@@ -445,6 +475,7 @@ def supply_result(
     rpm: Sequence[RpmPeriod],
     anchor: Anchor | None,
     as_of: date,
+    sole: bool = False,
 ) -> Result:
     days = book.in_range(period.start, period.end)
     d = len(days)
@@ -473,7 +504,7 @@ def supply_result(
     early = bool(lines) and policy.supply.release_long_code_at_threshold and lines[0].code == cat.long_code
     final_on = _final_on(period.end, policy)
     return _result(
-        "supply", f"/{period.index}", ep, policy, as_of, final_on, gates,
+        "supply", f"/{period.index}", ep, policy, as_of, final_on, gates, sole,
         period_index=period.index,
         period_start=period.start,
         period_end=period.end,
@@ -667,6 +698,7 @@ def management_result(
     periods: Sequence[Period],
     rpm: Sequence[RpmPeriod],
     as_of: date,
+    sole: bool = False,
 ) -> Result:
     consent = book.consent_date
     start, end = month, month_end(month)
@@ -719,7 +751,7 @@ def management_result(
     service = lines[0].service_date if lines else None
     final_on = _final_on(end, policy)
     return _result(
-        "management", f"/{month:%Y-%m}", ep, policy, as_of, final_on, gates,
+        "management", f"/{month:%Y-%m}", ep, policy, as_of, final_on, gates, sole,
         period_index=None,
         period_start=start,
         period_end=end,
@@ -929,6 +961,7 @@ def compute_patient(inputs: PatientInputs, policies: Mapping[str, Policy], as_of
     allowed = remove_overlaps(inputs.entries, dropped)
     episodes = sorted(inputs.episodes, key=lambda e: (e.start_date, e.episode_id))
     results: list[Result] = []
+    sole = len(episodes) == 1  # the usual case: no other episode to compare with
     for ep in episodes:
         policy = policies.get(ep.payer_policy)
         if policy is None:
@@ -943,14 +976,14 @@ def compute_patient(inputs: PatientInputs, policies: Mapping[str, Policy], as_of
         verdicts = judge_entries(ep, policy, inputs.entries, dropped, allowed, tzh, book.consent_date)
         rpm = inputs.rpm_periods
         results.append(setup_result(ep, policy, periods, book, windows, verdicts, rpm, tzh, anchor, as_of))
-        results += [supply_result(ep, policy, p, book, windows, rpm, anchor, as_of) for p in periods]
+        results += [supply_result(ep, policy, p, book, windows, rpm, anchor, as_of, sole) for p in periods]
         last = min(ep.discharge_date, as_of) if ep.discharge_date else as_of
         for month in calendar_months(ep.start_date, last):
             results.append(
-                management_result(ep, policy, month, verdicts, windows, book, periods, rpm, as_of)
+                management_result(ep, policy, month, verdicts, windows, book, periods, rpm, as_of, sole)
             )
     order = {ep.episode_id: i for i, ep in enumerate(episodes)}
-    out = one_practitioner(results, order)
+    out = sorted(results, key=lambda r: r.key) if sole else one_practitioner(results, order)
     for r in out:
         for line in r.lines:
             if line.service_date is None or (line.earned_on and line.service_date < line.earned_on):

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from processors.eligibility.model import Result
+from processors.eligibility.model import CountedDay, Result
 
 JSON = dict[str, Any]
 
@@ -29,6 +29,16 @@ def _iso(value: date | None) -> str | None:
 def _refs(value: object) -> object:
     # Raw JSON text from the database goes out untouched: no parse, no re-encode.
     return orjson.Fragment(value) if isinstance(value, str | bytes) else value
+
+
+def _day(d: CountedDay) -> orjson.Fragment:
+    """A counted day as canonical JSON (sorted keys, no spaces). Records that are raw JSON text from
+    the database are spliced in as they are, without building a dict per day."""
+    if all(isinstance(x, str) for x in d.refs):
+        head = f'{{"date":"{d.local_date.isoformat()}","devices":'.encode() + orjson.dumps(list(d.devices))
+        return orjson.Fragment(head + b',"records":[' + ",".join(d.refs).encode() + b"]}")  # type: ignore[arg-type]
+    doc = {"date": _iso(d.local_date), "devices": list(d.devices), "records": [_refs(x) for x in d.refs]}
+    return orjson.Fragment(dumps(doc))
 
 
 def answer_of(r: Result) -> JSON:
@@ -75,10 +85,7 @@ def explanation_of(r: Result) -> JSON:
         out["anchor"] = {"rule": r.anchor.rule, "date": _iso(r.anchor.date), "detail": r.anchor.detail}
     if r.data_days is not None:
         out["data_days"] = r.data_days
-        out["days"] = [
-            {"date": _iso(d.local_date), "devices": list(d.devices), "records": [_refs(x) for x in d.refs]}
-            for d in r.days
-        ]
+        out["days"] = [_day(d) for d in r.days]
         out["excluded_days"] = [
             {"date": _iso(x.local_date), "device": x.device_id, "why": x.why} for x in r.excluded_days
         ]
