@@ -136,9 +136,9 @@ def measure_floor(conn: psycopg.Connection[Any], patients: int, batch: int) -> t
     ids = [r[0] for r in conn.execute("select distinct patient_id from episodes order by 1").fetchall()]
     t0 = time.perf_counter()
     for i in range(0, len(ids), batch):
-        chunk = ids[i : i + batch]
+        some = ids[i : i + batch]
         for query in INPUT_QUERIES.values():
-            conn.execute(query, (chunk,)).fetchall()
+            conn.execute(query, (some,)).fetchall()
     with conn.cursor().copy(f"copy eligibility_results_floor ({cols}) from stdin") as copy:
         copy.write(rows)
     seconds = time.perf_counter() - t0
