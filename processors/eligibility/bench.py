@@ -121,7 +121,7 @@ def generate(conn: psycopg.Connection[Any], patients: int, days: int, seed: int)
     return {"facts": int(present.sum()), "entries": patients * (days // 7)}
 
 
-def measure_floor(conn: psycopg.Connection[Any], patients: int, batch: int) -> tuple[float, int]:
+def measure_floor(conn: psycopg.Connection[Any], batch: int) -> tuple[float, int]:
     """The floor: read the same inputs (the engine's own queries, same batches) and write the same
     result rows with one COPY into an unlogged copy of the results table (same columns, defaults and
     indexes); no Python work in between. Returns (seconds, bytes written)."""
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         # The floor, in the same run, on the same database (the admin may create the scratch table).
         with postgres.admin_connect(settings, name) as admin:
             admin.autocommit = True
-            floor_s, floor_bytes = measure_floor(admin, args.patients, args.batch)
+            floor_s, floor_bytes = measure_floor(admin, args.batch)
     finally:
         if not args.keep:
             with postgres.admin_connect(base) as admin:
