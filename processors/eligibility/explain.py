@@ -31,12 +31,21 @@ def _refs(value: object) -> object:
     return orjson.Fragment(value) if isinstance(value, str | bytes) else value
 
 
+def _plain(text: str) -> bool:
+    """Text that JSON writes as it is (no quote, backslash or control character to escape)."""
+    return '"' not in text and "\\" not in text and text.isprintable() and text.isascii()
+
+
 def _day(d: CountedDay) -> orjson.Fragment:
     """A counted day as canonical JSON (sorted keys, no spaces). Records that are raw JSON text from
     the database are spliced in as they are, without building a dict per day."""
     if all(isinstance(x, str) for x in d.refs):
-        head = f'{{"date":"{d.local_date.isoformat()}","devices":'.encode() + orjson.dumps(list(d.devices))
-        return orjson.Fragment(head + b',"records":[' + ",".join(d.refs).encode() + b"]}")  # type: ignore[arg-type]
+        if len(d.devices) == 1 and _plain(d.devices[0]):
+            devices = f'["{d.devices[0]}"]'
+        else:
+            devices = orjson.dumps(list(d.devices)).decode()
+        records = ",".join(d.refs)  # type: ignore[arg-type]
+        return orjson.Fragment(f'{{"date":"{d.local_date.isoformat()}","devices":{devices},"records":[{records}]}}')
     doc = {"date": _iso(d.local_date), "devices": list(d.devices), "records": [_refs(x) for x in d.refs]}
     return orjson.Fragment(dumps(doc))
 

@@ -195,6 +195,42 @@ def _row_values(row: _Row, status: str, revision: int) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _text(value: object) -> str:
+    """One field of COPY's text format: NULL as \\N, backslash and line/field separators escaped."""
+    if value is None:
+        return "\\N"
+    if value is True or value is False:
+        return "t" if value else "f"
+    text = value if isinstance(value, str) else (value.isoformat() if isinstance(value, date) else str(value))
+    return text.translate(_ESCAPES) if ("\\" in text or "\t" in text or "\n" in text or "\r" in text) else text
+
+
+def _copy_line(row: _Row, status: str, revision: int) -> bytes:
+    """A result row as one line of COPY text, in `RESULT_COLUMNS` order. The JSON documents come from
+    orjson, which escapes every control character: only their backslashes need doubling."""
+    r = row.result
+    head = "\t".join(
+        _text(v)
+        for v in (
+            r.key, r.kind, r.patient_id, r.episode_id, r.clinic_id, r.billing_practitioner_id, r.policy_id,
+            r.policy_version, r.period_index, r.period_start, r.period_end, bill_month(r),
+            "{" + ",".join(r.codes) + "}",
+        )
+    )
+    middle = "\t".join(
+        _text(v)
+        for v in (r.service_date, r.reached_on, status, r.final_on, r.early_release, r.reason, r.data_days, r.minutes)
+    )
+    tail = f"{row.answer_hash}\t{row.explanation_hash}\t{revision}\n"
+    return b"\t".join(
+        (head.encode(), row.answer.replace(b"\\", b"\\\\"), middle.encode(),
+         row.explanation.replace(b"\\", b"\\\\"), tail.encode())
+    )  # fmt: skip
+
+
 def _prepare(results: Iterable[Result]) -> list[_Row]:
     out = []
     for r in results:
@@ -209,7 +245,7 @@ class WritePlan:
     database only sees set-based statements: one COPY of new and rewritten rows, one delete, one
     status update, and the released rows that need amendments."""
 
-    copy_rows: list[tuple[Any, ...]] = field(default_factory=list)
+    copy_rows: list[bytes] = field(default_factory=list)  # lines of COPY text
     rewrite_keys: list[str] = field(default_factory=list)  # unreleased rows replaced by a new revision
     status_updates: list[tuple[str, str]] = field(default_factory=list)
     released_changes: list[_Row] = field(default_factory=list)
@@ -227,7 +263,7 @@ def plan_writes(existing: Existing, rows: Sequence[_Row], stats: SaveStats) -> W
     for row in rows:
         old = existing.get(row.result.key)
         if old is None:
-            plan.copy_rows.append(_row_values(row, row.result.status, 1))
+            plan.copy_rows.append(_copy_line(row, row.result.status, 1))
             stats.inserted += 1
             continue
         ah, eh, status, release_id, revision = old
@@ -242,7 +278,7 @@ def plan_writes(existing: Existing, rows: Sequence[_Row], stats: SaveStats) -> W
             plan.released_changes.append(row)
             continue
         plan.rewrite_keys.append(row.result.key)
-        plan.copy_rows.append(_row_values(row, row.result.status, revision + 1))
+        plan.copy_rows.append(_copy_line(row, row.result.status, revision + 1))
         stats.updated += 1
     produced = {row.result.key for row in rows}
     for key, old in existing.items():
@@ -286,11 +322,12 @@ def save_results(conn: Conn, patient_ids: Sequence[str], results: Sequence[Resul
     return stats
 
 
-def copy_results(conn: Conn, table: str, values: Sequence[tuple[Any, ...]]) -> None:
-    """Rows in `RESULT_COLUMNS` order into a results table with one COPY (computed_at takes its default)."""
+def copy_results(conn: Conn, table: str, lines: Sequence[bytes]) -> None:
+    """COPY text lines (`RESULT_COLUMNS` order) into a results table in one COPY, sent in large
+    chunks (computed_at takes its default)."""
     with conn.cursor().copy(f"copy {table} ({', '.join(RESULT_COLUMNS)}) from stdin") as copy:
-        for v in values:
-            copy.write_row(v)
+        for i in range(0, len(lines), 500):
+            copy.write(b"".join(lines[i : i + 500]))
 
 
 _TYPES = (

@@ -148,3 +148,35 @@ def test_incremental_only_changed_patients(scenario):
     assert s.conn.execute(marked, (s.patient,)).fetchone()[0] == 1
     stats = recompute_dirty(s.conn, d("2026-04-15"))
     assert stats.patients >= 1 and s.supply(0).data_days == 4
+
+
+def test_copy_write_keeps_every_character(db):
+    # Results are written with COPY text lines built by the engine: a reason, ids and JSON holding a
+    # backslash, a tab, a newline and non-ASCII text come back byte for byte (hash of the stored
+    # explanation = the hash the engine wrote).
+    import hashlib
+    import uuid
+    from datetime import date as day
+
+    from processors.eligibility.model import Gate, Result
+    from processors.eligibility.store import save_results
+
+    tag = uuid.uuid4().hex[:8]
+    odd = f"p\\{tag}\tx\ny é"
+    r = Result(
+        key=f"supply/{odd}/0", kind="supply", patient_id=odd, episode_id=odd, clinic_id="c\\1",
+        policy_id="medicare-2026", policy_version="2026.1", period_index=0, period_start=day(2026, 3, 1),
+        period_end=day(2026, 3, 30), lines=(), service_date=None, reached_on=None, status="final",
+        final_on=day(2026, 4, 7), early_release=False, reason='a\\b\tc\nd "q" é',
+        gates=(Gate("consent", True, 'back\\slash\ttab\nline "q"'),), data_days=0,
+    )  # fmt: skip
+    stats = save_results(db, [odd], [r])
+    assert stats.inserted == 1
+    key, reason, expl_text, expl_hash = db.execute(
+        "select result_key, reason, explanation::text, explanation_hash from eligibility_results "
+        "where patient_id = %s",
+        (odd,),
+    ).fetchone()
+    assert (key, reason) == (r.key, r.reason)
+    assert hashlib.sha256(expl_text.encode()).hexdigest()[:32] == expl_hash
+    assert save_results(db, [odd], [r]).unchanged == 1
