@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -22,8 +23,20 @@ def _dec(value: Decimal | None) -> str | None:
     return None if value is None else f"{value.quantize(Decimal('0.01')):f}"
 
 
+_ISO: dict[date, str] = {}  # a cohort spans a few hundred distinct dates: format each once
+
+
+def iso(value: date) -> str:
+    text = _ISO.get(value)
+    if text is None:
+        if len(_ISO) > 100_000:
+            _ISO.clear()
+        text = _ISO[value] = value.isoformat()
+    return text
+
+
 def _iso(value: date | None) -> str | None:
-    return None if value is None else value.isoformat()
+    return None if value is None else iso(value)
 
 
 def _refs(value: object) -> object:
@@ -31,23 +44,27 @@ def _refs(value: object) -> object:
     return orjson.Fragment(value) if isinstance(value, str | bytes) else value
 
 
-def _plain(text: str) -> bool:
-    """Text that JSON writes as it is (no quote, backslash or control character to escape)."""
-    return '"' not in text and "\\" not in text and text.isprintable() and text.isascii()
+@lru_cache(maxsize=8192)
+def _devices_json(devices: tuple[str, ...]) -> str:
+    return orjson.dumps(list(devices)).decode()
 
 
-def _day(d: CountedDay) -> orjson.Fragment:
+def _day(d: CountedDay, memo: dict[int, orjson.Fragment] | None = None) -> orjson.Fragment:
     """A counted day as canonical JSON (sorted keys, no spaces). Records that are raw JSON text from
-    the database are spliced in as they are, without building a dict per day."""
+    the database are spliced in as they are, without building a dict per day. `memo` (by object,
+    for one batch) serialises a day once: set-up and period 0 list the same days."""
+    if memo is not None and (done := memo.get(id(d))) is not None:
+        return done
     if all(isinstance(x, str) for x in d.refs):
-        if len(d.devices) == 1 and _plain(d.devices[0]):
-            devices = f'["{d.devices[0]}"]'
-        else:
-            devices = orjson.dumps(list(d.devices)).decode()
         records = ",".join(d.refs)  # type: ignore[arg-type]
-        return orjson.Fragment(f'{{"date":"{d.local_date.isoformat()}","devices":{devices},"records":[{records}]}}')
-    doc = {"date": _iso(d.local_date), "devices": list(d.devices), "records": [_refs(x) for x in d.refs]}
-    return orjson.Fragment(dumps(doc))
+        text = f'{{"date":"{iso(d.local_date)}","devices":{_devices_json(d.devices)},"records":[{records}]}}'
+        out = orjson.Fragment(text)
+    else:
+        doc = {"date": _iso(d.local_date), "devices": list(d.devices), "records": [_refs(x) for x in d.refs]}
+        out = orjson.Fragment(dumps(doc))
+    if memo is not None:
+        memo[id(d)] = out
+    return out
 
 
 def answer_of(r: Result) -> JSON:
@@ -66,7 +83,7 @@ def answer_of(r: Result) -> JSON:
     }
 
 
-def explanation_of(r: Result) -> JSON:
+def explanation_of(r: Result, memo: dict[int, orjson.Fragment] | None = None) -> JSON:
     out: JSON = {
         "kind": r.kind,
         "policy": {"id": r.policy_id, "version": r.policy_version},
@@ -94,7 +111,7 @@ def explanation_of(r: Result) -> JSON:
         out["anchor"] = {"rule": r.anchor.rule, "date": _iso(r.anchor.date), "detail": r.anchor.detail}
     if r.data_days is not None:
         out["data_days"] = r.data_days
-        out["days"] = [_day(d) for d in r.days]
+        out["days"] = [_day(d, memo) for d in r.days]
         out["excluded_days"] = [
             {"date": _iso(x.local_date), "device": x.device_id, "why": x.why} for x in r.excluded_days
         ]

@@ -28,6 +28,7 @@ from processors.eligibility.explain import (
     digest,
     dumps,
     explanation_of,
+    iso,
 )
 from processors.eligibility.model import (
     Assignment,
@@ -204,7 +205,7 @@ def _text(value: object) -> str:
         return "\\N"
     if value is True or value is False:
         return "t" if value else "f"
-    text = value if isinstance(value, str) else (value.isoformat() if isinstance(value, date) else str(value))
+    text = value if isinstance(value, str) else (iso(value) if isinstance(value, date) else str(value))
     return text.translate(_ESCAPES) if ("\\" in text or "\t" in text or "\n" in text or "\r" in text) else text
 
 
@@ -233,8 +234,9 @@ def _copy_line(row: _Row, status: str, revision: int) -> bytes:
 
 def _prepare(results: Iterable[Result]) -> list[_Row]:
     out = []
+    memo: dict[int, Any] = {}  # the batch's results keep their days alive while this runs
     for r in results:
-        a, e = dumps(answer_of(r)), dumps(explanation_of(r))
+        a, e = dumps(answer_of(r)), dumps(explanation_of(r, memo))
         out.append(_Row(r, a, e, digest(a), digest(e)))
     return out
 
