@@ -254,8 +254,10 @@ def classify_days(
         if day > as_of:
             continue  # not yet happened as of the computation date
         ws = by_device.get(fact.device_id)
-        win = _window_on(ws, day) if ws else None
-        if win is None:
+        if not ws:
+            continue  # not this episode's device
+        win = ws[0] if len(ws) == 1 else _window_on(ws, day)
+        if win is None or day < win.first or (win.last is not None and day > win.last):
             continue  # not this episode's device on that date
         if lo <= day <= hi and fact.qualifying and win.qualifying_model:
             why = None
