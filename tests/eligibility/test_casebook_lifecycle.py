@@ -180,3 +180,22 @@ def test_copy_write_keeps_every_character(db):
     assert (key, reason) == (r.key, r.reason)
     assert hashlib.sha256(expl_text.encode()).hexdigest()[:32] == expl_hash
     assert save_results(db, [odd], [r]).unchanged == 1
+
+
+def test_released_period_that_disappears_is_withdrawn(scenario):
+    # 45 days from 03-01: period 1 (03-31..04-29, 15 days) -> 98985, released with April. The
+    # discharge is then recorded as 03-25: period 1 no longer exists. Its row is kept, emptied and
+    # marked amended, with an amendment saying it was withdrawn (nothing is deleted).
+    s = scenario()
+    s.days(days_from("2026-03-01", 45))
+    s.compute("2026-05-15")
+    assert s.supply(1).codes == ["98985"]
+    billing.release(s.conn, s.clinic, d("2026-04-01"))
+    assert s.supply(1).status == "released"
+    s.update_episode(discharge_date=d("2026-03-25"))
+    s.compute("2026-05-15")
+    r = s.supply(1)
+    assert (r.codes, r.status, r.answer["codes"]) == ([], "amended", [])
+    (old, new, changes_claim, reason, _) = _amendments(s, "supply", "/1")[0]
+    assert old["codes"][0]["code"] == "98985" and new["codes"] == [] and changes_claim
+    assert reason.startswith("withdrawn")
