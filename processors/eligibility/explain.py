@@ -185,9 +185,14 @@ def _data_change(old: JSON, new: JSON) -> list[str]:
     added = sorted(_days_set(new) - _days_set(old))
     removed = sorted(_days_set(old) - _days_set(new))
     why_out = _excluded(new, "excluded_days", "date")
+    why_before = _excluded(old, "excluded_days", "date")
     parts = []
-    if added:
-        parts.append(f"data for {_list(added)} arrived after the release and now counts")
+    late = [day for day in added if day not in why_before]
+    if late:
+        parts.append(f"data for {_list(late)} arrived after the release and now counts")
+    for day in added:
+        if day in why_before:  # the data were there; what excluded them changed
+            parts.append(f"{day} now counts (was excluded: {why_before[day]})")
     for day in removed:
         parts.append(f"{day} no longer counts ({why_out.get(day, 'its data is gone')})")
     counts = f"data days {old.get('data_days')} -> {new.get('data_days')}"

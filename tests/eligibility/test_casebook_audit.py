@@ -259,3 +259,25 @@ def test_amendment_names_the_entry_and_why_it_stopped_counting(scenario):
         "no interactive contact counts in the month any more; "
         "so the claim changes from 98980-GP dated 2026-03-05 to no code"
     )
+
+
+def test_amendment_tells_late_data_from_a_corrected_consent(scenario):
+    # Released with consent on 03-04 (03-01..03-03 excluded, 13 days -> 98985). The consent date is
+    # then corrected to 03-01: the three days were there all along, so the amendment says they now
+    # count and why they were excluded, not that data arrived late.
+    s = scenario(consent="2026-03-04T08")
+    s.days(days_from("2026-03-01", 16))
+    s.compute("2026-04-15")
+    assert s.supply(0).codes == ["98985"]
+    billing.release(s.conn, s.clinic, d("2026-03-01"))
+    s.update_episode(consent_at=s.local("2026-03-01", 8))
+    s.compute("2026-04-15")
+    (reason,) = s.conn.execute(
+        "select reason from eligibility_amendments where result_key = %s", (f"supply/{s.episode}/0",)
+    ).fetchone()
+    assert "arrived after the release" not in reason
+    assert reason.startswith(
+        "2026-03-01 now counts (was excluded: before consent); 2026-03-02 now counts (was excluded: before "
+        "consent); 2026-03-03 now counts (was excluded: before consent): data days 13 -> 16"
+    )
+    assert reason.endswith("so the claim changes from 98985-GP dated 2026-03-30 to 98977-GP dated 2026-03-30")
