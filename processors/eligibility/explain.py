@@ -49,7 +49,7 @@ def _devices_json(devices: tuple[str, ...]) -> str:
     return orjson.dumps(list(devices)).decode()
 
 
-def _day(d: CountedDay, memo: dict[int, orjson.Fragment] | None = None) -> orjson.Fragment:
+def _day(d: CountedDay, memo: dict[int, bytes] | None = None) -> bytes:
     """A counted day as canonical JSON (sorted keys, no spaces). Records that are raw JSON text from
     the database are spliced in as they are, without building a dict per day. `memo` (by object,
     for one batch) serialises a day once: set-up and period 0 list the same days."""
@@ -57,11 +57,10 @@ def _day(d: CountedDay, memo: dict[int, orjson.Fragment] | None = None) -> orjso
         return done
     if all(isinstance(x, str) for x in d.refs):
         records = ",".join(d.refs)  # type: ignore[arg-type]
-        text = f'{{"date":"{iso(d.local_date)}","devices":{_devices_json(d.devices)},"records":[{records}]}}'
-        out = orjson.Fragment(text)
+        out = f'{{"date":"{iso(d.local_date)}","devices":{_devices_json(d.devices)},"records":[{records}]}}'.encode()
     else:
         doc = {"date": _iso(d.local_date), "devices": list(d.devices), "records": [_refs(x) for x in d.refs]}
-        out = orjson.Fragment(dumps(doc))
+        out = dumps(doc)
     if memo is not None:
         memo[id(d)] = out
     return out
@@ -83,7 +82,7 @@ def answer_of(r: Result) -> JSON:
     }
 
 
-def explanation_of(r: Result, memo: dict[int, orjson.Fragment] | None = None) -> JSON:
+def explanation_of(r: Result, memo: dict[int, bytes] | None = None) -> JSON:
     out: JSON = {
         "kind": r.kind,
         "policy": {"id": r.policy_id, "version": r.policy_version},
@@ -111,7 +110,7 @@ def explanation_of(r: Result, memo: dict[int, orjson.Fragment] | None = None) ->
         out["anchor"] = {"rule": r.anchor.rule, "date": _iso(r.anchor.date), "detail": r.anchor.detail}
     if r.data_days is not None:
         out["data_days"] = r.data_days
-        out["days"] = [_day(d, memo) for d in r.days]
+        out["days"] = orjson.Fragment(b"[" + b",".join(_day(d, memo) for d in r.days) + b"]")
         out["excluded_days"] = [
             {"date": _iso(x.local_date), "device": x.device_id, "why": x.why} for x in r.excluded_days
         ]

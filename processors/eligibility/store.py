@@ -121,22 +121,22 @@ def load_inputs(conn: Conn, patient_ids: Sequence[str]) -> dict[str, PatientInpu
     ids = list(patient_ids)
     q = INPUT_QUERIES
     episodes: dict[str, list[Episode]] = defaultdict(list)
-    for row in conn.execute(q["episodes"], (ids,)):
+    for row in conn.execute(q["episodes"], (ids,)).fetchall():
         episodes[row[1]].append(Episode(*row))
     assignments: dict[str, list[Assignment]] = defaultdict(list)
-    for pid, device, episode, model, qualifying, valid_from, valid_to in conn.execute(q["assignments"], (ids,)):
-        assignments[pid].append(Assignment(device, episode, model, qualifying, valid_from, valid_to))
+    for pid, *assignment in conn.execute(q["assignments"], (ids,)).fetchall():
+        assignments[pid].append(Assignment(*assignment))
     facts: dict[str, list[DayFact]] = defaultdict(list)
-    for pid, local_date, device, qualifying, refs in conn.execute(q["facts"], (ids,)):
+    for pid, local_date, device, qualifying, refs in conn.execute(q["facts"], (ids,)).fetchall():
         facts[pid].append(DayFact(local_date, device, qualifying, refs))
     entries: dict[str, list[TimeEntry]] = defaultdict(list)
-    for row in conn.execute(q["entries"], (ids,)):
+    for row in conn.execute(q["entries"], (ids,)).fetchall():
         entries[row[0]].append(TimeEntry(*row[1:]))
     zones: dict[str, list[tuple[Any, str]]] = defaultdict(list)
-    for pid, at, tz in conn.execute(q["zones"], (ids,)):
+    for pid, at, tz in conn.execute(q["zones"], (ids,)).fetchall():
         zones[pid].append((at, tz))
     rpm: dict[str, list[RpmPeriod]] = defaultdict(list)
-    for pid, start, end, who in conn.execute(q["rpm"], (ids,)):
+    for pid, start, end, who in conn.execute(q["rpm"], (ids,)).fetchall():
         rpm[pid].append(RpmPeriod(start, end, who))
     return {
         pid: PatientInputs(
@@ -199,31 +199,36 @@ def _row_values(row: _Row, status: str, revision: int) -> tuple[Any, ...]:
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def _text(value: object) -> str:
-    """One field of COPY's text format: NULL as \\N, backslash and line/field separators escaped."""
+def _text(value: str | None) -> str:
+    """A free-text field of COPY's text format: NULL as \\N, backslash and separators escaped."""
     if value is None:
         return "\\N"
-    if value is True or value is False:
-        return "t" if value else "f"
-    text = value if isinstance(value, str) else (iso(value) if isinstance(value, date) else str(value))
-    return text.translate(_ESCAPES) if ("\\" in text or "\t" in text or "\n" in text or "\r" in text) else text
+    return value.translate(_ESCAPES) if ("\\" in value or "\t" in value or "\n" in value or "\r" in value) else value
+
+
+def _day_text(value: date | None) -> str:
+    return "\\N" if value is None else iso(value)
+
+
+def _int_text(value: object) -> str:
+    return "\\N" if value is None else str(value)
 
 
 def _copy_line(row: _Row, status: str, revision: int) -> bytes:
-    """A result row as one line of COPY text, in `RESULT_COLUMNS` order. The JSON documents come from
-    orjson, which escapes every control character: only their backslashes need doubling."""
+    """A result row as one line of COPY text, in `RESULT_COLUMNS` order. Ids and the reason are
+    escaped; policy ids, codes, statuses and hashes are validated patterns without separators; the
+    JSON documents come from orjson, which escapes every control character, so only their
+    backslashes need doubling."""
     r = row.result
-    head = "\t".join(
-        _text(v)
-        for v in (
-            r.key, r.kind, r.patient_id, r.episode_id, r.clinic_id, r.billing_practitioner_id, r.policy_id,
-            r.policy_version, r.period_index, r.period_start, r.period_end, bill_month(r),
-            "{" + ",".join(r.codes) + "}",
-        )
+    head = (
+        f"{_text(r.key)}\t{r.kind}\t{_text(r.patient_id)}\t{_text(r.episode_id)}\t{_text(r.clinic_id)}\t"
+        f"{_text(r.billing_practitioner_id)}\t{_text(r.policy_id)}\t{_text(r.policy_version)}\t"
+        f"{_int_text(r.period_index)}\t{iso(r.period_start)}\t{iso(r.period_end)}\t{iso(bill_month(r))}\t"
+        f"{{{','.join(r.codes)}}}"
     )
-    middle = "\t".join(
-        _text(v)
-        for v in (r.service_date, r.reached_on, status, r.final_on, r.early_release, r.reason, r.data_days, r.minutes)
+    middle = (
+        f"{_day_text(r.service_date)}\t{_day_text(r.reached_on)}\t{status}\t{iso(r.final_on)}\t"
+        f"{'t' if r.early_release else 'f'}\t{_text(r.reason)}\t{_int_text(r.data_days)}\t{_int_text(r.minutes)}"
     )
     tail = f"{row.answer_hash}\t{row.explanation_hash}\t{revision}\n"
     return b"\t".join(
