@@ -121,10 +121,10 @@ def generate(conn: psycopg.Connection[Any], patients: int, days: int, seed: int)
     return {"facts": int(present.sum()), "entries": patients * (days // 7)}
 
 
-def measure_floor(conn: psycopg.Connection[Any], batch: int) -> tuple[float, int]:
+def measure_floor(conn: psycopg.Connection[Any], batch: int) -> tuple[float, int, int]:
     """The floor: read the same inputs (the engine's own queries, same batches) and write the same
     result rows with one COPY into an unlogged copy of the results table (same columns, defaults and
-    indexes); no Python work in between. Returns (seconds, bytes written)."""
+    indexes); no Python work in between. Returns (seconds, rows written, bytes written)."""
     cols = ", ".join(RESULT_COLUMNS)
     buf = io.BytesIO()
     with conn.cursor().copy(f"copy (select {cols} from eligibility_results) to stdout") as out:
@@ -139,11 +139,13 @@ def measure_floor(conn: psycopg.Connection[Any], batch: int) -> tuple[float, int
         some = ids[i : i + batch]
         for query in INPUT_QUERIES.values():
             conn.execute(query, (some,)).fetchall()
-    with conn.cursor().copy(f"copy eligibility_results_floor ({cols}) from stdin") as copy:
+    cur = conn.cursor()
+    with cur.copy(f"copy eligibility_results_floor ({cols}) from stdin") as copy:
         copy.write(rows)
     seconds = time.perf_counter() - t0
+    written = cur.rowcount
     conn.execute("drop table eligibility_results_floor")
-    return seconds, len(rows)
+    return seconds, written, len(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             # The floor, in the same run, on the same database (the admin may create the scratch table).
             with postgres.admin_connect(settings, name) as admin:
-                floor_s, floor_bytes = measure_floor(admin, args.batch)
+                floor_s, floor_rows, floor_bytes = measure_floor(admin, args.batch)
             runs.append((seconds, floor_s))
         seconds, floor_s = min(r for r, _ in runs), min(f for _, f in runs)
     finally:
@@ -224,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         ("recompute total (s)" + (", fastest" if len(runs) > 1 else ""), f"{seconds:.2f}"),
         ("patients / s", f"{stats.patients / seconds:,.0f}"),
         ("floor: read inputs + one COPY (s)" + (", fastest" if len(runs) > 1 else ""), f"{floor_s:.2f}"),
-        ("floor: result rows written (MB)", f"{floor_bytes / 1e6:.1f}"),
+        ("floor: result rows written", f"{floor_rows:,} ({floor_bytes / 1e6:.1f} MB)"),
         ("ratio to floor", f"{seconds / floor_s:.2f}"),
     ]  # fmt: skip
     width = max(len(k) for k, _ in rows)
