@@ -165,7 +165,7 @@ def test_copy_write_keeps_every_character(db):
     odd = f"p\\{tag}\tx\ny é"
     r = Result(
         key=f"supply/{odd}/0", kind="supply", patient_id=odd, episode_id=odd, clinic_id="c\\1",
-        policy_id="medicare-2026", policy_version="2026.1", period_index=0, period_start=day(2026, 3, 1),
+        policy_id="medicare-2026", policy_version="2026.2", period_index=0, period_start=day(2026, 3, 1),
         period_end=day(2026, 3, 30), lines=(), service_date=None, reached_on=None, status="final",
         final_on=day(2026, 4, 7), early_release=False, reason='a\\b\tc\nd "q" é',
         gates=(Gate("consent", True, 'back\\slash\ttab\nline "q"'),), data_days=0,
