@@ -34,6 +34,8 @@ class CodeOut(BaseModel):
     units: int
     modifiers: list[str]
     unit_price: Decimal
+    # Each line's own date of service (a result's lines may be earned on different days).
+    service_date: date | None = None
 
 
 class Summary(BaseModel):
@@ -151,6 +153,8 @@ def _lines(items: Sequence[Summary]) -> list[dict[str, Any]]:
             line["units"] = c.units if c else 0
             line["modifiers"] = ",".join(c.modifiers) if c else ""
             line["unit_price"] = f"{c.unit_price:f}" if c else None
+            if c and c.service_date:
+                line["service_date"] = c.service_date.isoformat()
             out.append(line)
     return out
 
@@ -195,8 +199,9 @@ def to_fhir_bundle(items: Sequence[Summary], policy_note: bool = True) -> dict[s
                 "priceOverride": {"value": float(c.unit_price), "currency": "USD"},
                 "extension": [{"url": MODIFIER_EXTENSION, "valueCode": m} for m in c.modifiers],
             }
-            if s.service_date:
-                resource["occurrenceDateTime"] = s.service_date.isoformat()
+            dated = c.service_date or s.service_date
+            if dated:
+                resource["occurrenceDateTime"] = dated.isoformat()
             else:
                 resource["occurrencePeriod"] = {
                     "start": s.period_start.isoformat(),

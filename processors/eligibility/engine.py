@@ -3,7 +3,7 @@
 Nothing here touches the database or the clock: `as_of` is an argument, every threshold comes
 from the payer policy, and the same inputs always give the same results in the same order.
 
-Three answers per episode of care (rtm-billing-rules.md):
+Three answers per episode of care (the rules in docs/eligibility.md):
 - set-up (98975), once per episode, from the first device period's data days;
 - device supply, per 30-day device period anchored per policy and cut at discharge;
 - treatment management, per calendar month, from therapist time entries.
@@ -11,6 +11,7 @@ Three answers per episode of care (rtm-billing-rules.md):
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -19,6 +20,7 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from processors.eligibility.model import (
+    Anchor,
     Assignment,
     CodeLine,
     CountedDay,
@@ -116,13 +118,20 @@ def _final_on(end: date, policy: Policy) -> date:
     return end + timedelta(days=1 + policy.status.final_after_days)
 
 
+def sole_biller_gate(ep: Episode) -> Gate:
+    return Gate("one_practitioner", True, f"{ep.billing_practitioner_id} is the only practitioner billing RTM here")
+
+
 def _result(
     kind: ResultKind, key_suffix: str, ep: Episode, policy: Policy, as_of: date, final_on: date | None,
-    gates: Sequence[Gate], **fields: Any,
+    gates: Sequence[Gate], sole: bool = False, **fields: Any,
 ) -> Result:
     """A result of one kind for an episode under a policy: its key, identity, status (final once
     `as_of` reaches `final_on`; never when there is none) and gates are filled in the same way for
-    every kind; `fields` are the kind's own."""
+    every kind; `fields` are the kind's own. `sole`: the patient's only episode, so the
+    one-practitioner gate passes without comparing episodes."""
+    if sole and kind != "setup":
+        gates = (*gates, sole_biller_gate(ep))
     return Result(
         key=f"{kind}/{ep.episode_id}{key_suffix}",
         kind=kind,
@@ -158,9 +167,16 @@ class DayBook:
     counted: dict[date, CountedDay]
     excluded: list[ExcludedDay]
     consent_date: date | None
+    # The first day with data from a device assigned to the episode, counted or not (excluded only
+    # for consent or the plan of care): the literal anchor of the device periods.
+    first_data: date | None = None
+    _dates: list[date] | None = None
 
     def in_range(self, start: date, end: date) -> list[CountedDay]:
-        return [self.counted[d] for d in sorted(self.counted) if start <= d <= end]
+        if self._dates is None:  # sorted once: every period and month asks
+            self._dates = sorted(self.counted)
+        lo, hi = bisect_left(self._dates, start), bisect_right(self._dates, end)
+        return [self.counted[d] for d in self._dates[lo:hi]]
 
 
 def episode_windows(episode_id: str, assignments: Iterable[Assignment], tzh: TzHistory) -> list[Window]:
@@ -190,6 +206,10 @@ def _in_episode(ep: Episode, d: date) -> bool:
     return ep.start_date <= d and (ep.discharge_date is None or d <= ep.discharge_date)
 
 
+# Days excluded only for these reasons are still days with data: they anchor the device periods.
+_ANCHORING = frozenset({"before consent", "outside the plan of care"})
+
+
 def _day_exclusion(ep: Episode, policy: Policy, fact: DayFact, w: Window, consent: date | None) -> str | None:
     if not fact.qualifying:
         return "no qualifying data point"
@@ -217,37 +237,78 @@ def classify_days(
     for w in windows:
         by_device[w.device_id].append(w)
     consent = tzh.local_date(ep.consent_at) if ep.consent_at else None
-    devices: dict[date, list[str]] = defaultdict(list)
-    refs: dict[date, list[object]] = defaultdict(list)
+    # The common case (data inside the episode, plan and consent, one device) takes one comparison
+    # of the date against these bounds; anything else gets its reason from _day_exclusion.
+    lo = max(ep.start_date, ep.plan_of_care_start or date.min)
+    if policy.gates.consent_before_data == "exclude_days" and consent:
+        lo = max(lo, consent)
+    hi = min(as_of, ep.discharge_date or date.max, ep.plan_of_care_end or date.max)
+    if ep.plan_of_care_start is None:
+        hi = min(as_of, ep.discharge_date or date.max)
+    devices: dict[date, list[str]] = {}
+    refs: dict[date, list[object]] = {}
     excluded: list[ExcludedDay] = []
+    first_data: date | None = None
     for fact in facts:
-        if fact.local_date > as_of:
+        day = fact.local_date
+        if day > as_of:
             continue  # not yet happened as of the computation date
         ws = by_device.get(fact.device_id)
-        win = _window_on(ws, fact.local_date) if ws else None
-        if win is None:
+        if not ws:
+            continue  # not this episode's device
+        win = ws[0] if len(ws) == 1 else _window_on(ws, day)
+        if win is None or day < win.first or (win.last is not None and day > win.last):
             continue  # not this episode's device on that date
-        why = _day_exclusion(ep, policy, fact, win, consent)
+        if lo <= day <= hi and fact.qualifying and win.qualifying_model:
+            why = None
+        else:
+            why = _day_exclusion(ep, policy, fact, win, consent)
+        if why is None or why in _ANCHORING:
+            first_data = day if first_data is None or day < first_data else first_data
         if why:
-            excluded.append(ExcludedDay(fact.local_date, fact.device_id, why))
+            excluded.append(ExcludedDay(day, fact.device_id, why))
             continue
-        devices[fact.local_date].append(fact.device_id)
-        refs[fact.local_date].append(fact.refs)
+        if day in devices:
+            devices[day].append(fact.device_id)
+            refs[day].append(fact.refs)
+        else:
+            devices[day], refs[day] = [fact.device_id], [fact.refs]
     counted = {}
-    for d in devices:
-        order = sorted(range(len(devices[d])), key=devices[d].__getitem__)
-        counted[d] = CountedDay(d, tuple(devices[d][i] for i in order), tuple(refs[d][i] for i in order))
+    for d, devs in devices.items():
+        if len(devs) == 1:
+            counted[d] = CountedDay(d, (devs[0],), (refs[d][0],))
+            continue
+        order = sorted(range(len(devs)), key=devs.__getitem__)
+        counted[d] = CountedDay(d, tuple(devs[i] for i in order), tuple(refs[d][i] for i in order))
     # A day counted through another device needs no excuse for this one.
     kept = sorted(
         (x for x in excluded if x.local_date not in counted), key=lambda x: (x.local_date, x.device_id)
     )
-    return DayBook(counted, kept, consent)
+    return DayBook(counted, kept, consent, first_data)
 
 
-def period_anchor(ep: Episode, policy: Policy, book: DayBook) -> date | None:
-    if policy.supply.anchor == "setup_date":
-        return ep.setup_date
-    return min(book.counted) if book.counted else None
+def period_anchor(ep: Episode, policy: Policy, book: DayBook) -> Anchor | None:
+    """Day A of period 0 under the policy's `supply.anchor`, with the sentence an auditor reads."""
+    rule = policy.supply.anchor
+    first_counted = min(book.counted) if book.counted else None
+    counted = f"; first counted day {first_counted}" if first_counted else "; no counted day yet"
+    if rule == "setup_date":
+        if ep.setup_date is None:
+            return None
+        return Anchor(rule, ep.setup_date, f"periods start on the set-up date {ep.setup_date}{counted}")
+    if rule == "first_counted_day":
+        if first_counted is None:
+            return None
+        return Anchor(
+            rule, first_counted, f"periods start on the first counted day {first_counted} (after consent and "
+            f"plan-of-care checks); first day with data {book.first_data}",
+        )  # fmt: skip
+    if book.first_data is None:
+        return None
+    return Anchor(
+        rule, book.first_data, f"periods start on the first day with data from an assigned device "
+        f"{book.first_data}, counted or not{counted}",
+    )  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ gates -----------
@@ -334,8 +395,52 @@ def modifiers(
     return tuple(out)
 
 
-def _line(policy: Policy, code: str, units: int, mods: tuple[str, ...]) -> CodeLine:
-    return CodeLine(code, units, mods, policy.price(code))
+def _line(
+    policy: Policy, code: str, units: int, mods: tuple[str, ...], earned: date | None, dated: date | None,
+    why: str,
+) -> CodeLine:
+    """A claim line dated per policy, but never before the day it was earned."""
+    service = max(dated, earned) if dated and earned else (dated or earned)
+    if service is not None and dated is not None and earned is not None and earned > dated:
+        why = f"{why}; dated {earned}, not {dated}: never before the day it was earned"
+    return CodeLine(code, units, mods, policy.price(code), service, earned, why)
+
+
+def settled_day(steps: Sequence[tuple[date, Decimal, Decimal]], above_percent: Decimal) -> date | None:
+    """The first day from which the cumulative assistant share stays above the limit for good.
+
+    `steps` are (day, minutes, assistant minutes) in date order; a modifier decided by the month's
+    share is earned only once no later entry could have undone it."""
+    total, assistant, settled = Decimal(0), Decimal(0), None
+    for day, minutes, helper in steps:
+        total, assistant = total + minutes, assistant + helper
+        above = total > 0 and assistant * 100 > above_percent * total
+        settled = (settled or day) if above else None
+    return settled
+
+
+def _steps(entries: Iterable[CountedEntry], policy: Policy) -> list[tuple[date, Decimal, Decimal]]:
+    per_day: dict[date, tuple[Decimal, Decimal]] = {}
+    for e in entries:
+        m, a = per_day.get(e.local_date, (Decimal(0), Decimal(0)))
+        helper = e.minutes if e.practitioner_role in policy.people.assistant_roles else Decimal(0)
+        per_day[e.local_date] = (m + e.minutes, a + helper)
+    return [(d, m, a) for d, (m, a) in sorted(per_day.items())]
+
+
+def _with_modifier_day(
+    earned: date | None, why: str, mods: tuple[str, ...], policy: Policy, ep: Episode,
+    steps: Sequence[tuple[date, Decimal, Decimal]],
+) -> tuple[date | None, str]:
+    """A line carrying the assistant modifier is earned no earlier than the day that modifier settled."""
+    helper = policy.modifiers.assistant.get(ep.discipline)  # type: ignore[call-overload]
+    if helper is None or helper not in mods:
+        return earned, why
+    day = settled_day(steps, policy.modifiers.assistant_share_above_percent)
+    if day is None or earned is None or day <= earned:
+        return earned, why
+    share = f"above {policy.modifiers.assistant_share_above_percent}%"
+    return day, f"{why}; {helper} settled on {day} (assistant share {share} from then on)"
 
 
 # ------------------------------------------------------------------------------ supply ----------
@@ -370,7 +475,9 @@ def supply_result(
     book: DayBook,
     windows: Sequence[Window],
     rpm: Sequence[RpmPeriod],
+    anchor: Anchor | None,
     as_of: date,
+    sole: bool = False,
 ) -> Result:
     days = book.in_range(period.start, period.end)
     d = len(days)
@@ -388,17 +495,18 @@ def supply_result(
     reached = days[threshold - 1].local_date if code and threshold else None
     lines: tuple[CodeLine, ...] = ()
     if code and not _failed(gates):
-        lines = (_line(policy, code, 1, modifiers(policy, ep, "supply", Decimal(0), Decimal(0))),)
+        dated = reached if policy.supply.date_of_service == "threshold_day" else period.end
+        why = f"{code} earned on {reached}, data day {threshold} of the period"
+        mods = modifiers(policy, ep, "supply", Decimal(0), Decimal(0))
+        lines = (_line(policy, code, 1, mods, reached, dated, why),)
     elif code or _failed(gates):
         reason = _gate_reason(gates, reason)
-    service = None
-    if lines:
-        service = reached if policy.supply.date_of_service == "threshold_day" else period.end
+    service = lines[0].service_date if lines else None
     cat = policy.supply.categories.get(ep.monitoring_category)  # type: ignore[call-overload]
     early = bool(lines) and policy.supply.release_long_code_at_threshold and lines[0].code == cat.long_code
     final_on = _final_on(period.end, policy)
     return _result(
-        "supply", f"/{period.index}", ep, policy, as_of, final_on, gates,
+        "supply", f"/{period.index}", ep, policy, as_of, final_on, gates, sole,
         period_index=period.index,
         period_start=period.start,
         period_end=period.end,
@@ -410,6 +518,7 @@ def supply_result(
         data_days=d,
         cut_by_discharge=period.cut_by_discharge,
         days=tuple(days),
+        anchor=anchor,
         # Period 0 also shows what came before it: why the anchor is where it is.
         excluded_days=tuple(
             x
@@ -560,16 +669,25 @@ def management_lines(policy: Policy, total: Decimal) -> tuple[list[tuple[str, in
     return [], None, f"{mins}: {_more(need - total)} more for {target}"
 
 
-def _threshold_day(verdicts: Sequence[EntryVerdict], threshold: int) -> date | None:
+def _threshold_day(counted: Sequence[CountedEntry], threshold: Decimal | int) -> date | None:
+    """The day the month's minutes reached `threshold` with an interactive contact by then."""
     total, interactive = Decimal(0), False
-    for v in verdicts:
-        if v.counted is None:
-            continue
-        total += v.counted.minutes
-        interactive = interactive or v.counted.interactive
+    for c in counted:
+        total += c.minutes
+        interactive = interactive or c.interactive
         if total >= threshold and interactive:
-            return v.local_date
+            return c.local_date
     return None
+
+
+def _line_threshold(policy: Policy, code: str, units: int) -> int:
+    """Minutes that earn a management line: its own code's threshold, the last unit's for add-ons."""
+    m = policy.management
+    if code == m.addon_code:
+        return m.first_minutes + m.addon_minutes * units
+    if code == m.short_code and m.short_min_minutes is not None:
+        return m.short_min_minutes
+    return m.first_minutes
 
 
 def management_result(
@@ -578,10 +696,13 @@ def management_result(
     month: date,
     verdicts: Sequence[EntryVerdict],
     windows: Sequence[Window],
+    book: DayBook,
+    periods: Sequence[Period],
     rpm: Sequence[RpmPeriod],
-    consent: date | None,
     as_of: date,
+    sole: bool = False,
 ) -> Result:
+    consent = book.consent_date
     start, end = month, month_end(month)
     mine = [v for v in verdicts if start <= v.local_date <= end]
     counted = [v.counted for v in mine if v.counted]
@@ -594,7 +715,7 @@ def management_result(
     gates = [
         consent_gate(ep, policy, consent, first_counted),
         plan_of_care_gate(ep, start, end),
-        _monitoring_gate(windows, ep, start, end),
+        _monitoring_gate(policy, windows, book, periods, ep, start, end),
         billing_practitioner_gate(ep),
         rpm_gate(policy, rpm, start, end, "management"),
     ]
@@ -611,18 +732,28 @@ def management_result(
         reason = _gate_reason(gates, reason)
     elif raw:
         mods = modifiers(policy, ep, "management", total, assistant)
-        lines = tuple(_line(policy, c, u, mods) for c, u in raw)
-    elif _failed(gates):
-        reason = _gate_reason(gates, reason)
-    reached = _threshold_day(mine, threshold) if lines and threshold else None
-    service = None
-    if lines:
         rule = policy.management.date_of_service
         last_entry = max(c.local_date for c in counted)
-        service = {"threshold_day": reached, "month_end": end, "last_entry": last_entry}[rule]
+        steps = _steps(counted, policy)
+        built: list[CodeLine] = []
+        for code, units in raw:
+            need = _line_threshold(policy, code, units)
+            earned = _threshold_day(counted, need)
+            if built and built[0].earned_on and earned:  # an add-on never before its base code
+                earned = max(earned, built[0].earned_on)
+            why = f"{code}{f' x{units}' if units > 1 else ''} earned on {earned} ({need} minutes"
+            why += " with interactive contact)"
+            earned, why = _with_modifier_day(earned, why, mods, policy, ep, steps)
+            dated = {"threshold_day": earned, "month_end": end, "last_entry": last_entry}[rule]
+            built.append(_line(policy, code, units, mods, earned, dated, why))
+        lines = tuple(built)
+    elif _failed(gates):
+        reason = _gate_reason(gates, reason)
+    reached = _threshold_day(counted, threshold) if lines and threshold else None
+    service = lines[0].service_date if lines else None
     final_on = _final_on(end, policy)
     return _result(
-        "management", f"/{month:%Y-%m}", ep, policy, as_of, final_on, gates,
+        "management", f"/{month:%Y-%m}", ep, policy, as_of, final_on, gates, sole,
         period_index=None,
         period_start=start,
         period_end=end,
@@ -639,11 +770,33 @@ def management_result(
     )
 
 
-def _monitoring_gate(windows: Sequence[Window], ep: Episode, start: date, end: date) -> Gate:
+def _monitoring_gate(
+    policy: Policy, windows: Sequence[Window], book: DayBook, periods: Sequence[Period], ep: Episode,
+    start: date, end: date,
+) -> Gate:
+    """Was monitoring active in the month, under the policy's `management.monitoring_active`."""
     lo = max(start, ep.start_date)
     hi = min(end, ep.discharge_date) if ep.discharge_date else end
-    gate = qualifying_device_gate(windows, lo, hi)
-    return Gate("monitoring_active", gate.passed, gate.detail)
+    rule = policy.management.monitoring_active
+    device = qualifying_device_gate(windows, lo, hi)
+    if rule == "device_assigned" or not device.passed:
+        return Gate("monitoring_active", device.passed, f"{device.detail} (policy: {rule})")
+    if rule == "data_day":
+        days = book.in_range(lo, hi) if lo <= hi else []
+        if not days:
+            return Gate("monitoring_active", False, f"no data day in the month (policy: {rule})")
+        first = days[0].local_date
+        return Gate("monitoring_active", True, f"{_days(len(days))} in the month, first {first} (policy: {rule})")
+    # A period counts when its data days reach a supply code's threshold: a period that merely
+    # rolls on after the data stopped is no monitoring.
+    need = policy.supply.short_min_days or policy.supply.long_min_days
+    for p in periods:
+        n = len(book.in_range(p.start, p.end))
+        if _overlaps(p.start, p.end, lo, hi) and n >= need:
+            detail = f"device period {p.index} ({p.start}..{p.end}, {_days(n)}) overlaps the month"
+            return Gate("monitoring_active", True, f"{detail} (policy: {rule})")
+    detail = f"no device period with {need}+ data days overlaps the month (policy: {rule})"
+    return Gate("monitoring_active", False, detail)
 
 
 # ------------------------------------------------------------------------------ set-up ----------
@@ -658,6 +811,7 @@ def setup_result(
     verdicts: Sequence[EntryVerdict],
     rpm: Sequence[RpmPeriod],
     tzh: TzHistory,
+    anchor: Anchor | None,
     as_of: date,
 ) -> Result:
     rule = policy.setup
@@ -703,14 +857,16 @@ def setup_result(
             (c.minutes for c in setup_work if c.practitioner_role in policy.people.assistant_roles),
             Decimal(0),
         )
-        lines = (_line(policy, rule.code, 1, modifiers(policy, ep, "setup", total, assistant)),)
-    elif _failed(gates):
-        reason = _gate_reason(gates, reason)
-    service = None
-    if lines:
+        mods = modifiers(policy, ep, "setup", total, assistant)
+        why = f"{rule.code} earned on {reached}, data day {n} of the first period"
+        earned, why = _with_modifier_day(reached, why, mods, policy, ep, _steps(setup_work, policy))
         documented_day = tzh.local_date(ep.setup_documented_at) if ep.setup_documented_at else None
         setup_day = ep.setup_date or documented_day or reached
-        service = setup_day if rule.date_of_service == "setup_date" else reached
+        dated = setup_day if rule.date_of_service == "setup_date" else earned
+        lines = (_line(policy, rule.code, 1, mods, earned, dated, why),)
+    elif _failed(gates):
+        reason = _gate_reason(gates, reason)
+    service = lines[0].service_date if lines else None
     final_on = _final_on(first.end, policy) if first else None
     if first is None and ep.discharge_date:
         final_on = _final_on(ep.discharge_date, policy)
@@ -726,6 +882,7 @@ def setup_result(
         reason=reason,
         data_days=d,
         days=tuple(days),
+        anchor=anchor,
     )
 
 
@@ -806,6 +963,7 @@ def compute_patient(inputs: PatientInputs, policies: Mapping[str, Policy], as_of
     allowed = remove_overlaps(inputs.entries, dropped)
     episodes = sorted(inputs.episodes, key=lambda e: (e.start_date, e.episode_id))
     results: list[Result] = []
+    sole = len(episodes) == 1  # the usual case: no other episode to compare with
     for ep in episodes:
         policy = policies.get(ep.payer_policy)
         if policy is None:
@@ -813,17 +971,23 @@ def compute_patient(inputs: PatientInputs, policies: Mapping[str, Policy], as_of
             continue
         windows = episode_windows(ep.episode_id, inputs.assignments, tzh)
         book = classify_days(ep, policy, windows, inputs.facts, tzh, as_of)
+        anchor = period_anchor(ep, policy, book)
         periods = device_periods(
-            period_anchor(ep, policy, book), policy.supply.period_days, ep.discharge_date, as_of
+            anchor.date if anchor else None, policy.supply.period_days, ep.discharge_date, as_of
         )
         verdicts = judge_entries(ep, policy, inputs.entries, dropped, allowed, tzh, book.consent_date)
         rpm = inputs.rpm_periods
-        results.append(setup_result(ep, policy, periods, book, windows, verdicts, rpm, tzh, as_of))
-        results += [supply_result(ep, policy, p, book, windows, rpm, as_of) for p in periods]
+        results.append(setup_result(ep, policy, periods, book, windows, verdicts, rpm, tzh, anchor, as_of))
+        results += [supply_result(ep, policy, p, book, windows, rpm, anchor, as_of, sole) for p in periods]
         last = min(ep.discharge_date, as_of) if ep.discharge_date else as_of
         for month in calendar_months(ep.start_date, last):
             results.append(
-                management_result(ep, policy, month, verdicts, windows, rpm, book.consent_date, as_of)
+                management_result(ep, policy, month, verdicts, windows, book, periods, rpm, as_of, sole)
             )
     order = {ep.episode_id: i for i, ep in enumerate(episodes)}
-    return one_practitioner(results, order)
+    out = sorted(results, key=lambda r: r.key) if sole else one_practitioner(results, order)
+    for r in out:
+        for line in r.lines:
+            if line.service_date is None or (line.earned_on and line.service_date < line.earned_on):
+                raise AssertionError(f"{r.key}: {line.code} dated {line.service_date} before it was earned")
+    return out

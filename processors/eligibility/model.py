@@ -98,10 +98,16 @@ class PatientInputs:
 
 @dataclass(frozen=True, slots=True)
 class CodeLine:
+    """One claim line. `earned_on` is the day the line (its last unit, and its assistant modifier)
+    was earned; `service_date` is never earlier (the engine refuses a line dated before it)."""
+
     code: str
     units: int
     modifiers: tuple[str, ...]
     unit_price: Decimal
+    service_date: date | None = None
+    earned_on: date | None = None
+    why_dated: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +150,13 @@ class ExcludedEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Anchor:
+    rule: str
+    date: date
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class Result:
     """One answer: set-up for an episode, supply for a device period, management for a month."""
 
@@ -175,6 +188,8 @@ class Result:
     interactive: bool | None = None
     entries: tuple[CountedEntry, ...] = ()
     excluded_entries: tuple[ExcludedEntry, ...] = field(default=())
+    # Where the device periods start and why (set-up and supply), per policy `supply.anchor`.
+    anchor: Anchor | None = None
 
     @property
     def codes(self) -> tuple[str, ...]:

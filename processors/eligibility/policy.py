@@ -50,7 +50,7 @@ class CategoryCodes(_Strict):
 
 class SupplyRule(_Strict):
     period_days: PositiveInt
-    anchor: Literal["first_data_day", "setup_date"] = "first_data_day"
+    anchor: Literal["first_data_day", "first_counted_day", "setup_date"] = "first_data_day"
     long_min_days: PositiveInt
     short_min_days: PositiveInt | None = None
     bill_period_cut_by_discharge: bool = True
@@ -78,6 +78,7 @@ class ManagementRule(_Strict):
     short_code: Code | None = None
     short_min_minutes: PositiveInt | None = None
     date_of_service: Literal["threshold_day", "month_end", "last_entry"] = "threshold_day"
+    monitoring_active: Literal["device_assigned", "data_day", "supply_period"] = "data_day"
 
     @model_validator(mode="after")
     def _consistent(self) -> ManagementRule:
@@ -124,7 +125,7 @@ class GateRule(_Strict):
 
 
 class StatusRule(_Strict):
-    final_after_days: Annotated[int, Field(ge=0)] = 0
+    final_after_days: Annotated[int, Field(ge=0)] = 7
 
 
 class Policy(_Strict):

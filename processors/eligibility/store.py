@@ -28,6 +28,7 @@ from processors.eligibility.explain import (
     digest,
     dumps,
     explanation_of,
+    iso,
 )
 from processors.eligibility.model import (
     Assignment,
@@ -93,56 +94,49 @@ def clear_dirty(conn: Conn, claimed: Sequence[tuple[str, int]]) -> None:
 # ------------------------------------------------------------------------------ loading ---------
 
 
-def load_inputs(conn: Conn, patient_ids: Sequence[str]) -> dict[str, PatientInputs]:
-    """Everything the engine needs for these patients, in one query per table."""
-    ids = list(patient_ids)
-    episodes: dict[str, list[Episode]] = defaultdict(list)
-    for row in conn.execute(
-        """select episode_id, patient_id, clinic_id, payer_policy, monitoring_category, discipline,
+# One query per input table for a batch of patients (also read by the benchmark's floor).
+INPUT_QUERIES = {
+    "episodes": """select episode_id, patient_id, clinic_id, payer_policy, monitoring_category, discipline,
                   billing_practitioner_id, start_date, setup_date, setup_documented_at, consent_at,
                   plan_of_care_start, plan_of_care_end, discharge_date
              from episodes where patient_id = any(%s)""",
-        (ids,),
-    ):
-        episodes[row[1]].append(Episode(*row))
-    assignments: dict[str, list[Assignment]] = defaultdict(list)
-    for pid, device, episode, model, qualifying, valid_from, valid_to in conn.execute(
-        """select a.patient_id, a.device_id, a.episode_id, d.model_id, m.qualifying_medical_device,
+    "assignments": """select a.patient_id, a.device_id, a.episode_id, d.model_id, m.qualifying_medical_device,
                   a.valid_from, a.valid_to
              from device_assignments a join devices d using (device_id) join device_models m using (model_id)
             where a.patient_id = any(%s)""",
-        (ids,),
-    ):
-        assignments[pid].append(Assignment(device, episode, model, qualifying, valid_from, valid_to))
-    facts: dict[str, list[DayFact]] = defaultdict(list)
-    cur = conn.cursor()
-    cur.execute(
-        """select patient_id, local_date, device_id, qualifying, record_refs::text
+    "facts": """select patient_id, local_date, device_id, qualifying, record_refs::text
              from data_day_facts where patient_id = any(%s)""",
-        (ids,),
-    )
-    for pid, local_date, device, qualifying, refs in cur:
-        facts[pid].append(DayFact(local_date, device, qualifying, refs))
-    entries: dict[str, list[TimeEntry]] = defaultdict(list)
-    for row in conn.execute(
-        """select patient_id, entry_id, episode_id, practitioner_id, practitioner_role, discipline, activity,
+    "entries": """select patient_id, entry_id, episode_id, practitioner_id, practitioner_role, discipline, activity,
                   channel, started_at, minutes, service_date, supersedes, recorded_at,
                   voided_at is not null, other_service
              from therapist_time_entries where patient_id = any(%s)""",
-        (ids,),
-    ):
+    "zones": "select patient_id, effective_from, tz from patient_timezones where patient_id = any(%s)",
+    "rpm": """select patient_id, period_start, period_end, practitioner_id
+             from rpm_billing_periods where patient_id = any(%s)""",
+}
+
+
+def load_inputs(conn: Conn, patient_ids: Sequence[str]) -> dict[str, PatientInputs]:
+    """Everything the engine needs for these patients, in one query per table."""
+    ids = list(patient_ids)
+    q = INPUT_QUERIES
+    episodes: dict[str, list[Episode]] = defaultdict(list)
+    for row in conn.execute(q["episodes"], (ids,)).fetchall():
+        episodes[row[1]].append(Episode(*row))
+    assignments: dict[str, list[Assignment]] = defaultdict(list)
+    for pid, *assignment in conn.execute(q["assignments"], (ids,)).fetchall():
+        assignments[pid].append(Assignment(*assignment))
+    facts: dict[str, list[DayFact]] = defaultdict(list)
+    for pid, local_date, device, qualifying, refs in conn.execute(q["facts"], (ids,)).fetchall():
+        facts[pid].append(DayFact(local_date, device, qualifying, refs))
+    entries: dict[str, list[TimeEntry]] = defaultdict(list)
+    for row in conn.execute(q["entries"], (ids,)).fetchall():
         entries[row[0]].append(TimeEntry(*row[1:]))
     zones: dict[str, list[tuple[Any, str]]] = defaultdict(list)
-    for pid, at, tz in conn.execute(
-        "select patient_id, effective_from, tz from patient_timezones where patient_id = any(%s)", (ids,)
-    ):
+    for pid, at, tz in conn.execute(q["zones"], (ids,)).fetchall():
         zones[pid].append((at, tz))
     rpm: dict[str, list[RpmPeriod]] = defaultdict(list)
-    for pid, start, end, who in conn.execute(
-        """select patient_id, period_start, period_end, practitioner_id
-             from rpm_billing_periods where patient_id = any(%s)""",
-        (ids,),
-    ):
+    for pid, start, end, who in conn.execute(q["rpm"], (ids,)).fetchall():
         rpm[pid].append(RpmPeriod(start, end, who))
     return {
         pid: PatientInputs(
@@ -184,7 +178,7 @@ class _Row:
     explanation_hash: str
 
 
-_COLUMNS = (
+RESULT_COLUMNS = (
     "result_key", "kind", "patient_id", "episode_id", "clinic_id", "billing_practitioner_id", "policy_id",
     "policy_version", "period_index", "period_start", "period_end", "bill_month", "codes", "answer",
     "service_date", "reached_on", "status", "final_on", "early_release", "reason", "data_days", "minutes",
@@ -202,71 +196,145 @@ def _row_values(row: _Row, status: str, revision: int) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _text(value: str | None) -> str:
+    """A free-text field of COPY's text format: NULL as \\N, backslash and separators escaped."""
+    if value is None:
+        return "\\N"
+    return value.translate(_ESCAPES) if ("\\" in value or "\t" in value or "\n" in value or "\r" in value) else value
+
+
+def _day_text(value: date | None) -> str:
+    return "\\N" if value is None else iso(value)
+
+
+def _int_text(value: object) -> str:
+    return "\\N" if value is None else str(value)
+
+
+def _copy_line(row: _Row, status: str, revision: int) -> bytes:
+    """A result row as one line of COPY text, in `RESULT_COLUMNS` order. Ids and the reason are
+    escaped; policy ids, codes, statuses and hashes are validated patterns without separators; the
+    JSON documents come from orjson, which escapes every control character, so only their
+    backslashes need doubling."""
+    r = row.result
+    head = (
+        f"{_text(r.key)}\t{r.kind}\t{_text(r.patient_id)}\t{_text(r.episode_id)}\t{_text(r.clinic_id)}\t"
+        f"{_text(r.billing_practitioner_id)}\t{_text(r.policy_id)}\t{_text(r.policy_version)}\t"
+        f"{_int_text(r.period_index)}\t{iso(r.period_start)}\t{iso(r.period_end)}\t{iso(bill_month(r))}\t"
+        f"{{{','.join(r.codes)}}}"
+    )
+    middle = (
+        f"{_day_text(r.service_date)}\t{_day_text(r.reached_on)}\t{status}\t{iso(r.final_on)}\t"
+        f"{'t' if r.early_release else 'f'}\t{_text(r.reason)}\t{_int_text(r.data_days)}\t{_int_text(r.minutes)}"
+    )
+    tail = f"{row.answer_hash}\t{row.explanation_hash}\t{revision}\n"
+    return b"\t".join(
+        (head.encode(), row.answer.replace(b"\\", b"\\\\"), middle.encode(),
+         row.explanation.replace(b"\\", b"\\\\"), tail.encode())
+    )  # fmt: skip
+
+
 def _prepare(results: Iterable[Result]) -> list[_Row]:
     out = []
+    memo: dict[int, Any] = {}  # the batch's results keep their days alive while this runs
     for r in results:
-        a, e = dumps(answer_of(r)), dumps(explanation_of(r))
+        a, e = dumps(answer_of(r)), dumps(explanation_of(r, memo))
         out.append(_Row(r, a, e, digest(a), digest(e)))
     return out
 
 
+@dataclass(slots=True)
+class WritePlan:
+    """What one batch changes in eligibility_results, decided in Python from the stored hashes so the
+    database only sees set-based statements: one COPY of new and rewritten rows, one delete, one
+    status update, and the released rows that need amendments."""
+
+    copy_rows: list[bytes] = field(default_factory=list)  # lines of COPY text
+    rewrite_keys: list[str] = field(default_factory=list)  # unreleased rows replaced by a new revision
+    status_updates: list[tuple[str, str]] = field(default_factory=list)
+    released_changes: list[_Row] = field(default_factory=list)
+    stale_unreleased: list[str] = field(default_factory=list)
+    stale_released: list[str] = field(default_factory=list)
+
+
+Existing = dict[str, tuple[str, str, str, str | None, int]]
+
+
+def plan_writes(existing: Existing, rows: Sequence[_Row], stats: SaveStats) -> WritePlan:
+    """Only changed rows are written: unchanged answers are skipped, a status that moved on alone is
+    one column, a released answer that changed goes to the amendment path."""
+    plan = WritePlan()
+    for row in rows:
+        old = existing.get(row.result.key)
+        if old is None:
+            plan.copy_rows.append(_copy_line(row, row.result.status, 1))
+            stats.inserted += 1
+            continue
+        ah, eh, status, release_id, revision = old
+        if (ah, eh) == (row.answer_hash, row.explanation_hash):
+            if status in ("provisional", "final") and status != row.result.status:
+                plan.status_updates.append((row.result.key, row.result.status))
+                stats.status_only += 1
+            else:
+                stats.unchanged += 1
+            continue
+        if release_id is not None:
+            plan.released_changes.append(row)
+            continue
+        plan.rewrite_keys.append(row.result.key)
+        plan.copy_rows.append(_copy_line(row, row.result.status, revision + 1))
+        stats.updated += 1
+    produced = {row.result.key for row in rows}
+    for key, old in existing.items():
+        if key not in produced:
+            (plan.stale_released if old[3] is not None else plan.stale_unreleased).append(key)
+    return plan
+
+
 def save_results(conn: Conn, patient_ids: Sequence[str], results: Sequence[Result]) -> SaveStats:
-    """Upsert the patients' answers. Unchanged answers are left alone; a released answer that changed
+    """Write the patients' answers. Unchanged answers are left alone; a released answer that changed
     gets an amendment (old, new, why) and the status 'amended' until it is released again."""
     stats = SaveStats()
-    existing: dict[str, tuple[str, str, str, str | None, int]] = {}
+    existing: Existing = {}
     for key, ah, eh, status, release_id, revision in conn.execute(
         """select result_key, answer_hash, explanation_hash, status, release_id, revision
              from eligibility_results where patient_id = any(%s)""",
         (list(patient_ids),),
     ):
         existing[key] = (ah, eh, status, release_id, revision)
-    rows = _prepare(results)
-    fresh: list[tuple[Any, ...]] = []
-    status_updates: list[tuple[str, str]] = []
-    released_changes: list[_Row] = []
-    for row in rows:
-        old = existing.get(row.result.key)
-        if old is None:
-            fresh.append(_row_values(row, row.result.status, 1))
-            stats.inserted += 1
-            continue
-        ah, eh, status, release_id, revision = old
-        if (ah, eh) == (row.answer_hash, row.explanation_hash):
-            if status in ("provisional", "final") and status != row.result.status:
-                status_updates.append((row.result.key, row.result.status))
-                stats.status_only += 1
-            else:
-                stats.unchanged += 1
-            continue
-        if release_id is not None:
-            released_changes.append(row)
-            continue
-        fresh.append(_row_values(row, row.result.status, revision + 1))
-        stats.updated += 1
-    produced = {row.result.key for row in rows}
-    stale = [k for k, v in existing.items() if k not in produced]
-    stale_released = [k for k in stale if existing[k][3] is not None]
-    stale_unreleased = [k for k in stale if existing[k][3] is None]
+    plan = plan_writes(existing, _prepare(results), stats)
     with conn.transaction():
-        if fresh:
-            _upsert(conn, fresh)
-        if status_updates:
+        # Never-released rows carry no references: replacing them is a delete plus the COPY below.
+        gone = plan.rewrite_keys + plan.stale_unreleased
+        if gone:
+            conn.execute("delete from eligibility_results where result_key = any(%s)", (gone,))
+            stats.deleted += len(plan.stale_unreleased)
+        if plan.copy_rows:
+            copy_results(conn, "eligibility_results", plan.copy_rows)
+        if plan.status_updates:
             conn.execute(
                 """update eligibility_results r set status = u.status
                      from unnest(%s::text[], %s::text[]) as u(result_key, status)
                     where r.result_key = u.result_key""",
-                ([k for k, _ in status_updates], [s for _, s in status_updates]),
+                ([k for k, _ in plan.status_updates], [s for _, s in plan.status_updates]),
             )
-        if stale_unreleased:
-            conn.execute("delete from eligibility_results where result_key = any(%s)", (stale_unreleased,))
-            stats.deleted += len(stale_unreleased)
-        if released_changes:
-            stats.amendments += _amend(conn, released_changes, existing)
-            stats.updated += len(released_changes)
-        if stale_released:
-            stats.amendments += _withdraw(conn, stale_released)
+        if plan.released_changes:
+            stats.amendments += _amend(conn, plan.released_changes, existing)
+            stats.updated += len(plan.released_changes)
+        if plan.stale_released:
+            stats.amendments += _withdraw(conn, plan.stale_released)
     return stats
+
+
+def copy_results(conn: Conn, table: str, lines: Sequence[bytes]) -> None:
+    """COPY text lines (`RESULT_COLUMNS` order) into a results table in one COPY, sent in large
+    chunks (computed_at takes its default)."""
+    with conn.cursor().copy(f"copy {table} ({', '.join(RESULT_COLUMNS)}) from stdin") as copy:
+        for i in range(0, len(lines), 500):
+            copy.write(b"".join(lines[i : i + 500]))
 
 
 _TYPES = (
@@ -281,14 +349,15 @@ _CASTS = {
 
 
 def _upsert(conn: Conn, values: list[tuple[Any, ...]]) -> None:
-    """Insert or update rows in one statement: one array per column, unnested server-side (the
-    writer role may not create temporary tables)."""
+    """Update released rows in place (releases and amendments refer to them), one statement: one array
+    per column, unnested server-side."""
     columns = list(zip(*values, strict=True))
-    columns[_COLUMNS.index("codes")] = tuple(",".join(c) for c in columns[_COLUMNS.index("codes")])
-    cols = ", ".join(_COLUMNS)
+    at = RESULT_COLUMNS.index("codes")
+    columns[at] = tuple(",".join(c) for c in columns[at])
+    cols = ", ".join(RESULT_COLUMNS)
     arrays = ", ".join(f"%b::{t}[]" for t in _TYPES)  # binary: no per-element text escaping
-    select = ", ".join(_CASTS.get(c, c) for c in _COLUMNS)
-    updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c != "result_key")
+    select = ", ".join(_CASTS.get(c, c) for c in RESULT_COLUMNS)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in RESULT_COLUMNS if c != "result_key")
     conn.execute(
         f"""insert into eligibility_results ({cols}, computed_at)
             select {select}, now() from unnest({arrays}) as s({cols})
@@ -297,14 +366,15 @@ def _upsert(conn: Conn, values: list[tuple[Any, ...]]) -> None:
     )
 
 
-def _released_answers(conn: Conn, keys: Sequence[str]) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
-    """The answer and explanation on record for each result: the current row (released or amended)."""
+def _on_record(conn: Conn, keys: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+    """Answer, explanation, patient, clinic and release of each result as stored now."""
     out = {}
-    for key, answer, explanation in conn.execute(
-        "select result_key, answer, explanation from eligibility_results where result_key = any(%s)",
+    for key, answer, explanation, patient, clinic, release_id in conn.execute(
+        """select result_key, answer, explanation, patient_id, clinic_id, release_id
+             from eligibility_results where result_key = any(%s)""",
         (list(keys),),
     ):
-        out[key] = (answer, explanation)
+        out[key] = (answer, explanation, patient, clinic, release_id)
     return out
 
 
@@ -319,66 +389,77 @@ def _last_released(conn: Conn, keys: Sequence[str]) -> dict[str, dict[str, Any]]
     return out
 
 
-def _amend(
-    conn: Conn, rows: Sequence[_Row], existing: Mapping[str, tuple[str, str, str, str | None, int]]
-) -> int:
+_AMENDMENT_COLUMNS = (
+    "result_key", "patient_id", "clinic_id", "release_id", "old_answer", "new_answer", "changes_claim",
+    "reason", "old_explanation", "new_explanation",
+)  # fmt: skip
+
+
+def _insert_amendments(conn: Conn, rows: Sequence[tuple[Any, ...]]) -> None:
+    """All of a batch's amendments in one statement (rows in `_AMENDMENT_COLUMNS` order)."""
+    cols = list(zip(*rows, strict=True))
+    types = ("text", "text", "text", "text", "text", "text", "bool", "text", "text", "text")
+    casts = {"old_answer", "new_answer", "old_explanation", "new_explanation"}
+    names = ", ".join(_AMENDMENT_COLUMNS)
+    select = ", ".join(f"{c}::jsonb" if c in casts else c for c in _AMENDMENT_COLUMNS)
+    conn.execute(
+        f"""insert into eligibility_amendments ({names})
+            select {select} from unnest({", ".join(f"%s::{t}[]" for t in types)}) as a({names})""",
+        [list(c) for c in cols],
+    )
+
+
+def _amend(conn: Conn, rows: Sequence[_Row], existing: Existing) -> int:
     keys = [r.result.key for r in rows]
-    on_record = _released_answers(conn, keys)
+    on_record = _on_record(conn, keys)
     released = _last_released(conn, keys)
-    values = []
+    amendments, values = [], []
     for row in rows:
         key = row.result.key
-        old_answer, old_expl = on_record[key]
+        old_answer, old_expl, _, _, _ = on_record[key]
         new_answer, new_expl = orjson.loads(row.answer), orjson.loads(row.explanation)
         _, _, _, release_id, revision = existing[key]
         assert release_id is not None
         reason = change_reason(old_answer, new_answer, old_expl, new_expl)
-        conn.execute(
-            """insert into eligibility_amendments (result_key, patient_id, clinic_id, release_id, old_answer,
-                   new_answer, changes_claim, reason, old_explanation, new_explanation)
-               values (%s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s::jsonb, %s::jsonb)""",
-            (
-                key, row.result.patient_id, row.result.clinic_id, release_id, dumps(old_answer).decode(),
-                row.answer.decode(), old_answer != new_answer, reason, dumps(old_expl).decode(),
-                row.explanation.decode(),
-            ),
-        )  # fmt: skip
+        amendments.append((
+            key, row.result.patient_id, row.result.clinic_id, release_id, dumps(old_answer).decode(),
+            row.answer.decode(), old_answer != new_answer, reason, dumps(old_expl).decode(),
+            row.explanation.decode(),
+        ))  # fmt: skip
         # Back to 'released' only when billing already holds exactly this answer.
         status = "released" if released.get(key) == new_answer else "amended"
         values.append(_row_values(row, status, revision + 1))
+    _insert_amendments(conn, amendments)
     _upsert(conn, values)
     return len(rows)
+
+
+_WITHDRAWN = "withdrawn: this period or month no longer exists for the episode"
 
 
 def _withdraw(conn: Conn, keys: Sequence[str]) -> int:
     """A released result whose period no longer exists (e.g. the anchor moved): keep the row, empty
     its answer, and amend."""
-    on_record = _released_answers(conn, keys)
+    on_record = _on_record(conn, keys)
+    new_answer: dict[str, Any] = {"codes": [], "service_date": None}
+    amendments, expls = [], []
     for key in keys:
-        old_answer, old_expl = on_record[key]
-        new_answer: dict[str, Any] = {"codes": [], "service_date": None}
-        new_expl = {**old_expl, "reason": "withdrawn: this period or month no longer exists for the episode"}
-        row = conn.execute(
-            "select patient_id, clinic_id, release_id from eligibility_results where result_key = %s", (key,)
-        ).fetchone()
-        assert row is not None
-        conn.execute(
-            """insert into eligibility_amendments (result_key, patient_id, clinic_id, release_id, old_answer,
-                   new_answer, changes_claim, reason, old_explanation, new_explanation)
-               values (%s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s::jsonb, %s::jsonb)""",
-            (
-                key, row[0], row[1], row[2], dumps(old_answer).decode(), dumps(new_answer).decode(),
-                old_answer != new_answer, new_expl["reason"], dumps(old_expl).decode(),
-                dumps(new_expl).decode(),
-            ),
-        )  # fmt: skip
-        conn.execute(
-            """update eligibility_results set answer = %s::jsonb, explanation = %s::json, codes = '{}',
-                      status = 'amended', reason = %s, answer_hash = '', explanation_hash = '',
-                      revision = revision + 1, computed_at = now()
-                where result_key = %s""",
-            (dumps(new_answer).decode(), dumps(new_expl).decode(), new_expl["reason"], key),
-        )
+        old_answer, old_expl, patient, clinic, release_id = on_record[key]
+        new_expl = dumps({**old_expl, "reason": _WITHDRAWN}).decode()
+        expls.append(new_expl)
+        amendments.append((
+            key, patient, clinic, release_id, dumps(old_answer).decode(), dumps(new_answer).decode(),
+            old_answer != new_answer, _WITHDRAWN, dumps(old_expl).decode(), new_expl,
+        ))  # fmt: skip
+    _insert_amendments(conn, amendments)
+    conn.execute(
+        """update eligibility_results r set answer = %s::jsonb, explanation = u.explanation::json,
+                  codes = '{}', status = 'amended', reason = %s, answer_hash = '', explanation_hash = '',
+                  revision = r.revision + 1, computed_at = now()
+             from unnest(%s::text[], %s::text[]) as u(result_key, explanation)
+            where r.result_key = u.result_key""",
+        (dumps(new_answer).decode(), _WITHDRAWN, list(keys), expls),
+    )
     return len(keys)
 
 

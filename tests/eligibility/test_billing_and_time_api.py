@@ -32,7 +32,7 @@ def test_csv_export_one_line_per_code(scenario):
     s = _billed(scenario)
     rows = list(csv.DictReader(io.StringIO(billing.export(s.conn, "csv", s.clinic, d("2026-03-01")))))
     assert {(r["code"], r["modifiers"]) for r in rows} == {("98975", "GP"), ("98977", "GP"), ("98980", "GP")}
-    assert all(r["status"] == "final" and r["policy"] == "medicare-2026@2026.1" for r in rows)
+    assert all(r["status"] == "final" and r["policy"] == "medicare-2026@2026.2" for r in rows)
 
 
 def test_jsonl_export_has_explanations_reasons(scenario):
@@ -108,6 +108,7 @@ def test_api_router(db_settings, scenario):
     assert bad.status_code == 422  # interactive communication needs a channel
     listed = client.get("/rtm/time-entries", params={"patient_id": s.patient}).json()
     assert [e["entry_id"] for e in listed] == [created.json()["entry_id"]]
+    s.days(["2026-03-02"])  # monitoring active in March
     s.compute("2026-04-15")
     summary = client.get("/rtm/billing/summaries", params={"clinic_id": s.clinic, "month": "2026-03"}).json()
     assert any(x["codes"] and x["codes"][0]["code"] == "98979" for x in summary)

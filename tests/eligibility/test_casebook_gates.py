@@ -10,12 +10,13 @@ AS_OF = "2026-05-15"
 
 def test_consent_after_data_began_excludes_earlier_days(scenario):
     # Data 03-01..03-20, consent 03-06 (default consent_before_data = exclude_days): 03-01..03-05 are
-    # not counted; the first counted day 03-06 anchors period 0 (03-06..04-04) with 15 days -> 98985.
+    # not counted but still anchor period 0 (03-01..03-30, supply.anchor = first_data_day): 15 days
+    # -> 98985.
     s = scenario(consent="2026-03-06T14")
     s.days(days_from("2026-03-01", 20))
     s.compute(AS_OF)
     r = s.supply(0)
-    assert (r.period_start, r.data_days, r.codes) == (d("2026-03-06"), 15, ["98985"])
+    assert (r.period_start, r.data_days, r.codes) == (d("2026-03-01"), 15, ["98985"])
     assert r.gate("consent")["passed"] is True
     assert {x["why"] for x in r.explanation["excluded_days"]} == {"before consent"}
 
@@ -169,13 +170,26 @@ def test_unknown_policy(scenario):
 
 
 def test_setup_two_days(scenario):
-    # 98975 needs 2 data days in the first period (medicare-2026): 2 days -> 98975 GP, date of
-    # service = the set-up date 03-01.
+    # 98975 needs 2 data days in the first period (medicare-2026): 2 days -> 98975 GP. Its date of
+    # service is the set-up date 03-01 only if it was already earned then; the 2nd day is 03-04, so
+    # the line is dated 03-04 (never before the day it was earned) and the explanation says why.
     s = scenario()
     s.days(["2026-03-01", "2026-03-04"])
     s.compute(AS_OF)
     r = s.setup()
-    assert r.lines == [("98975", 1, ("GP",))] and r.service_date == d("2026-03-01")
+    assert r.lines == [("98975", 1, ("GP",))] and r.service_date == d("2026-03-04")
+    (line,) = r.explanation["lines"]
+    assert (line["earned_on"], line["service_date"]) == ("2026-03-04", "2026-03-04")
+    assert "not 2026-03-01" in line["why"]
+
+
+def test_setup_dated_on_setup_day_when_earned_by_then(scenario):
+    # Set-up on 03-05 after two data days 03-01, 03-02: earned on 03-02, dated the set-up day 03-05.
+    s = scenario()
+    s.update_episode(setup_date=d("2026-03-05"))
+    s.days(["2026-03-01", "2026-03-02"])
+    s.compute(AS_OF)
+    assert s.setup().service_date == d("2026-03-05")
 
 
 def test_setup_one_day(scenario):

@@ -41,11 +41,14 @@ def test_early_release_on_sixteenth_day(scenario):
     assert f"supply/{s.episode}/0" in {r.result_key for r in report.released}
 
 
-def test_closed_period_is_final(scenario):
-    # As of 03-31 (the day after the period ends, final_after_days = 0) the same answer is final.
+def test_closed_period_is_final_after_grace(scenario):
+    # Period 0 ends 03-30; final_after_days = 7 (grace for late syncs): still provisional on 04-06,
+    # final on 04-07.
     s = scenario()
     s.days(days_from("2026-03-01", 16))
-    s.compute("2026-03-31")
+    s.compute("2026-04-06")
+    assert s.supply(0).status == "provisional"
+    s.compute("2026-04-07")
     assert s.supply(0).status == "final"
 
 
@@ -108,6 +111,7 @@ def test_time_correction_after_release(scenario):
     # March management 25 min -> 98980, released. The entry is corrected to 15 min: amendment
     # 98980 -> 98979, with the entry change named.
     s = scenario()
+    s.days(["2026-03-02"])  # monitoring active in March
     entry = s.time(25, "2026-03-05")
     s.compute("2026-04-15")
     billing.release(s.conn, s.clinic, d("2026-03-01"))
@@ -144,3 +148,54 @@ def test_incremental_only_changed_patients(scenario):
     assert s.conn.execute(marked, (s.patient,)).fetchone()[0] == 1
     stats = recompute_dirty(s.conn, d("2026-04-15"))
     assert stats.patients >= 1 and s.supply(0).data_days == 4
+
+
+def test_copy_write_keeps_every_character(db):
+    # Results are written with COPY text lines built by the engine: a reason, ids and JSON holding a
+    # backslash, a tab, a newline and non-ASCII text come back byte for byte (hash of the stored
+    # explanation = the hash the engine wrote).
+    import hashlib
+    import uuid
+    from datetime import date as day
+
+    from processors.eligibility.model import Gate, Result
+    from processors.eligibility.store import save_results
+
+    tag = uuid.uuid4().hex[:8]
+    odd = f"p\\{tag}\tx\ny é"
+    r = Result(
+        key=f"supply/{odd}/0", kind="supply", patient_id=odd, episode_id=odd, clinic_id="c\\1",
+        policy_id="medicare-2026", policy_version="2026.2", period_index=0, period_start=day(2026, 3, 1),
+        period_end=day(2026, 3, 30), lines=(), service_date=None, reached_on=None, status="final",
+        final_on=day(2026, 4, 7), early_release=False, reason='a\\b\tc\nd "q" é',
+        gates=(Gate("consent", True, 'back\\slash\ttab\nline "q"'),), data_days=0,
+    )  # fmt: skip
+    stats = save_results(db, [odd], [r])
+    assert stats.inserted == 1
+    key, reason, expl_text, expl_hash = db.execute(
+        "select result_key, reason, explanation::text, explanation_hash from eligibility_results "
+        "where patient_id = %s",
+        (odd,),
+    ).fetchone()
+    assert (key, reason) == (r.key, r.reason)
+    assert hashlib.sha256(expl_text.encode()).hexdigest()[:32] == expl_hash
+    assert save_results(db, [odd], [r]).unchanged == 1
+
+
+def test_released_period_that_disappears_is_withdrawn(scenario):
+    # 45 days from 03-01: period 1 (03-31..04-29, 15 days) -> 98985, released with April. The
+    # discharge is then recorded as 03-25: period 1 no longer exists. Its row is kept, emptied and
+    # marked amended, with an amendment saying it was withdrawn (nothing is deleted).
+    s = scenario()
+    s.days(days_from("2026-03-01", 45))
+    s.compute("2026-05-15")
+    assert s.supply(1).codes == ["98985"]
+    billing.release(s.conn, s.clinic, d("2026-04-01"))
+    assert s.supply(1).status == "released"
+    s.update_episode(discharge_date=d("2026-03-25"))
+    s.compute("2026-05-15")
+    r = s.supply(1)
+    assert (r.codes, r.status, r.answer["codes"]) == ([], "amended", [])
+    (old, new, changes_claim, reason, _) = _amendments(s, "supply", "/1")[0]
+    assert old["codes"][0]["code"] == "98985" and new["codes"] == [] and changes_claim
+    assert reason.startswith("withdrawn")

@@ -1,17 +1,35 @@
 """Casebook: treatment management (98979, 98980 + n x 98981) per calendar month, one test per case.
 
 Default: PT episode from 2026-03-01 under medicare-2026; the billing therapist logs the minutes
-over video (interactive) unless a case says otherwise; computed as of 2026-05-15.
+over video (interactive) unless a case says otherwise; computed as of 2026-05-15. Monitoring is
+active in every month (the device sends data on the 2nd of March, April and May) unless a case says
+otherwise: medicare-2026 needs a data day in the month (`management.monitoring_active`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
+
+import pytest
 
 from processors.eligibility.timeentries import Correction, correct_entry, void_entry
-from tests.eligibility.factory import LEGACY, MEDICARE, d, days_from, variant
+from tests.eligibility.factory import LEGACY, MEDICARE, Scenario, d, days_from, variant
 
 AS_OF = "2026-05-15"
+MONITORED = ["2026-03-02", "2026-04-02", "2026-05-02"]
+
+
+@pytest.fixture()
+def scenario(scenario: Callable[..., Scenario]) -> Callable[..., Scenario]:
+    def make(monitored: bool = True, **kwargs: Any) -> Scenario:
+        s = scenario(**kwargs)
+        if monitored:
+            s.days(MONITORED)
+        return s
+
+    return make
 
 
 def _march(s):

@@ -58,6 +58,7 @@ def test_time_entry_after_move_dated_in_new_zone(scenario):
     # PDT (in New York it would already be April): they count for March -> 98979 there.
     s = scenario()
     s.move_to("America/Los_Angeles", "2026-03-15T12:00+00:00")
+    s.days(["2026-03-02"])  # monitoring active in March
     s.time(12, "2026-03-31", hour=22, minute=0)  # local() uses the scenario zone: shift below
     s.conn.execute(
         "update therapist_time_entries set started_at = %s where patient_id = %s",

@@ -1,0 +1,32 @@
+"""The eligibility benchmark at a small size: it writes every result, measures the floor in the same
+run, ends with one JSON line, and leaves no scratch database behind."""
+
+from __future__ import annotations
+
+import orjson
+
+from processors.eligibility import bench
+from rtm.stack import postgres
+
+
+def test_bench_reports_recompute_and_floor(stack_settings, capsys):
+    before = _scratch(stack_settings)
+    assert bench.main(["--patients", "40", "--days", "35", "--batch", "15", "--workers", "1"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    last = orjson.loads(out[-1])
+    assert set(last) == {"patients", "seconds", "floor_seconds", "ratio_to_floor"}
+    assert last["patients"] == 40 and last["seconds"] > 0 and last["floor_seconds"] > 0
+    ratio = last["seconds"] / last["floor_seconds"]  # both rounded to ms: allow for that
+    assert abs(last["ratio_to_floor"] - ratio) <= 0.05 * ratio
+    # Every result row is written (from an empty table), and the floor wrote the same rows.
+    written = int(next(line for line in out if line.startswith("results written")).split()[-1])
+    inserted = next(line for line in out if "rows inserted" in line).split()[-5]
+    floor_rows = next(line for line in out if line.startswith("floor: result rows written")).split()[-3]
+    assert written >= 40 * 4 and int(inserted.replace(",", "")) == written == int(floor_rows.replace(",", ""))
+    assert _scratch(stack_settings) == before
+
+
+def _scratch(settings) -> set[str]:
+    with postgres.admin_connect(settings) as conn:
+        rows = conn.execute("select datname from pg_database where datname like 'rtm_bench_%'").fetchall()
+    return {r[0] for r in rows}
