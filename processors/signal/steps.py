@@ -1,11 +1,14 @@
-"""Steps from raw accelerometry (wrist, hip or foot), and device-counted steps kept as given.
+"""Steps from one raw accelerometer worn or carried anywhere, and device-counted steps as given.
 
-Method: orientation-free acceleration magnitude, low-passed and resampled to a uniform grid;
-the step period of each window is the lag of the strongest autocorrelation peak (with
-parabolic refinement), disambiguated between step and stride by the wear placement, as in
-autocorrelation step counters (Zijlstra & Hof 2003, Gait Posture 18(2); Moe-Nilssen & Helbostad
-2004, J Biomech 37(1)); steps = cadence x walking time within each 4 s slot, so minutes hold
-whole slots. Device steps are validated and passed through with their own intervals.
+Method: windowed periodicity gate + peak count (Brajdic & Harle 2013, "Walk detection and step
+counting on unconstrained smartphones", UbiComp; Salvi et al. 2018, EMBC, the Oxford step
+counter): the orientation-free acceleration magnitude is resampled to a uniform grid and
+band-passed; a short window's autocorrelation decides walking (periodicity and energy) and the
+step period, where a positive autocorrelation peak at half the strongest lag marks that lag as a
+stride (limb-worn signals such as a thigh/pocket repeat once per stride; trunk signals once per
+step), so no placement is needed. Steps are the band-passed peaks inside walking, at most one
+per 0.6 step periods, in bouts of at least 4 peaks. Device steps are validated and passed
+through with their own intervals.
 """
 
 from __future__ import annotations
@@ -14,36 +17,35 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import signal
 
 from .errors import NonFiniteSampleError, ShapeError, SignalInputError
-from .filters import lowpass_zero_phase
 from .recording import AccRecording
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
-
-PLACEMENTS = ("wrist", "hip", "foot")
+IntArray = NDArray[np.intp]
 
 
 @dataclass(frozen=True)
 class StepParams:
-    """Parameters of :func:`count_steps`."""
+    """Parameters of :func:`count_steps` (none is fitted to a data set)."""
 
-    grid_hz: float = 50.0  # uniform resampling rate of the magnitude signal
-    lowpass_hz: float = 6.0
-    slot_s: float = 4.0  # steps are reported per slot; slots tile minutes exactly
-    window_s: float = 8.0  # autocorrelation window centred on each slot
-    min_lag_s: float = 0.3
-    max_lag_s: float = 2.2
-    max_step_s: float = 1.1  # longest plausible step period (~55 steps/min)
-    min_stride_s: float = 0.9  # shortest plausible stride period (~133 steps/min)
-    min_periodicity: float = 0.6  # normalised autocorrelation at the period
-    first_peak_frac: float = 0.85  # earliest peak within this share of the strongest is the period
-    min_std_ms2: float = 0.25  # magnitude SD of a walking window
-    active_std_ms2: float = 0.15  # 1 s magnitude SD of samples counted as moving
-    edge_moving_share: float = 0.2  # a slot next to walking and moving this much is walking
+    grid_hz: float = 50.0  # uniform grid: 16x the highest gait frequency kept
+    band_hz: tuple[float, float] = (0.5, 3.0)  # step frequencies of 30-180 steps/min
+    window_s: float = 5.0  # periodicity window: >= 3 steps at 40 steps/min, short bouts dominate it
+    hop_s: float = 0.5  # one walking/period decision per half second
+    min_lag_s: float = 0.3  # 200 steps/min
+    max_lag_s: float = 2.0  # 30 steps/min, or a stride at 60 steps/min
+    context_windows: int = 8  # period decided on +-2 s of energy-weighted autocorrelation
+    min_periodicity: float = 0.4  # autocorrelation at the period: a repeating movement
+    min_rms_ms2: float = 0.25  # band-passed magnitude RMS: more than sensor noise and sway
+    min_prominence: float = 0.5  # peak prominence relative to the window's RMS
+    min_step_share: float = 0.6  # two peaks closer than this share of a step are one step
+    min_bout_steps: int = 4  # fewer periodic peaks in a row are movements, not walking
     max_gap_s: float = 1.0  # grid points further than this from a sample are missing
-    chunk_slots: int = 900  # slots per vectorised batch (1 h), bounds memory
+    slot_s: float = 4.0  # steps are reported per slot; slots tile minutes exactly
+    chunk_windows: int = 1200  # windows per vectorised batch (10 min), bounds memory
 
 
 DEFAULT_STEPS = StepParams()
@@ -51,9 +53,11 @@ DEFAULT_STEPS = StepParams()
 
 @dataclass(frozen=True)
 class StepResult:
-    """Steps per slot: ``slot_start_s`` (aligned to multiples of ``slot_s``), steps (0 when not
-    walking), cadence (steps/min, NaN when not walking), and the share of the slot with data."""
+    """Counted steps: their instants, and per slot (``slot_start_s`` aligned to multiples of
+    ``slot_s``) the step count, cadence (steps/min, NaN when not walking) and the share of the
+    slot with data."""
 
+    step_times_s: FloatArray
     slot_start_s: FloatArray
     steps: FloatArray
     cadence_spm: FloatArray
@@ -65,112 +69,175 @@ class StepResult:
         return float(np.sum(self.steps))
 
 
-def _uniform_magnitude(rec: AccRecording, params: StepParams) -> tuple[FloatArray, FloatArray, BoolArray]:
+def _uniform_magnitude(rec: AccRecording, t0: float, params: StepParams) -> tuple[FloatArray, FloatArray, BoolArray]:
+    """Grid times, acceleration magnitude on the grid and its validity."""
     a = rec.acc.T
     mag = np.sqrt(a[0] * a[0] + a[1] * a[1] + a[2] * a[2])
-    if rec.t.size > 12:
-        mag = lowpass_zero_phase(mag[:, None], min(params.lowpass_hz, 0.4 * rec.rate_hz), rec.rate_hz)[:, 0]
-    t0 = np.floor(rec.t[0] / params.slot_s) * params.slot_s
     n = int(np.ceil((rec.t[-1] - t0) * params.grid_hz)) + 1
     grid = t0 + np.arange(n) / params.grid_hz
     vals = np.interp(grid, rec.t, mag)
     # grid points inside gaps or outside the recording are missing
-    idx = np.clip(np.searchsorted(rec.t, grid), 1, rec.t.size - 1)
-    near = np.minimum(np.abs(grid - rec.t[idx - 1]), np.abs(rec.t[idx] - grid))
-    span = rec.t[idx] - rec.t[idx - 1]
-    valid = (grid >= rec.t[0]) & (grid <= rec.t[-1]) & ((span <= params.max_gap_s) | (near < 0.5 / params.grid_hz))
+    idx = np.clip(np.searchsorted(rec.t, grid), 1, max(rec.t.size - 1, 1))
+    lo = rec.t[np.minimum(idx - 1, rec.t.size - 1)]
+    hi = rec.t[np.minimum(idx, rec.t.size - 1)]
+    near = np.minimum(np.abs(grid - lo), np.abs(hi - grid))
+    valid = (grid >= rec.t[0]) & (grid <= rec.t[-1]) & ((hi - lo <= params.max_gap_s) | (near < 0.5 / params.grid_hz))
     return grid, vals, valid
 
 
-def _parabolic_peak(r: FloatArray, i: NDArray[np.intp]) -> FloatArray:
-    """Sub-sample location of peaks at integer lags ``i`` of rows of ``r``."""
-    rows = np.arange(r.shape[0])
-    im = np.clip(i, 1, r.shape[1] - 2)
-    y0, y1, y2 = r[rows, im - 1], r[rows, im], r[rows, im + 1]
-    den = y0 - 2 * y1 + y2
-    off = np.where(np.abs(den) > 1e-12, 0.5 * (y0 - y2) / np.where(den == 0, 1.0, den), 0.0)
-    return np.asarray(im + np.clip(off, -0.5, 0.5))
+def _bandpass(x: FloatArray, valid: BoolArray, band_hz: tuple[float, float], fs: float) -> FloatArray:
+    """Zero-phase band-pass along the last axis; missing points are zero before and after."""
+    y = x - (x[..., valid].mean(axis=-1, keepdims=True) if valid.any() else 0.0)
+    y = np.where(valid, y, 0.0)
+    sos = signal.butter(4, band_hz, btype="bandpass", fs=fs, output="sos")
+    if y.shape[-1] > 3 * (2 * len(sos) + 1):
+        y = signal.sosfiltfilt(sos, y, axis=-1)
+    else:
+        y = np.zeros_like(y)
+    return np.asarray(np.where(valid, y, 0.0))
 
 
-def _window_periods(ext: FloatArray, starts: NDArray[np.intp], w: int, params: StepParams
-                    ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Dominant autocorrelation lag (s), its correlation and the SD of each window."""
-    fs = params.grid_hz
-    idx = starts[:, None] + np.arange(w)[None, :]
-    win = ext[idx]
-    x = win - win.mean(axis=1, keepdims=True)
-    sd = x.std(axis=1)
-    nfft = 1 << int(np.ceil(np.log2(2 * w)))
-    spec = np.fft.rfft(x, nfft, axis=1)
-    ac = np.fft.irfft(spec * np.conj(spec), nfft, axis=1)[:, :w]
-    ac /= np.maximum(ac[:, :1], 1e-12)
-    # unbiased normalisation so long lags are not penalised
-    ac *= w / np.maximum(w - np.arange(w), 1)[None, :]
-    lo = int(params.min_lag_s * fs)
-    hi = min(int(params.max_lag_s * fs), w - 2)
-    seg = ac[:, lo:hi + 1]
+def _local_peak(r: FloatArray, lo: int, hi: int) -> tuple[IntArray, FloatArray]:
+    """Lag (in ``lo..hi``) of each row's strongest local maximum and its value (-inf if none)."""
+    seg = r[:, lo:hi + 1]
     is_peak = np.zeros_like(seg, dtype=bool)
     is_peak[:, 1:-1] = (seg[:, 1:-1] >= seg[:, :-2]) & (seg[:, 1:-1] > seg[:, 2:])
     masked = np.where(is_peak, seg, -np.inf)
-    r_max = masked.max(axis=1)
-    # the shortest lag whose peak is nearly as strong as the strongest (later peaks are multiples)
-    strong = masked >= params.first_peak_frac * r_max[:, None]
-    best = np.argmax(strong, axis=1)
-    r_best = masked[np.arange(starts.size), best]
-    lag = _parabolic_peak(ac, best + lo) / fs
-    return lag, r_best, sd
+    j = np.argmax(masked, axis=1)
+    return np.asarray(j + lo, dtype=np.intp), masked[np.arange(r.shape[0]), j]
 
 
-def count_steps(rec: AccRecording, placement: str = "hip", params: StepParams = DEFAULT_STEPS) -> StepResult:
-    """Steps per 4 s slot from a raw 3-axis accelerometer worn at ``placement``."""
-    if placement not in PLACEMENTS:
-        raise SignalInputError(f"placement must be one of {PLACEMENTS}, got {placement!r}")
-    grid, mag, valid = _uniform_magnitude(rec, params)
+def _autocorr(xp: FloatArray, vp: BoolArray, idx: IntArray, nfft: int) -> tuple[FloatArray, FloatArray]:
+    """Raw autocorrelation (lags 0..w-1) of the mean-removed windows ``xp[idx]`` and their valid counts."""
+    w = idx.shape[1]
+    ok = vp[idx]
+    n_ok = ok.sum(axis=1).astype(np.float64)
+    win = xp[idx]
+    x = np.where(ok, win - win.sum(axis=1, keepdims=True) / np.maximum(n_ok, 1.0)[:, None], 0.0)
+    spec = np.fft.rfft(x, nfft, axis=1)
+    return np.fft.irfft(spec * np.conj(spec), nfft, axis=1)[:, :w], n_ok
+
+
+def _context(ac: FloatArray, k: int) -> FloatArray:
+    """Energy-weighted mean of the normalised autocorrelations of each window and its k neighbours a side."""
+    cw = np.concatenate((np.zeros((1, ac.shape[1])), np.cumsum(ac, axis=0)))
+    i = np.arange(ac.shape[0])
+    j0, j1 = np.clip(i - k, 0, i.size), np.clip(i + k + 1, 0, i.size)
+    c = cw[j1] - cw[j0]
+    return np.asarray(c / np.maximum(c[:, :1], 1e-12))
+
+
+def _near(r: FloatArray, lag: IntArray, reach: int) -> FloatArray:
+    """Values of each row of ``r`` within ``reach`` lags of ``lag`` (rows x 2*reach+1)."""
+    cols = np.clip(lag[:, None] + np.arange(-reach, reach + 1)[None, :], 0, r.shape[1] - 1)
+    return np.asarray(r[np.arange(r.shape[0])[:, None], cols])
+
+
+def _window_stats(y: FloatArray, valid: BoolArray, centres: IntArray, params: StepParams
+                  ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Per window centred on ``centres``: step period (s), periodicity, RMS and data share."""
     fs = params.grid_hz
-    per_slot = round(params.slot_s * fs)
-    n_slots = -(-grid.size // per_slot)
-    pad = n_slots * per_slot - grid.size
-    mag = np.concatenate((mag, np.full(pad, mag[-1])))
-    valid = np.concatenate((valid, np.zeros(pad, dtype=bool)))
-    half = round(params.window_s * fs / 2)
-    # windows of window_s centred on each slot, edge-padded
-    ext = np.concatenate((np.full(half, mag[0]), mag, np.full(half, mag[-1])))
-    starts = np.arange(n_slots) * per_slot + per_slot // 2  # slot centre in ext coordinates
-    lag = np.empty(n_slots)
-    r_best = np.empty(n_slots)
-    sd = np.empty(n_slots)
-    for c0 in range(0, n_slots, params.chunk_slots):  # bounded memory for day-long recordings
-        sl = slice(c0, min(c0 + params.chunk_slots, n_slots))
-        lag[sl], r_best[sl], sd[sl] = _window_periods(ext, starts[sl], 2 * half, params)
-    if placement == "hip":
-        period = np.where(lag > params.max_step_s, lag / 2.0, lag)
-    else:  # wrist and foot signals repeat once per stride
-        period = np.where(lag >= params.min_stride_s, lag / 2.0, lag)
-    walking = (r_best >= params.min_periodicity) & (sd >= params.min_std_ms2) & np.isfinite(r_best)
-    # moving share of each slot (edges of walking bouts), from a 1 s moving SD
-    k = int(fs)
-    c1 = np.concatenate(([0.0], np.cumsum(mag)))
-    c2 = np.concatenate(([0.0], np.cumsum(mag * mag)))
-    i0 = np.clip(np.arange(mag.size) - k // 2, 0, mag.size)
-    i1 = np.clip(i0 + k, 0, mag.size)
-    cnt = np.maximum(i1 - i0, 1)
-    m1 = (c1[i1] - c1[i0]) / cnt
-    var = np.maximum((c2[i1] - c2[i0]) / cnt - m1 * m1, 0.0)
-    moving = (np.sqrt(var) >= params.active_std_ms2) & valid
-    moving_share = moving.reshape(n_slots, per_slot).mean(axis=1)
-    coverage = valid.reshape(n_slots, per_slot).mean(axis=1)
-    # a bout's first/last slot holds only part of a window of walking: borrow the neighbour's
-    # period where the slot itself moves
-    period = np.where(walking, period, np.nan)
-    prev_p = np.concatenate(([np.nan], period[:-1]))
-    next_p = np.concatenate((period[1:], [np.nan]))
-    edge = ~walking & (moving_share >= params.edge_moving_share) & (np.isfinite(prev_p) | np.isfinite(next_p))
-    period = np.where(edge, np.where(np.isfinite(prev_p), prev_p, next_p), period)
-    walking = walking | edge
-    cadence = np.where(walking, 60.0 / period, np.nan)
-    steps = np.where(walking, params.slot_s * moving_share / np.where(walking, period, 1.0), 0.0)
-    slot_start = grid[0] + np.arange(n_slots) * params.slot_s
-    return StepResult(slot_start, steps, cadence, coverage, params.slot_s)
+    w = round(params.window_s * fs)
+    half = w // 2
+    k = params.context_windows // 2
+    period = np.empty(centres.size)
+    periodicity = np.empty(centres.size)
+    rms = np.empty(centres.size)
+    share = np.empty(centres.size)
+    lo = round(params.min_lag_s * fs)
+    hi = min(round(params.max_lag_s * fs), w - 2)
+    nfft = 1 << int(np.ceil(np.log2(2 * w)))
+    yp = np.concatenate((np.zeros(half), y, np.zeros(w)))
+    vp = np.concatenate((np.zeros(half, dtype=bool), valid, np.zeros(w, dtype=bool)))
+    for c0 in range(0, centres.size, params.chunk_windows):  # bounded memory on day-long input
+        # neighbours on both sides feed the context autocorrelation
+        a0, a1 = max(c0 - k, 0), min(c0 + params.chunk_windows + k, centres.size)
+        idx = centres[a0:a1, None] + np.arange(w)[None, :]
+        ac, n_ok = _autocorr(yp, vp, idx, nfft)
+        energy = ac[:, 0].copy()
+        # biased (energy-normalised) autocorrelation: a short bout amid stillness still scores high
+        r = ac / np.maximum(energy, 1e-12)[:, None]
+        ctx = _context(ac, k)
+        lag, _ = _local_peak(ctx, lo, hi)
+        # a positive peak near half the lag: the two halves of the cycle are alike, i.e. two
+        # steps in a stride; at half a step period a step-periodic signal is in anti-phase
+        h = np.round(lag / 2).astype(np.intp)
+        cand = np.clip(h[:, None] + np.arange(-3, 4)[None, :], 1, w - 2)
+        rows = np.arange(lag.size)[:, None]
+        rc = ctx[rows, cand]
+        ok = (rc >= ctx[rows, cand - 1]) & (rc >= ctx[rows, cand + 1]) & (cand >= lo)
+        rcm = np.where(ok, rc, -np.inf)
+        jh = np.argmax(rcm, axis=1)
+        i = np.arange(lag.size)
+        halve = rcm[i, jh] > 0.0
+        step = np.where(halve, cand[i, jh], lag)
+        # periodicity of the window itself at the step or at the cycle lag, whichever repeats best
+        r_step = _near(r, step, 2).max(axis=1)
+        r_cycle = _near(r, lag, 2).max(axis=1)
+        out = slice(c0 - a0, c0 - a0 + min(params.chunk_windows, centres.size - c0))
+        sl = slice(c0, c0 + out.stop - out.start)
+        period[sl] = step[out] / fs
+        periodicity[sl] = np.maximum(r_step, r_cycle)[out]
+        rms[sl] = np.sqrt(energy / np.maximum(n_ok, 1.0))[out]
+        share[sl] = (n_ok / w)[out]
+    return period, periodicity, rms, share
+
+
+def detect_steps(rec: AccRecording, params: StepParams = DEFAULT_STEPS) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Step instants (s), and per grid window its start time and step period (NaN when not walking)."""
+    t0 = float(np.floor(rec.t[0] / params.slot_s) * params.slot_s)
+    fs = params.grid_hz
+    grid, mag, valid = _uniform_magnitude(rec, t0, params)
+    y = _bandpass(mag, valid, params.band_hz, fs)
+    hop = round(params.hop_s * fs)
+    centres = np.arange(0, y.size, hop, dtype=np.intp)
+    period, periodicity, rms, share = _window_stats(y, valid, centres, params)
+    walking = (periodicity >= params.min_periodicity) & (rms >= params.min_rms_ms2) & (share >= 0.5)
+    win_of = np.minimum((np.arange(y.size) + hop // 2) // hop, centres.size - 1)
+    peaks, props = signal.find_peaks(y, prominence=0.0)
+    wi = win_of[peaks]
+    keep = walking[wi] & valid[peaks] & (props["prominences"] >= params.min_prominence * rms[wi])
+    peaks, wi = peaks[keep], wi[keep]
+    # of two peaks closer than part of a step, keep the higher
+    h = y[peaks]
+    p = period[wi] * fs
+    d = np.diff(peaks)
+    close_prev = np.concatenate(([False], d < params.min_step_share * p[1:]))
+    close_next = np.concatenate((d < params.min_step_share * p[:-1], [False]))
+    h_prev = np.concatenate(([np.inf], h[:-1]))
+    h_next = np.concatenate((h[1:], [np.inf]))
+    drop = (close_prev & (h_prev > h)) | (close_next & (h_next >= h))
+    peaks, wi = peaks[~drop], wi[~drop]
+    # bouts: peaks in consecutive walking windows, no longer apart than two step periods
+    gap = np.diff(peaks) > 2.0 * period[wi][1:] * fs
+    new_bout = np.concatenate(([True], gap))
+    bout = np.cumsum(new_bout) - 1
+    size = np.bincount(bout, minlength=int(new_bout.sum())) if peaks.size else np.zeros(0, np.intp)
+    peaks = peaks[size[bout] >= params.min_bout_steps] if peaks.size else peaks
+    win_start = grid[0] + centres / fs - params.hop_s / 2
+    return grid[peaks], win_start, np.where(walking, period, np.nan)
+
+
+def count_steps(rec: AccRecording, params: StepParams = DEFAULT_STEPS) -> StepResult:
+    """Steps per ``slot_s`` slot from a raw 3-axis accelerometer worn or carried anywhere."""
+    if not isinstance(params, StepParams):
+        raise SignalInputError(f"params must be StepParams, got {type(params).__name__} "
+                               "(the counter needs no placement)")
+    times, win_start, period = detect_steps(rec, params)
+    t0 = float(np.floor(rec.t[0] / params.slot_s) * params.slot_s)
+    n_slots = int(np.floor((rec.t[-1] - t0) / params.slot_s)) + 1
+    slot_start = t0 + params.slot_s * np.arange(n_slots)
+    si = np.clip(np.floor((times - t0) / params.slot_s).astype(np.intp), 0, n_slots - 1)
+    steps = np.bincount(si, minlength=n_slots).astype(np.float64)
+    wsi = np.clip(np.floor((win_start + params.hop_s / 2 - t0) / params.slot_s).astype(np.intp), 0, n_slots - 1)
+    ok = np.isfinite(period)
+    cnt = np.bincount(wsi[ok], minlength=n_slots)
+    mean_p = np.bincount(wsi[ok], period[ok], n_slots) / np.maximum(cnt, 1)
+    cadence = np.where((cnt > 0) & (steps > 0), 60.0 / np.where(cnt > 0, mean_p, 1.0), np.nan)
+    # share of each slot with samples
+    ti = np.clip(np.floor((rec.t - t0) / params.slot_s).astype(np.intp), 0, n_slots - 1)
+    coverage = np.minimum(np.bincount(ti, minlength=n_slots) / (params.slot_s * rec.rate_hz), 1.0)
+    return StepResult(times, slot_start, steps, cadence, coverage, params.slot_s)
 
 
 # ---------------------------------------------------------------------------- device steps
