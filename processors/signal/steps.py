@@ -38,11 +38,14 @@ class StepParams:
     min_lag_s: float = 0.3  # 200 steps/min
     max_lag_s: float = 2.0  # 30 steps/min, or a stride at 60 steps/min
     context_windows: int = 8  # period decided on +-2 s of energy-weighted autocorrelation
-    min_periodicity: float = 0.4  # autocorrelation at the period: a repeating movement
+    min_periodicity: float = 0.45  # autocorrelation at the period: a repeating movement
+    min_stride_s: float = 0.8  # cycles this long may be strides (<= 75 cycles/min)
+    swing_rms_ms2: float = 3.0  # band RMS of a foot's swing; slow trunk/arm gait stays near 1-2 m/s²
     min_rms_ms2: float = 0.25  # band-passed magnitude RMS: more than sensor noise and sway
     min_prominence: float = 0.5  # peak prominence relative to the window's RMS
     min_step_share: float = 0.6  # two peaks closer than this share of a step are one step
     min_bout_steps: int = 4  # fewer periodic peaks in a row are movements, not walking
+    max_step_cv: float = 0.35  # step-time CV of a bout; impaired gait stays below ~0.2 (Hausdorff 2005)
     max_gap_s: float = 1.0  # grid points further than this from a sample are missing
     slot_s: float = 4.0  # steps are reported per slot; slots tile minutes exactly
     chunk_windows: int = 1200  # windows per vectorised batch (10 min), bounds memory
@@ -134,8 +137,8 @@ def _near(r: FloatArray, lag: IntArray, reach: int) -> FloatArray:
 
 
 def _window_stats(y: FloatArray, valid: BoolArray, centres: IntArray, params: StepParams
-                  ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """Per window centred on ``centres``: step period (s), periodicity, RMS and data share."""
+                  ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, IntArray]:
+    """Per window centred on ``centres``: cycle period (s), periodicity, RMS, data share and steps per cycle."""
     fs = params.grid_hz
     w = round(params.window_s * fs)
     half = w // 2
@@ -144,6 +147,7 @@ def _window_stats(y: FloatArray, valid: BoolArray, centres: IntArray, params: St
     periodicity = np.empty(centres.size)
     rms = np.empty(centres.size)
     share = np.empty(centres.size)
+    per_cycle = np.ones(centres.size, dtype=np.intp)
     lo = round(params.min_lag_s * fs)
     hi = min(round(params.max_lag_s * fs), w - 2)
     nfft = 1 << int(np.ceil(np.log2(2 * w)))
@@ -171,16 +175,22 @@ def _window_stats(y: FloatArray, valid: BoolArray, centres: IntArray, params: St
         i = np.arange(lag.size)
         halve = rcm[i, jh] > 0.0
         step = np.where(halve, cand[i, jh], lag)
-        # periodicity of the window itself at the step or at the cycle lag, whichever repeats best
-        r_step = _near(r, step, 2).max(axis=1)
-        r_cycle = _near(r, lag, 2).max(axis=1)
+        # a slow cycle with vigorous acceleration is a foot's swing, once per stride (the trunk
+        # and arms move that much only at a brisk step rate): the other foot's step is unseen
+        wrms = np.sqrt(energy / np.maximum(n_ok, 1.0))
+        swing = ~halve & (lag >= params.min_stride_s * fs) & (wrms >= params.swing_rms_ms2)
+        # periodicity at the step or the cycle lag, whichever repeats best, in the window and in its
+        # context alike: random movements may repeat once by chance, walking keeps repeating
+        r_step = np.minimum(_near(r, step, 2).max(axis=1), _near(ctx, step, 2).max(axis=1))
+        r_cycle = np.minimum(_near(r, lag, 2).max(axis=1), _near(ctx, lag, 2).max(axis=1))
         out = slice(c0 - a0, c0 - a0 + min(params.chunk_windows, centres.size - c0))
         sl = slice(c0, c0 + out.stop - out.start)
         period[sl] = step[out] / fs
+        per_cycle[sl] = np.where(swing, 2, 1)[out]
         periodicity[sl] = np.maximum(r_step, r_cycle)[out]
         rms[sl] = np.sqrt(energy / np.maximum(n_ok, 1.0))[out]
         share[sl] = (n_ok / w)[out]
-    return period, periodicity, rms, share
+    return period, periodicity, rms, share, per_cycle
 
 
 def detect_steps(rec: AccRecording, params: StepParams = DEFAULT_STEPS) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -191,7 +201,7 @@ def detect_steps(rec: AccRecording, params: StepParams = DEFAULT_STEPS) -> tuple
     y = _bandpass(mag, valid, params.band_hz, fs)
     hop = round(params.hop_s * fs)
     centres = np.arange(0, y.size, hop, dtype=np.intp)
-    period, periodicity, rms, share = _window_stats(y, valid, centres, params)
+    period, periodicity, rms, share, per_cycle = _window_stats(y, valid, centres, params)
     walking = (periodicity >= params.min_periodicity) & (rms >= params.min_rms_ms2) & (share >= 0.5)
     win_of = np.minimum((np.arange(y.size) + hop // 2) // hop, centres.size - 1)
     peaks, props = signal.find_peaks(y, prominence=0.0)
@@ -212,10 +222,24 @@ def detect_steps(rec: AccRecording, params: StepParams = DEFAULT_STEPS) -> tuple
     gap = np.diff(peaks) > 2.0 * period[wi][1:] * fs
     new_bout = np.concatenate(([True], gap))
     bout = np.cumsum(new_bout) - 1
-    size = np.bincount(bout, minlength=int(new_bout.sum())) if peaks.size else np.zeros(0, np.intp)
-    peaks = peaks[size[bout] >= params.min_bout_steps] if peaks.size else peaks
+    if peaks.size:
+        nb = int(new_bout.sum())
+        size = np.bincount(bout, minlength=nb)
+        # step-time variability of a bout: walking is regular, fidgeting is not
+        d = np.diff(peaks).astype(np.float64)
+        same = ~new_bout[1:]
+        b_d = bout[1:][same]
+        n_d = np.maximum(np.bincount(b_d, minlength=nb), 1)
+        m1 = np.bincount(b_d, d[same], nb) / n_d
+        m2 = np.bincount(b_d, d[same] ** 2, nb) / n_d
+        cv = np.sqrt(np.maximum(m2 - m1 * m1, 0.0)) / np.maximum(m1, 1e-9)
+        peaks = peaks[(size[bout] >= params.min_bout_steps) & (cv[bout] <= params.max_step_cv)]
     win_start = grid[0] + centres / fs - params.hop_s / 2
-    return grid[peaks], win_start, np.where(walking, period, np.nan)
+    times = grid[peaks]
+    if peaks.size:  # the unseen step of a foot-swing cycle lies half a cycle after the seen one
+        two = per_cycle[win_of[peaks]] == 2
+        times = np.sort(np.concatenate((times, times[two] + 0.5 * period[win_of[peaks[two]]])))
+    return times, win_start, np.where(walking, period / per_cycle, np.nan)
 
 
 def count_steps(rec: AccRecording, params: StepParams = DEFAULT_STEPS) -> StepResult:
