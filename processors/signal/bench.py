@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"synthetic gait 60-130 steps/min, {steps.errors_pct.size} walks, wrist/hip/foot"))
     # -- steps on real walks and synthetic courses (placement-free counter) --
     real_steps = real_steps_base = None
-    courses = validate_steps.evaluate_courses(per_placement=1 if args.quick else 4, still_s=60.0 if args.quick else 300.0)
+    courses = validate_steps.evaluate_courses(per_placement=1 if args.quick else 4,
+                                              still_s=60.0 if args.quick else 300.0)
     rows.append(Row("steps: synthetic courses MAPE", courses.mape_pct, "%", "<= 5 %", courses.mape_pct <= 5.0, "",
                     "bouts of 4-40 steps, 40-125 steps/min, U-turns, pauses; " + ", ".join(
                         f"{k} {float(np.mean(np.abs(v))):.1f}" for k, v in courses.errors_pct.items())))
@@ -100,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(Row("steps on real walks: MAPE", real_steps, "%", "<= 3 %, < naive",
                         real_steps <= 3.0 and real_steps < real_steps_base,
                         f"naive peak count {real_steps_base:.2f} %", oxford))
-        for pos, (m, b, n) in real.by_carried().items():
-            rows.append(Row(f"  steps, {pos}", m, "%", "<= 5 %", m <= 5.0, f"naive {b:.2f} %", f"{n} walks"))
+        for pos, (pos_mape, pos_naive, n_walks) in real.by_carried().items():
+            rows.append(Row(f"  steps, {pos}", pos_mape, "%", "<= 5 %", pos_mape <= 5.0,
+                            f"naive {pos_naive:.2f} %", f"{n_walks} walks"))
         notes.append("oxford_steps per walker: " + ", ".join(f"{k} {v:.2f} %" for k, v in real.by_walker().items())
                      + f"; {real.dropped_edges} pad double triggers not counted as steps")
     except DatasetUnavailableError as exc:

@@ -93,10 +93,7 @@ def _bandpass(x: FloatArray, valid: BoolArray, band_hz: tuple[float, float], fs:
     y = x - (x[..., valid].mean(axis=-1, keepdims=True) if valid.any() else 0.0)
     y = np.where(valid, y, 0.0)
     sos = signal.butter(4, band_hz, btype="bandpass", fs=fs, output="sos")
-    if y.shape[-1] > 3 * (2 * len(sos) + 1):
-        y = signal.sosfiltfilt(sos, y, axis=-1)
-    else:
-        y = np.zeros_like(y)
+    y = signal.sosfiltfilt(sos, y, axis=-1) if y.shape[-1] > 3 * (2 * len(sos) + 1) else np.zeros_like(y)
     return np.asarray(np.where(valid, y, 0.0))
 
 
@@ -257,11 +254,13 @@ def count_steps(rec: AccRecording, params: StepParams = DEFAULT_STEPS) -> StepRe
     ok = np.isfinite(period)
     cnt = np.bincount(wsi[ok], minlength=n_slots)
     mean_p = np.bincount(wsi[ok], period[ok], n_slots) / np.maximum(cnt, 1)
-    cadence = np.where((cnt > 0) & (steps > 0), 60.0 / np.where(cnt > 0, mean_p, 1.0), np.nan)
+    cadence = np.asarray(np.where((cnt > 0) & (steps > 0), 60.0 / np.where(cnt > 0, mean_p, 1.0), np.nan),
+                         dtype=np.float64)
     # share of each slot with samples
     ti = np.clip(np.floor((rec.t - t0) / params.slot_s).astype(np.intp), 0, n_slots - 1)
     coverage = np.minimum(np.bincount(ti, minlength=n_slots) / (params.slot_s * rec.rate_hz), 1.0)
-    return StepResult(times, slot_start, steps, cadence, coverage, params.slot_s)
+    return StepResult(times, np.asarray(slot_start, dtype=np.float64), steps, cadence,
+                      np.asarray(coverage, dtype=np.float64), params.slot_s)
 
 
 # ---------------------------------------------------------------------------- device steps

@@ -25,6 +25,7 @@ from .synth import SensorModel, TruthBlock, _smooth_noise
 
 FloatArray = NDArray[np.float64]
 
+DEFAULT_SENSOR = SensorModel()
 WALK_PLACEMENTS = ("wrist", "upper_arm", "hand", "hip", "lower_back", "thigh", "ankle", "bag")
 
 
@@ -136,7 +137,7 @@ def _bout(rng: np.random.Generator, body: _Body, steps: FloatArray, t: FloatArra
 
 
 def simulate_course(rng: np.random.Generator, placement: str, plan: CoursePlan = CoursePlan(),
-                    sensor: SensorModel = SensorModel()) -> WalkCourse:
+                    sensor: SensorModel = DEFAULT_SENSOR) -> WalkCourse:
     """A course of walking bouts and pauses for a device at ``placement`` (see WALK_PLACEMENTS)."""
     # the plan: pause, bout, pause, bout, ..., pause
     kinds: list[tuple[str, float]] = []
@@ -208,8 +209,8 @@ def _render(rng: np.random.Generator, placement: str, kinds: list[tuple[str, flo
                                            float(rng.uniform(0.3, 1.2)), 3) * env
         acc_w[:, sel] += _smooth_noise(rng, m, fine, 1.0, 0.03, 3)  # standing sway
     acc_w[2] += GRAVITY
-    m = rng.standard_normal(4)
-    mount = m / np.linalg.norm(m)
+    draw = rng.standard_normal(4)
+    mount = draw / np.linalg.norm(draw)
     walking = np.zeros(n_fine)
     for blk in blocks:
         if blk.kind == "walk":
@@ -222,7 +223,8 @@ def _render(rng: np.random.Generator, placement: str, kinds: list[tuple[str, flo
     acc_s = qrot_soa(q, acc_w, inverse=True)
     mean_dt = 1.0 / sensor.rate_hz
     k = int(grid[-1] / mean_dt * 1.1) + 10
-    ts = np.concatenate(([0.0], np.cumsum(mean_dt * np.clip(1.0 + sensor.jitter_frac * rng.standard_normal(k), 0.5, 1.5))))
+    jitter = np.clip(1.0 + sensor.jitter_frac * rng.standard_normal(k), 0.5, 1.5)
+    ts = np.concatenate(([0.0], np.cumsum(mean_dt * jitter)))
     ts = ts[ts <= grid[-1]]
     acc = np.stack([np.interp(ts, grid, acc_s[i]) for i in range(3)], axis=1)
     acc += sensor.acc_noise_ms2 * rng.standard_normal(acc.shape)
@@ -233,7 +235,7 @@ def _render(rng: np.random.Generator, placement: str, kinds: list[tuple[str, flo
 
 
 def simulate_still(rng: np.random.Generator, duration_s: float, kinds: tuple[str, ...] = ("stand", "sit", "fidget"),
-                   sensor: SensorModel = SensorModel(), placement: str = "wrist") -> WalkCourse:
+                   sensor: SensorModel = DEFAULT_SENSOR, placement: str = "wrist") -> WalkCourse:
     """Only standing, sitting and fidgeting, for false-step checks (a course without bouts)."""
     n = max(int(duration_s // 30.0), 1)
     blocks = [(str(rng.choice(list(kinds))), duration_s / n) for _ in range(n)]

@@ -41,10 +41,10 @@ def test_no_steps_when_still() -> None:
     assert count_steps(AccRecording(t, acc)).total == 0.0
 
 
-def test_unknown_placement_rejected() -> None:
+def test_counter_takes_no_placement() -> None:
     t = np.arange(0, 10, 0.02)
     with pytest.raises(SignalInputError, match="placement"):
-        count_steps(AccRecording(t, np.tile([0.0, 0.0, GRAVITY], (t.size, 1))), "ankle")
+        count_steps(AccRecording(t, np.tile([0.0, 0.0, GRAVITY], (t.size, 1))), "ankle")  # type: ignore[arg-type]
 
 
 def test_device_steps_pass_through_and_validation() -> None:
