@@ -38,12 +38,17 @@ class StepParams:
     min_lag_s: float = 0.3  # 200 steps/min
     max_lag_s: float = 2.0  # 30 steps/min, or a stride at 60 steps/min
     context_windows: int = 8  # period decided on +-2 s of energy-weighted autocorrelation
-    min_periodicity: float = 0.45  # autocorrelation at the period: a repeating movement
+    min_periodicity: float = 0.5  # autocorrelation at the period that starts walking
     min_stride_s: float = 0.8  # cycles this long may be strides (<= 75 cycles/min)
     swing_rms_ms2: float = 3.0  # band RMS of a foot's swing; slow trunk/arm gait stays near 1-2 m/s²
+    keep_periodicity: float = 0.25  # walking continues while the autocorrelation stays above this
+    max_period_change: float = 0.15  # cycle-to-cycle change of walking: CV of step time <= ~10 %
     min_rms_ms2: float = 0.25  # band-passed magnitude RMS: more than sensor noise and sway
     min_prominence: float = 0.5  # peak prominence relative to the window's RMS
     min_step_share: float = 0.6  # two peaks closer than this share of a step are one step
+    max_bridge_s: float = 3.0  # a turn breaks the rhythm for 2-3 steps, not the walking
+    min_cycle_similarity: float = 0.6  # a step's cycle resembles a neighbour's in shape and size
+    cycle_tolerance: float = 0.15  # neighbour cycles may be this much shorter or longer
     min_bout_steps: int = 4  # fewer periodic peaks in a row are movements, not walking
     max_step_cv: float = 0.35  # step-time CV of a bout; impaired gait stays below ~0.2 (Hausdorff 2005)
     max_gap_s: float = 1.0  # grid points further than this from a sample are missing
@@ -134,8 +139,9 @@ def _near(r: FloatArray, lag: IntArray, reach: int) -> FloatArray:
 
 
 def _window_stats(y: FloatArray, valid: BoolArray, centres: IntArray, params: StepParams
-                  ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, IntArray]:
-    """Per window centred on ``centres``: cycle period (s), periodicity, RMS, data share and steps per cycle."""
+                  ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, IntArray, FloatArray]:
+    """Per window centred on ``centres``: step period (s), periodicity, RMS, data share, steps per
+    seen step, and the lag (s) at which the signal repeats best (a step or a stride)."""
     fs = params.grid_hz
     w = round(params.window_s * fs)
     half = w // 2
@@ -145,6 +151,7 @@ def _window_stats(y: FloatArray, valid: BoolArray, centres: IntArray, params: St
     rms = np.empty(centres.size)
     share = np.empty(centres.size)
     per_cycle = np.ones(centres.size, dtype=np.intp)
+    cycle = np.empty(centres.size)
     lo = round(params.min_lag_s * fs)
     hi = min(round(params.max_lag_s * fs), w - 2)
     nfft = 1 << int(np.ceil(np.log2(2 * w)))
@@ -184,10 +191,60 @@ def _window_stats(y: FloatArray, valid: BoolArray, centres: IntArray, params: St
         sl = slice(c0, c0 + out.stop - out.start)
         period[sl] = step[out] / fs
         per_cycle[sl] = np.where(swing, 2, 1)[out]
+        cycle[sl] = lag[out] / fs
         periodicity[sl] = np.maximum(r_step, r_cycle)[out]
         rms[sl] = np.sqrt(energy / np.maximum(n_ok, 1.0))[out]
         share[sl] = (n_ok / w)[out]
-    return period, periodicity, rms, share, per_cycle
+    return period, periodicity, rms, share, per_cycle, cycle
+
+
+def _cycle_similarity(y: FloatArray, peaks: IntArray, cycle: IntArray, tolerance: float) -> FloatArray:
+    """Best similarity (cosine times the square root of the amplitude ratio) of the one-cycle
+    segment centred on each peak with the segment one cycle (+-``tolerance``, for irregular
+    steps) earlier or later."""
+    if peaks.size == 0:
+        return np.zeros(0)
+    span = int(cycle.max())
+    u = np.arange(-(span // 2), span // 2 + 1)
+    inside = np.abs(u)[None, :] <= (cycle[:, None] // 2)
+    n = y.size
+    seg = np.where(inside, y[np.clip(peaks[:, None] + u[None, :], 0, n - 1)], 0.0)
+    e0 = np.sqrt(np.sum(seg * seg, axis=1))
+    best = np.full(peaks.size, -1.0)
+    for f in np.linspace(1.0 - tolerance, 1.0 + tolerance, 7):  # 7 shifts, each vectorised over peaks
+        for sign in (-1, 1):
+            shift = sign * np.round(f * cycle).astype(np.intp)
+            j = peaks[:, None] + shift[:, None] + u[None, :]
+            ok = inside & (j >= 0) & (j < n)
+            other = np.where(ok, y[np.clip(j, 0, n - 1)], 0.0)
+            e1 = np.sqrt(np.sum(other * other, axis=1))
+            # shape (cosine) times the square root of the amplitude ratio: a small movement after a bout is no step
+            ratio = np.minimum(e0, e1) / np.maximum(np.maximum(e0, e1), 1e-12)
+            c = np.sum(seg * other, axis=1) / np.maximum(e0 * e1, 1e-12) * np.sqrt(ratio)
+            best = np.maximum(best, c)
+    return best
+
+
+def _bridge(walking: BoolArray, moving: BoolArray, period: FloatArray, per_cycle: IntArray, max_windows: int
+            ) -> tuple[BoolArray, FloatArray, IntArray]:
+    """Walking through short breaks of the rhythm (a turn) while the body keeps moving, with the
+    period of the walking before the break."""
+    n = walking.size
+    if n == 0 or walking.all() or not walking.any():
+        return walking, period, per_cycle
+    gap = ~walking
+    start = gap & np.concatenate(([True], walking[:-1]))
+    label = np.cumsum(start) - 1
+    n_runs = int(start.sum())
+    length = np.bincount(label[gap], minlength=n_runs)
+    still = np.bincount(label[gap], (~moving[gap]).astype(np.float64), n_runs)
+    first = np.flatnonzero(start)
+    last = first + length - 1
+    inside = (first > 0) & (last < n - 1)
+    ok = inside & (length <= max_windows) & (still == 0)
+    fill = gap & ok[np.clip(label, 0, max(n_runs - 1, 0))]
+    prev = np.maximum.accumulate(np.where(walking, np.arange(n), 0))
+    return (walking | fill, np.where(fill, period[prev], period), np.where(fill, per_cycle[prev], per_cycle))
 
 
 def detect_steps(rec: AccRecording, params: StepParams = DEFAULT_STEPS) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -198,8 +255,33 @@ def detect_steps(rec: AccRecording, params: StepParams = DEFAULT_STEPS) -> tuple
     y = _bandpass(mag, valid, params.band_hz, fs)
     hop = round(params.hop_s * fs)
     centres = np.arange(0, y.size, hop, dtype=np.intp)
-    period, periodicity, rms, share, per_cycle = _window_stats(y, valid, centres, params)
-    walking = (periodicity >= params.min_periodicity) & (rms >= params.min_rms_ms2) & (share >= 0.5)
+    period, periodicity, rms, share, per_cycle, cycle = _window_stats(y, valid, centres, params)
+    # hysteresis: a clearly periodic stretch starts walking; irregular gait (walking aids, step
+    # time CV ~10 %) keeps it going at a lower periodicity
+    moving = (rms >= params.min_rms_ms2) & (share >= 0.5)
+    # walking keeps its period from second to second; a random movement's best lag jumps about
+    k = round(1.0 / params.hop_s)
+    pp = np.concatenate((np.full(k, np.nan), period * per_cycle, np.full(k, np.nan)))
+    steady = (np.abs(pp[:-2 * k] - pp[k:-k]) <= params.max_period_change * pp[k:-k]) | \
+             (np.abs(pp[2 * k:] - pp[k:-k]) <= params.max_period_change * pp[k:-k])
+    strong0 = moving & steady & (periodicity >= params.min_periodicity)
+    # ... and keeps the cadence it started with (a movement after a bout has its own rhythm)
+    idx = np.arange(walk_n := periodicity.size)
+    before = np.maximum.accumulate(np.where(strong0, idx, -1))
+    after = np.minimum.accumulate(np.where(strong0, idx, walk_n)[::-1])[::-1]
+    cyc = period * per_cycle
+    ref_b = np.where(before >= 0, cyc[np.clip(before, 0, walk_n - 1)], np.nan)
+    ref_a = np.where(after < walk_n, cyc[np.clip(after, 0, walk_n - 1)], np.nan)
+    tol = params.max_period_change * 2.0
+    keeps = (np.abs(cyc - ref_b) <= tol * ref_b) | (np.abs(cyc - ref_a) <= tol * ref_a)
+    cand = moving & steady & keeps & (periodicity >= params.keep_periodicity)
+    start = cand & np.concatenate(([True], ~cand[:-1]))
+    run = np.cumsum(start) - 1
+    strong = np.bincount(run[cand], (periodicity[cand] >= params.min_periodicity).astype(np.float64),
+                         int(start.sum()))
+    walking = cand & (strong[np.clip(run, 0, max(int(start.sum()) - 1, 0))] > 0) if cand.any() else cand
+    walking, period, per_cycle = _bridge(walking, rms >= params.min_rms_ms2, period, per_cycle,
+                                         round(params.max_bridge_s / params.hop_s))
     win_of = np.minimum((np.arange(y.size) + hop // 2) // hop, centres.size - 1)
     peaks, props = signal.find_peaks(y, prominence=0.0)
     wi = win_of[peaks]
@@ -215,6 +297,11 @@ def detect_steps(rec: AccRecording, params: StepParams = DEFAULT_STEPS) -> tuple
     h_next = np.concatenate((h[1:], [np.inf]))
     drop = (close_prev & (h_prev > h)) | (close_next & (h_next >= h))
     peaks, wi = peaks[~drop], wi[~drop]
+    # each step's cycle must look like the cycle before or after it: the first and last steps of
+    # a bout pass, a movement next to a bout (or a turn's push) does not
+    sim = _cycle_similarity(y, peaks, np.round(cycle[wi] * fs).astype(np.intp), params.cycle_tolerance)
+    keep = sim >= params.min_cycle_similarity
+    peaks, wi = peaks[keep], wi[keep]
     # bouts: peaks in consecutive walking windows, no longer apart than two step periods
     gap = np.diff(peaks) > 2.0 * period[wi][1:] * fs
     new_bout = np.concatenate(([True], gap))
