@@ -50,10 +50,9 @@ class StepParams:
     min_prominence: float = 0.5  # peak prominence relative to the window's RMS
     min_step_share: float = 0.6  # two peaks closer than this share of a step are one step
     max_bridge_s: float = 3.0  # a turn breaks the rhythm for 2-3 steps, not the walking
-    min_cycle_similarity: float = 0.6  # a step's cycle resembles a neighbour's in shape and size
+    min_cycle_similarity: float = 0.5  # a step's cycle resembles a neighbour's in shape and size
     cycle_tolerance: float = 0.15  # neighbour cycles may be this much shorter or longer
     min_bout_steps: int = 4  # fewer periodic peaks in a row are movements, not walking
-    max_step_cv: float = 0.35  # step-time CV of a bout; impaired gait stays below ~0.2 (Hausdorff 2005)
     max_gap_s: float = 1.0  # grid points further than this from a sample are missing
     slot_s: float = 4.0  # steps are reported per slot; slots tile minutes exactly
     chunk_windows: int = 1200  # windows per vectorised batch (10 min), bounds memory
@@ -300,27 +299,21 @@ def detect_steps(rec: AccRecording, params: StepParams = DEFAULT_STEPS) -> tuple
     h_next = np.concatenate((h[1:], [np.inf]))
     drop = (close_prev & (h_prev > h)) | (close_next & (h_next >= h))
     peaks, wi = peaks[~drop], wi[~drop]
-    # each step's cycle must look like the cycle before or after it: the first and last steps of
-    # a bout pass, a movement next to a bout (or a turn's push) does not
-    sim = _cycle_similarity(y, peaks, np.round(cycle[wi] * fs).astype(np.intp), params.cycle_tolerance)
-    keep = sim >= params.min_cycle_similarity
-    peaks, wi = peaks[keep], wi[keep]
-    # bouts: peaks in consecutive walking windows, no longer apart than two step periods
+    # bouts: peaks in walking no further apart than two step periods
     gap = np.diff(peaks) > 2.0 * period[wi][1:] * fs
     new_bout = np.concatenate(([True], gap))
     bout = np.cumsum(new_bout) - 1
     if peaks.size:
         nb = int(new_bout.sum())
+        # each step's cycle (or step) must look like the one before or after it: the first and
+        # last steps of a bout pass, a movement next to a bout (or a turn's push) does not
+        sim = np.maximum(
+            _cycle_similarity(y, peaks, np.round(cycle[wi] * fs).astype(np.intp), params.cycle_tolerance),
+            _cycle_similarity(y, peaks, np.round(period[wi] * fs).astype(np.intp), params.cycle_tolerance))
+        alike = sim >= params.min_cycle_similarity
+        peaks, bout = peaks[alike], bout[alike]
         size = np.bincount(bout, minlength=nb)
-        # step-time variability of a bout: walking is regular, fidgeting is not
-        d = np.diff(peaks).astype(np.float64)
-        same = ~new_bout[1:]
-        b_d = bout[1:][same]
-        n_d = np.maximum(np.bincount(b_d, minlength=nb), 1)
-        m1 = np.bincount(b_d, d[same], nb) / n_d
-        m2 = np.bincount(b_d, d[same] ** 2, nb) / n_d
-        cv = np.sqrt(np.maximum(m2 - m1 * m1, 0.0)) / np.maximum(m1, 1e-9)
-        peaks = peaks[(size[bout] >= params.min_bout_steps) & (cv[bout] <= params.max_step_cv)]
+        peaks = peaks[size[bout] >= params.min_bout_steps]
     win_start = grid[0] + centres / fs - params.hop_s / 2
     times = grid[peaks]
     if peaks.size:  # the unseen step of a foot-swing cycle lies half a cycle after the seen one
