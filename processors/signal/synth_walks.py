@@ -5,7 +5,8 @@ with a U-turn) with standing, sitting (with the sit-to-stand bump) or fidgeting,
 heel strike. The acceleration of each placement is a sum of the components gait studies report
 (Zijlstra & Hof 2003, Gait Posture 18(2)): a step-periodic vertical/forward bounce of the trunk,
 a stride-periodic limb swing and lateral sway, and heel-strike transients that are strong for
-the foot on the instrumented side and weaker for the other foot. A thigh (trouser pocket) and an
+the foot on the instrumented side and weaker for the other foot; a bout starts with a weight shift
+and its first and last steps are shorter. A thigh (trouser pocket) and an
 ankle repeat once per stride; the trunk (lower back, hip, neck) once per step. The world-frame
 acceleration plus gravity is seen through a random mounting, the body's heading (turns) and
 posture, then sampled with jitter and noise. Every random draw comes from the generator passed in.
@@ -103,7 +104,9 @@ def _bout(rng: np.random.Generator, body: _Body, steps: FloatArray, t: FloatArra
     env = np.clip(np.minimum(t - (steps[0] - 0.5 * period), steps[-1] + 0.5 * period - t) / (0.5 * period), 0.0, 1.0)
     speed = 0.3 + 0.8 * cadence / 100.0
     a_v = 0.25 * GRAVITY * speed**2
-    gain = np.interp(t, steps, rng.uniform(0.8, 1.2, steps.size))  # step-to-step variability
+    step_gain = rng.uniform(0.8, 1.2, steps.size)  # step-to-step variability
+    step_gain[[0, -1]] *= rng.uniform(0.5, 0.8, 2)  # starting and stopping steps are shorter
+    gain = np.interp(t, steps, step_gain)
     acc = np.zeros((3, t.size))
     acc[2] = body.bounce * a_v * np.cos(phase)
     acc[0] = 0.5 * body.bounce * a_v * np.sin(phase + 0.4)
@@ -119,11 +122,15 @@ def _bout(rng: np.random.Generator, body: _Body, steps: FloatArray, t: FloatArra
     pulse = np.zeros(t.size)
     own = (np.arange(steps.size) % 2) == 0
     pulse[idx] = np.where(own, body.impact_own, body.impact_other) * rng.uniform(0.7, 1.3, steps.size) * speed
+    pulse[idx[[0, -1]]] *= step_gain[[0, -1]]
     w0 = 2 * np.pi * 16.0 / fs
     r = np.exp(-1.0 / (0.035 * fs))
     resp = signal.lfilter([0.0, np.sin(w0)], [1.0, -2 * r * np.cos(w0), r * r], pulse)
     acc[2] += resp
     acc[0] += 0.5 * resp
+    # weight shift onto the stance leg before the first step (anticipatory postural adjustment)
+    u = np.clip((t - (steps[0] - period)) / period, 0.0, 1.0)
+    acc[1] += float(rng.uniform(0.3, 1.0)) * np.sin(np.pi * u)
     heading = np.zeros(t.size)
     if turn:
         # U-turn over the middle three steps: heading turns by pi, centripetal push sideways
