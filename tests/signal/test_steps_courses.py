@@ -75,3 +75,34 @@ def test_oxford_reference_drops_double_triggers() -> None:
     steps, dropped = oxford_reference_steps(t, right, left, 0.2, 3.0)
     np.testing.assert_allclose(steps, [0.5, 1.0, 1.5, 2.0, 2.5])
     assert dropped == 1
+
+
+def _magnitude_autocorr(c: synth_walks.WalkCourse, lag_s: float) -> float:
+    """Autocorrelation of the 0.5-3 Hz band-passed magnitude inside the walking blocks at ``lag_s``."""
+    from scipy import signal
+
+    rec = c.recording
+    grid = np.arange(rec.t[0], rec.t[-1], 0.02)
+    mag = np.interp(grid, rec.t, np.linalg.norm(rec.acc, axis=1))
+    y = signal.sosfiltfilt(signal.butter(4, (0.5, 3.0), btype="bandpass", fs=50.0, output="sos"), mag)
+    walk = np.zeros(grid.size, dtype=bool)
+    for b in c.blocks:
+        if b.kind == "walk":
+            walk |= (grid > b.start_s + 2.0) & (grid < b.end_s - 2.0)
+    k = round(lag_s * 50.0)
+    both = walk[:-k] & walk[k:]
+    a, b2 = y[:-k][both], y[k:][both]
+    return float(np.sum(a * b2) / np.sqrt(np.sum(a * a) * np.sum(b2 * b2)))
+
+
+def test_generator_thigh_repeats_per_stride_trunk_per_step() -> None:
+    plan = {"n_bouts": (1, 1), "bout_steps": (80, 80), "cadence_spm": (110.0, 110.0), "step_cv": (0.02, 0.02),
+            "p_turn": 0.0, "pauses": ("stand",)}
+    step = 60.0 / 110.0
+    thigh = _course(17, "thigh", **plan)
+    back = _course(17, "lower_back", **plan)
+    assert thigh.step_times.size == 80 and thigh.steps_in("walk") == 80 and thigh.steps_in("stand") == 0
+    # the pocket's magnitude repeats once per stride, weakly (but positively) once per step
+    assert _magnitude_autocorr(thigh, 2 * step) > 0.8 > _magnitude_autocorr(thigh, step) > 0.0
+    # the lower back repeats every step
+    assert _magnitude_autocorr(back, step) > 0.8
