@@ -249,46 +249,50 @@ def _bridge(walking: BoolArray, moving: BoolArray, period: FloatArray, per_cycle
     return (walking | fill, np.where(fill, period[prev], period), np.where(fill, per_cycle[prev], per_cycle))
 
 
-def detect_steps(rec: AccRecording, params: StepParams = DEFAULT_STEPS) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Step instants (s), and per grid window its start time and step period (NaN when not walking)."""
-    t0 = float(np.floor(rec.t[0] / params.slot_s) * params.slot_s)
-    fs = params.grid_hz
-    grid, mag, valid = _uniform_magnitude(rec, t0, params)
-    y = _bandpass(mag, valid, params.band_hz, fs)
-    hop = round(params.hop_s * fs)
-    centres = np.arange(0, y.size, hop, dtype=np.intp)
-    period, periodicity, rms, share, per_cycle, cycle = _window_stats(y, valid, centres, params)
-    # hysteresis: a clearly periodic stretch starts walking; irregular gait (walking aids, step
-    # time CV ~10 %) keeps it going at a lower periodicity
+def _walking(period: FloatArray, periodicity: FloatArray, rms: FloatArray, share: FloatArray,
+             per_cycle: IntArray, params: StepParams) -> tuple[BoolArray, FloatArray, IntArray]:
+    """Walking windows (hysteresis on periodicity, steady cadence, turns bridged), with the step
+    period and steps per seen step of each window."""
+    n = periodicity.size
     moving = (rms >= params.min_rms_ms2) & (share >= 0.5)
-    # walking keeps its period from second to second; a random movement's best lag jumps about
-    k = round(1.0 / params.hop_s)
-    pp = np.concatenate((np.full(k, np.nan), period * per_cycle, np.full(k, np.nan)))
-    steady = (np.abs(pp[:-2 * k] - pp[k:-k]) <= params.max_period_change * pp[k:-k]) | \
-             (np.abs(pp[2 * k:] - pp[k:-k]) <= params.max_period_change * pp[k:-k])
-    strong0 = moving & steady & (periodicity >= params.min_periodicity)
-    # ... and keeps the cadence it started with (a movement after a bout has its own rhythm)
-    idx = np.arange(walk_n := periodicity.size)
-    before = np.maximum.accumulate(np.where(strong0, idx, -1))
-    after = np.minimum.accumulate(np.where(strong0, idx, walk_n)[::-1])[::-1]
     cyc = period * per_cycle
-    ref_b = np.where(before >= 0, cyc[np.clip(before, 0, walk_n - 1)], np.nan)
-    ref_a = np.where(after < walk_n, cyc[np.clip(after, 0, walk_n - 1)], np.nan)
-    tol = params.max_period_change * 2.0
-    keeps = (np.abs(cyc - ref_b) <= tol * ref_b) | (np.abs(cyc - ref_a) <= tol * ref_a)
-    cand = moving & steady & keeps & (periodicity >= params.keep_periodicity)
-    start = cand & np.concatenate(([True], ~cand[:-1]))
-    run = np.cumsum(start) - 1
-    strong = np.bincount(run[cand], (periodicity[cand] >= params.min_periodicity).astype(np.float64),
-                         int(start.sum()))
-    walking = cand & (strong[np.clip(run, 0, max(int(start.sum()) - 1, 0))] > 0) if cand.any() else cand
-    walking, period, per_cycle = _bridge(walking, rms >= params.min_rms_ms2, period, per_cycle,
-                                         round(params.max_bridge_s / params.hop_s))
-    win_of = np.minimum((np.arange(y.size) + hop // 2) // hop, centres.size - 1)
+    # walking keeps its cycle from second to second; a random movement's best lag jumps about
+    k = round(1.0 / params.hop_s)
+    pad = np.concatenate((np.full(k, np.nan), cyc, np.full(k, np.nan)))
+    steady = (np.abs(pad[:-2 * k] - cyc) <= params.max_period_change * cyc) | \
+             (np.abs(pad[2 * k:] - cyc) <= params.max_period_change * cyc)
+    starts_walking = moving & steady & (periodicity >= params.min_periodicity)
+    # hysteresis: a clearly periodic stretch starts walking; irregular gait (walking aids, step
+    # time CV ~10 %) keeps it going at a lower periodicity, at the cadence it started with (a
+    # movement after a bout has a rhythm of its own)
+    idx = np.arange(n)
+    before = np.maximum.accumulate(np.where(starts_walking, idx, -1))
+    after = np.minimum.accumulate(np.where(starts_walking, idx, n)[::-1])[::-1]
+    ref_b = np.where(before >= 0, cyc[np.clip(before, 0, n - 1)], np.nan)
+    ref_a = np.where(after < n, cyc[np.clip(after, 0, n - 1)], np.nan)
+    tol = 2.0 * params.max_period_change
+    same_cadence = (np.abs(cyc - ref_b) <= tol * ref_b) | (np.abs(cyc - ref_a) <= tol * ref_a)
+    cand = moving & steady & same_cadence & (periodicity >= params.keep_periodicity)
+    if not cand.any():
+        return cand, period, per_cycle
+    first = cand & np.concatenate(([True], ~cand[:-1]))
+    run = np.cumsum(first) - 1
+    n_runs = int(first.sum())
+    started = np.bincount(run[cand], starts_walking[cand].astype(np.float64), n_runs) > 0
+    walking = cand & started[np.clip(run, 0, n_runs - 1)]
+    return _bridge(walking, rms >= params.min_rms_ms2, period, per_cycle, round(params.max_bridge_s / params.hop_s))
+
+
+def _peaks_in_walking(y: FloatArray, valid: BoolArray, win_of: IntArray, walking: BoolArray, period: FloatArray,
+                      cycle: FloatArray, rms: FloatArray, params: StepParams) -> IntArray:
+    """Grid indices of the counted steps (see the module doc)."""
+    fs = params.grid_hz
     peaks, props = signal.find_peaks(y, prominence=0.0)
     wi = win_of[peaks]
     keep = walking[wi] & valid[peaks] & (props["prominences"] >= params.min_prominence * rms[wi])
     peaks, wi = peaks[keep], wi[keep]
+    if peaks.size == 0:
+        return np.asarray(peaks, dtype=np.intp)
     # of two peaks closer than part of a step, keep the higher
     h = y[peaks]
     p = period[wi] * fs
@@ -300,25 +304,37 @@ def detect_steps(rec: AccRecording, params: StepParams = DEFAULT_STEPS) -> tuple
     drop = (close_prev & (h_prev > h)) | (close_next & (h_next >= h))
     peaks, wi = peaks[~drop], wi[~drop]
     # bouts: peaks in walking no further apart than two step periods
-    gap = np.diff(peaks) > 2.0 * period[wi][1:] * fs
-    new_bout = np.concatenate(([True], gap))
+    new_bout = np.concatenate(([True], np.diff(peaks) > 2.0 * period[wi][1:] * fs))
     bout = np.cumsum(new_bout) - 1
-    if peaks.size:
-        nb = int(new_bout.sum())
-        # each step's cycle (or step) must look like the one before or after it: the first and
-        # last steps of a bout pass, a movement next to a bout (or a turn's push) does not
-        sim = np.maximum(
-            _cycle_similarity(y, peaks, np.round(cycle[wi] * fs).astype(np.intp), params.cycle_tolerance),
-            _cycle_similarity(y, peaks, np.round(period[wi] * fs).astype(np.intp), params.cycle_tolerance))
-        alike = sim >= params.min_cycle_similarity
-        peaks, bout = peaks[alike], bout[alike]
-        size = np.bincount(bout, minlength=nb)
-        peaks = peaks[size[bout] >= params.min_bout_steps]
-    win_start = grid[0] + centres / fs - params.hop_s / 2
+    # each step's cycle (or step) must look like the one before or after it: the first and last
+    # steps of a bout pass, a movement next to a bout (or a turn's push) does not
+    sim = np.maximum(
+        _cycle_similarity(y, peaks, np.round(cycle[wi] * fs).astype(np.intp), params.cycle_tolerance),
+        _cycle_similarity(y, peaks, np.round(period[wi] * fs).astype(np.intp), params.cycle_tolerance))
+    alike = sim >= params.min_cycle_similarity
+    peaks, bout = peaks[alike], bout[alike]
+    size = np.bincount(bout, minlength=int(new_bout.sum()))
+    return np.asarray(peaks[size[bout] >= params.min_bout_steps], dtype=np.intp)
+
+
+def detect_steps(rec: AccRecording, params: StepParams = DEFAULT_STEPS) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Step instants (s), and per window (every ``hop_s``) its start time and step period (NaN when
+    not walking)."""
+    t0 = float(np.floor(rec.t[0] / params.slot_s) * params.slot_s)
+    fs = params.grid_hz
+    grid, mag, valid = _uniform_magnitude(rec, t0, params)
+    y = _bandpass(mag, valid, params.band_hz, fs)
+    hop = round(params.hop_s * fs)
+    centres = np.arange(0, y.size, hop, dtype=np.intp)
+    period, periodicity, rms, share, per_cycle, cycle = _window_stats(y, valid, centres, params)
+    walking, period, per_cycle = _walking(period, periodicity, rms, share, per_cycle, params)
+    win_of = np.minimum((np.arange(y.size) + hop // 2) // hop, centres.size - 1)
+    peaks = _peaks_in_walking(y, valid, win_of, walking, period, cycle, rms, params)
     times = grid[peaks]
-    if peaks.size:  # the unseen step of a foot-swing cycle lies half a cycle after the seen one
-        two = per_cycle[win_of[peaks]] == 2
-        times = np.sort(np.concatenate((times, times[two] + 0.5 * period[win_of[peaks[two]]])))
+    # the unseen step of a foot-swing cycle lies half a cycle after the seen one
+    two = per_cycle[win_of[peaks]] == 2
+    times = np.sort(np.concatenate((times, times[two] + 0.5 * period[win_of[peaks[two]]])))
+    win_start = grid[0] + centres / fs - params.hop_s / 2
     return times, win_start, np.where(walking, period / per_cycle, np.nan)
 
 
