@@ -36,12 +36,13 @@ class StepParams:
 
     grid_hz: float = 50.0  # uniform grid: 16x the highest gait frequency kept
     band_hz: tuple[float, float] = (0.5, 3.0)  # step frequencies of 30-180 steps/min
-    window_s: float = 5.0  # periodicity window: >= 3 steps at 40 steps/min, short bouts dominate it
+    window_s: float = 8.0  # periodicity window: >= 2.5 strides at 40 steps/min; short bouts dominate it
     hop_s: float = 0.5  # one walking/period decision per half second
     min_lag_s: float = 0.3  # 200 steps/min
-    max_lag_s: float = 2.0  # 30 steps/min, or a stride at 60 steps/min
+    max_lag_s: float = 3.0  # a stride at 40 steps/min
     context_windows: int = 8  # period decided on +-2 s of energy-weighted autocorrelation
     min_periodicity: float = 0.5  # autocorrelation at the period that starts walking
+    max_step_s: float = 1.5  # slowest walking step (40 steps/min): a longer cycle is a stride
     min_stride_s: float = 0.8  # cycles this long may be strides (<= 75 cycles/min)
     swing_rms_ms2: float = 3.0  # band RMS of a foot's swing; slow trunk/arm gait stays near 1-2 m/s²
     keep_periodicity: float = 0.25  # walking continues while the autocorrelation stays above this
@@ -185,6 +186,8 @@ def _window_stats(y: FloatArray, valid: BoolArray, centres: IntArray, params: St
         # and arms move that much only at a brisk step rate): the other foot's step is unseen
         wrms = np.sqrt(energy / np.maximum(n_ok, 1.0))
         swing = ~halve & (lag >= params.min_stride_s * fs) & (wrms >= params.swing_rms_ms2)
+        # a cycle longer than the slowest walking step is a stride even when its halves differ
+        step = np.where(~halve & ~swing & (lag > params.max_step_s * fs), h, step)
         # periodicity at the step or the cycle lag, whichever repeats best, in the window and in its
         # context alike: random movements may repeat once by chance, walking keeps repeating
         r_step = np.minimum(_near(r, step, 2).max(axis=1), _near(ctx, step, 2).max(axis=1))
@@ -255,8 +258,8 @@ def _walking(period: FloatArray, periodicity: FloatArray, rms: FloatArray, share
     period and steps per seen step of each window."""
     n = periodicity.size
     moving = (rms >= params.min_rms_ms2) & (share >= 0.5)
-    cyc = period * per_cycle
-    # walking keeps its cycle from second to second; a random movement's best lag jumps about
+    cyc = period / per_cycle  # the true step period
+    # walking keeps its cadence from second to second; a random movement's best lag jumps about
     k = round(1.0 / params.hop_s)
     pad = np.concatenate((np.full(k, np.nan), cyc, np.full(k, np.nan)))
     steady = (np.abs(pad[:-2 * k] - cyc) <= params.max_period_change * cyc) | \

@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 from scipy import signal
 
 from . import synth_walks
-from .datasets import load_oxford_steps
+from .datasets import OxfordWalk, load_oxford_steps
 from .recording import AccRecording
 from .steps import DEFAULT_STEPS, StepParams, count_steps
 from .synth import SensorModel
@@ -73,9 +73,32 @@ class RealStepsResult:
         return {k: self._mape(self.counted, w == k) for k in dict.fromkeys(self.walkers)}
 
 
-def evaluate_steps_real(root: Path | None = None, params: StepParams = DEFAULT_STEPS) -> RealStepsResult:
-    """The counter and the naive counter on every oxford_steps walk (nothing is fitted to them)."""
+def slowed(walk: OxfordWalk, rng: np.random.Generator, factor: tuple[float, float] = (1.5, 2.2),
+           drift: float = 0.1) -> OxfordWalk:
+    """The walk played ``factor`` times slower (about 50-75 steps/min) with a smoothly drifting
+    tempo (``drift`` relative SD, below 0.3 Hz), its movement (the part above 0.3 Hz) scaled by
+    factor^-1.5 as slower gait is gentler: real waveforms for slow, irregular gait."""
+    slow = float(rng.uniform(*factor))
+    t = walk.t
+    fs = 1.0 / float(np.median(np.diff(t)))
+    sos = signal.butter(2, 0.3, fs=fs, output="sos")
+    mod = signal.sosfiltfilt(sos, rng.standard_normal(t.size))
+    mod = np.clip(1.0 + drift * mod / mod.std(), 0.5, 1.5)
+    tw = np.cumsum(np.diff(t, prepend=t[0] - 1.0 / fs) * slow * mod)
+    grav = signal.sosfiltfilt(sos, walk.acc, axis=0)
+    acc = grav + (walk.acc - grav) / slow**1.5
+    return OxfordWalk(walk.name, walk.carried, walk.walker, tw, acc, np.interp(walk.step_times, t, tw),
+                      walk.dropped_edges)
+
+
+def evaluate_steps_real(root: Path | None = None, params: StepParams = DEFAULT_STEPS,
+                        slow_seed: int | None = None) -> RealStepsResult:
+    """The counter and the naive counter on every oxford_steps walk (nothing is fitted to them);
+    with ``slow_seed``, on the walks slowed down by :func:`slowed`."""
     walks = load_oxford_steps(root)
+    if slow_seed is not None:
+        rng = np.random.default_rng(slow_seed)
+        walks = [slowed(w, rng) for w in walks]
     counted, naive = [], []
     for w in walks:
         rec = w.recording()

@@ -106,3 +106,12 @@ def test_generator_thigh_repeats_per_stride_trunk_per_step() -> None:
     assert _magnitude_autocorr(thigh, 2 * step) > 0.8 > _magnitude_autocorr(thigh, step) > 0.0
     # the lower back repeats every step
     assert _magnitude_autocorr(back, step) > 0.8
+
+
+def test_slow_pocket_walk_with_strides_longer_than_1_5_s() -> None:
+    # 45-60 steps/min on the thigh: the signal repeats every 2-2.7 s, once per stride
+    c = _course(18, "thigh", n_bouts=(3, 3), bout_steps=(25, 40), cadence_spm=(45.0, 60.0),
+                step_cv=(0.03, 0.06), p_turn=0.0)
+    res = count_steps(c.recording)
+    assert res.total == pytest.approx(c.step_times.size, rel=0.08)
+    assert np.nanmedian(res.cadence_spm) < 65.0
