@@ -3,11 +3,11 @@
 Method: windowed periodicity gate + peak count (Brajdic & Harle 2013, "Walk detection and step
 counting on unconstrained smartphones", UbiComp; Salvi et al. 2018, EMBC, the Oxford step
 counter). The orientation-free acceleration magnitude is resampled to a uniform grid and
-band-passed; every half second a 5 s window's autocorrelation, averaged over +-2 s, gives the
+band-passed; every half second an 8 s window's autocorrelation, averaged over +-2 s, gives the
 lag at which the signal repeats best. A positive autocorrelation peak at half that lag marks it
 as a stride (limb-worn signals such as a thigh/pocket repeat once per stride, trunk signals once
 per step), so no placement is needed; a slow, vigorous cycle without that half-lag peak is a
-foot's swing and stands for two steps. Walking starts where the window and its context repeat
+foot's swing and stands for two steps, and a cycle over 1.5 s is a stride. Walking starts where the window and its context repeat
 clearly and keeps going (hysteresis) while the cadence stays steady, through turns of up to
 3 s. Steps are the band-passed peaks inside walking, at most one per 0.6 step periods, whose
 cycle resembles the previous or next cycle in shape and size, in bouts of at least 4.
