@@ -7,9 +7,9 @@ band-passed; every half second an 8 s window's autocorrelation, averaged over +-
 lag at which the signal repeats best. A positive autocorrelation peak at half that lag marks it
 as a stride (limb-worn signals such as a thigh/pocket repeat once per stride, trunk signals once
 per step), so no placement is needed; a slow, vigorous cycle without that half-lag peak is a
-foot's swing and stands for two steps, and a cycle over 1.5 s is a stride. Walking starts where the window and its context repeat
-clearly and keeps going (hysteresis) while the cadence stays steady, through turns of up to
-3 s. Steps are the band-passed peaks inside walking, at most one per 0.6 step periods, whose
+foot's swing and stands for two steps, and a cycle over 1.5 s is a stride. Walking starts where
+the window and its context repeat clearly and keeps going (hysteresis) while the cadence stays
+steady, through turns of up to 3 s. Steps are the band-passed peaks inside walking, at most one per 0.6 step periods, whose
 cycle resembles the previous or next cycle in shape and size, in bouts of at least 4.
 Device steps are validated and passed through with their own intervals.
 """
