@@ -9,8 +9,9 @@ as a stride (limb-worn signals such as a thigh/pocket repeat once per stride, tr
 per step), so no placement is needed; a slow, vigorous cycle without that half-lag peak is a
 foot's swing and stands for two steps, and a cycle over 1.5 s is a stride. Walking starts where
 the window and its context repeat clearly and keeps going (hysteresis) while the cadence stays
-steady, through turns of up to 3 s. Steps are the band-passed peaks inside walking, at most one per 0.6 step periods, whose
-cycle resembles the previous or next cycle in shape and size, in bouts of at least 4.
+steady, through turns of up to 3 s. Steps are the band-passed peaks inside walking, at most one
+per 0.6 step periods, whose cycle resembles the previous or next cycle in shape and size, in
+bouts of at least 4.
 Device steps are validated and passed through with their own intervals.
 """
 
