@@ -1,6 +1,6 @@
 """Per-minute steps, activity and wear from one raw accelerometer: the steps/wear entry point.
 
-Method: composition of :mod:`steps` (steps per 4 s slot), :mod:`wear` (van Hees 2013 non-wear)
+Method: composition of :mod:`steps` (counted steps, placement-free), :mod:`wear` (van Hees 2013 non-wear)
 and ENMO (Euclidean norm minus one g, negative values set to zero; van Hees et al. 2013) per
 minute. A minute is active when its ENMO reaches the moderate-intensity cut-point of the
 placement (Hildebrand et al. 2014, Med Sci Sports Exerc 46(9): wrist 100.6 mg, hip 69.1 mg) or
@@ -67,7 +67,9 @@ class MinuteActivity:
 
 def minute_activity(rec: AccRecording, placement: str = "wrist",
                     params: ActivityParams = DEFAULT_ACTIVITY) -> MinuteActivity:
-    """Steps, active flag, ENMO and wear for every minute covered by ``rec``."""
+    """Steps, active flag, ENMO and wear for every minute covered by ``rec``.
+
+    ``placement`` only chooses the ENMO cut-point; steps are counted without it."""
     t = rec.t
     m0 = np.floor(t[0] / 60.0) * 60.0
     mi = np.floor((t - m0) / 60.0).astype(np.intp)
@@ -79,7 +81,7 @@ def minute_activity(rec: AccRecording, placement: str = "wrist",
     enmo_m = np.where(cnt > 0, np.bincount(mi, enmo, nm) / np.maximum(cnt, 1.0), np.nan)
     coverage = cnt / (60.0 * rec.rate_hz)
 
-    st = count_steps(rec, placement, params.steps)
+    st = count_steps(rec, params.steps)
     si = np.floor((st.slot_start_s - m0) / 60.0).astype(np.intp)
     ok = (si >= 0) & (si < nm)
     steps_m = np.bincount(si[ok], st.steps[ok], nm)

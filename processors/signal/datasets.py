@@ -1,7 +1,8 @@
 """Loaders for the real validation recordings (the only module of the package that reads files).
 
 The shared data folder is ``$RTM_SHARED_DATA`` or, when unset, ``<project root>/../shared/data``.
-Sources: gaitmap example data (MaD-Lab, FAU Erlangen-Nürnberg, MIT licence) and BROAD
+Sources: gaitmap example data (MaD-Lab, FAU Erlangen-Nürnberg, MIT licence), the Oxford Step
+Counter data set (Salvi et al. 2018, EMBC, CC BY 4.0) and BROAD
 (Laidig, Caruso, Cereatti, Seel 2021, Data 6(7):72, CC BY 4.0). Data are read in place,
 never copied into the project.
 """
@@ -16,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import DatasetUnavailableError
-from .recording import ImuRecording
+from .recording import AccRecording, ImuRecording
 
 FloatArray = NDArray[np.float64]
 
@@ -120,3 +121,61 @@ def load_gaitmap(root: Path | None = None) -> dict[str, GaitmapFoot]:
                                 np.asarray(borders["start"][sel], dtype=np.intp),
                                 np.asarray(borders["end"][sel], dtype=np.intp), heel, toe)
     return out
+
+
+# ---------------------------------------------------------------------------- oxford_steps
+
+OXFORD_DOUBLE_TRIGGER_S = 0.4  # a pad re-triggering sooner is the same contact: a stride lasts >= 0.7 s
+OXFORD_MIN_STEP_S = 0.25  # no walking step is shorter (240 steps/min): a later edge is a double trigger
+
+
+@dataclass(frozen=True)
+class OxfordWalk:
+    """One walk of the Oxford Step Counter data set (Salvi et al. 2018, EMBC; CC BY 4.0)."""
+
+    name: str
+    carried: str  # InHand, SwingingArm, Armband, FrontPocket, BackPocket, NeckPouch, Purse
+    walker: str
+    t: FloatArray  # s on the phone's clock, cleaned to strictly increasing
+    acc: FloatArray  # (N, 3) m/s² including gravity
+    step_times: FloatArray  # reference steps within the accelerometer's span
+    dropped_edges: int  # pad edges taken as double triggers
+
+    def recording(self) -> AccRecording:
+        return AccRecording(self.t, self.acc)
+
+
+def oxford_reference_steps(pad_t: FloatArray, right: FloatArray, left: FloatArray, t0: float, t1: float
+                           ) -> tuple[FloatArray, int]:
+    """Steps = 0->1 edges of either pressure pad within ``[t0, t1]``, without double triggers."""
+    kept = []
+    raw = 0
+    for pad in (right, left):
+        e = pad_t[np.flatnonzero((pad[1:] > 0.5) & (pad[:-1] <= 0.5)) + 1]
+        e = e[(e >= t0) & (e <= t1)]
+        raw += e.size
+        kept.append(e[np.concatenate(([True], np.diff(e) >= OXFORD_DOUBLE_TRIGGER_S))])
+    s = np.sort(np.concatenate(kept))
+    s = s[np.concatenate(([True], np.diff(s) >= OXFORD_MIN_STEP_S))]
+    return s, raw - s.size
+
+
+def load_oxford_steps(root: Path | None = None) -> list[OxfordWalk]:
+    """Every walk of ``oxford_steps/`` (timestamps that repeat or step back are dropped)."""
+    import gzip
+
+    base = _require((root or shared_data_dir()) / "oxford_steps")
+    walks = []
+    for d in sorted(p for p in base.iterdir() if p.is_dir()):
+        with gzip.open(_require(d / "accelerometer.csv.gz"), "rt") as fh:
+            a = np.loadtxt(fh, delimiter=",", ndmin=2)
+        t_ns = a[:, 0]
+        keep = np.concatenate(([True], t_ns[1:] > np.maximum.accumulate(t_ns)[:-1]))
+        a = a[keep]
+        t = (a[:, 0] - a[0, 0]) * 1e-9
+        pads = np.loadtxt(_require(d / "stepcounter.csv"), delimiter=",", ndmin=2)
+        pad_t = (pads[:, 0] - a[0, 0]) * 1e-9
+        steps, dropped = oxford_reference_steps(pad_t, pads[:, 1], pads[:, 2], float(t[0]), float(t[-1]))
+        parts = d.name.split("_")
+        walks.append(OxfordWalk(d.name, parts[3], parts[1], t, np.ascontiguousarray(a[:, 2:5]), steps, dropped))
+    return walks

@@ -230,7 +230,7 @@ def evaluate_steps_synthetic(seed: int = 20260102, n: int = 45) -> StepsBenchmar
         sensor = synth.SensorModel(rate_hz=float(rng.choice((25.0, 50.0, 100.0))))
         gait = synth.simulate_gait(rng, float(rng.uniform(60.0, 130.0)), float(rng.uniform(60.0, 120.0)),
                                    placement, sensor, rest_s=float(rng.uniform(5.0, 15.0)))
-        est = count_steps(gait.recording, placement).total
+        est = count_steps(gait.recording).total
         truth = gait.step_times.size
         errs.append(100.0 * (est - truth) / truth)
         places.append(placement)

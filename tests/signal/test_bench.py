@@ -7,7 +7,9 @@ import pytest
 from processors.signal import bench
 
 KEYS = ["reps_within1_pct", "false_reps_per_10min", "rom_mae_deg", "broad_incl_rmse_deg", "broad_total_rmse_deg",
-        "gaitmap_stride_err_max", "gaitmap_rom_rmse_deg", "steps_mape_pct", "msamples_per_s", "ratio_vs_vqf"]
+        "gaitmap_stride_err_max", "gaitmap_rom_rmse_deg", "steps_mape_pct", "steps_courses_mape_pct",
+        "steps_still_count", "real_steps_mape_pct", "real_steps_baseline_mape_pct",
+        "real_steps_slowed_mape_pct", "msamples_per_s", "ratio_vs_vqf"]
 
 
 def test_bench_quick_prints_table_and_json_last(capsys: pytest.CaptureFixture[str]) -> None:

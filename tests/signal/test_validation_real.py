@@ -1,19 +1,22 @@
 """Validation on real recordings with ground truth (skipped only when the shared data are absent).
 
-Data: gaitmap example data (MaD-Lab FAU, MIT licence) and four BROAD trials (Laidig et al. 2021,
-CC BY 4.0), read from $RTM_SHARED_DATA or <project root>/../shared/data.
+Data: gaitmap example data (MaD-Lab FAU, MIT licence), four BROAD trials (Laidig et al. 2021,
+CC BY 4.0) and the oxford_steps walks (Salvi et al. 2018, CC BY 4.0), read from $RTM_SHARED_DATA
+or <project root>/../shared/data.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from processors.signal import validate
+from processors.signal import validate, validate_steps
 from processors.signal.datasets import BROAD_FILES, shared_data_dir
 
 DATA = shared_data_dir()
 needs_broad = pytest.mark.skipif(not all((DATA / "broad" / f).exists() for f in BROAD_FILES),
                                  reason=f"BROAD files not found under {DATA / 'broad'} (set RTM_SHARED_DATA)")
+needs_oxford = pytest.mark.skipif(not (DATA / "oxford_steps").is_dir(),
+                                  reason=f"oxford_steps not found under {DATA} (set RTM_SHARED_DATA)")
 needs_gaitmap = pytest.mark.skipif(not (DATA / "gaitmap" / "imu_sample.csv").exists(),
                                    reason=f"gaitmap example not found under {DATA / 'gaitmap'} (set RTM_SHARED_DATA)")
 
@@ -35,3 +38,27 @@ def test_gaitmap_strides_and_foot_rom_with_margin() -> None:
     assert res.stride_err_max <= 1
     assert res.rom_errors_deg.size == 58
     assert res.rom_rmse_deg < 0.8 * 5.0
+
+
+@needs_oxford
+def test_real_steps_every_carrying_position_with_margin() -> None:
+    res = validate_steps.evaluate_steps_real()
+    assert len(res.names) == 36 and res.reference.sum() > 10000
+    assert res.mape_pct < 0.8 * 3.0
+    assert res.mape_pct < res.baseline_mape_pct
+    by_pos = res.by_carried()
+    assert len(by_pos) == 7
+    for pos, (mape, _, n) in by_pos.items():
+        assert n >= 2 and mape < 0.8 * 5.0, pos
+
+
+@needs_oxford
+def test_real_walks_slowed_down_still_counted_in_pockets() -> None:
+    # once-per-stride pocket signals at 50-75 steps/min: strides of 1.6-2.4 s (a step counter
+    # that takes such a cycle for a step counts half: about 80 % low)
+    res = validate_steps.evaluate_steps_real(slow_seed=20260111)
+    by_pos = res.by_carried()
+    assert by_pos["FrontPocket"][0] < 15.0 and by_pos["BackPocket"][0] < 35.0
+    for pos in ("InHand", "Armband", "NeckPouch", "Purse", "SwingingArm"):
+        assert by_pos[pos][0] < 5.0, pos
+    assert res.mape_pct < 8.0
