@@ -132,9 +132,12 @@ class PrivateBroker:
         self.proc: subprocess.Popen[bytes] | None = None
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the child, closed in __exit__
 
-    def start(self, timeout_s: float = 20.0) -> PrivateBroker:
+    def start(self, timeout_s: float = 20.0, create_topics: bool = True) -> PrivateBroker:
+        """Start it (again: on the same port); `create_topics=False` leaves it as a restarted
+        broker with memory storage comes back: without any topic."""
         self.proc = _spawn(self.settings, self._log, timeout_s)
-        asyncio.run(ensure_topics(self.settings))
+        if create_topics:
+            asyncio.run(ensure_topics(self.settings))
         return self
 
     def stop(self, hard: bool = False) -> None:
