@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     # --- processors -----------------------------------------------------------------------------
     app_id: str = "rtm-processors"  # the consumer group; tests use their own
     worker_web_port: int = 6066
+    # Loopback on a development machine; 0.0.0.0 in a container, so that probes and Prometheus reach it.
+    worker_web_host: str = "127.0.0.1"
     sink_batch_max: int = 500
     sink_flush_interval_s: float = 0.2
     # An IMU recording is analysed once no batch of it has arrived for this long; a later batch
