@@ -20,15 +20,20 @@ from processors.sink.raw import OWNERSHIP
 from processors.supervisor import WorkerProcess, start_worker
 from rtm.contract import ActivityInterval, Provenance, SessionMarker
 from rtm.settings import Settings
-from rtm.stack.broker import free_port
+from rtm.stack.broker import PrivateBroker, free_port
 from tests.pipeline.helpers import imu_batches, produce, read_dead_letters, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def own(db_settings: Settings) -> Settings:
-    return db_settings.model_copy(update={"app_id": f"{db_settings.app_id}-own", "analysis_quiet_s": 0.5})
+def own(db_settings: Settings) -> Iterator[Settings]:
+    """A broker of this module's own: the conflicts sent here are between partitions, so a later
+    replay of the session's topics (other modules' new consumer groups) could meet them in another
+    order and give another first writer."""
+    with PrivateBroker(db_settings.model_copy(update={"app_id": f"{db_settings.app_id}-own",
+                                                      "analysis_quiet_s": 0.5})) as broker:
+        yield broker.settings
 
 
 @pytest.fixture(scope="module")
