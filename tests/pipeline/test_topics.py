@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
 import urllib.request
 import uuid
 
@@ -15,7 +16,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from processors.state import patient_partition
-from processors.supervisor import Supervisor
+from processors.supervisor import Supervisor, start_worker, wait_ready
 from rtm.settings import Settings
 from rtm.stack.broker import PrivateBroker, ensure_topics, free_port, partition_counts
 from rtm.topics import RAW_IMU, group_topics, internal_topics
@@ -104,3 +105,27 @@ def test_after_a_broker_restart_the_worker_recreates_its_topics_and_carries_on(d
             assert sup.workers[0].proc.poll() is None
         finally:
             sup.stop()
+
+
+def test_the_group_recovers_after_every_worker_is_killed_without_a_new_group_id(db_settings: Settings) -> None:
+    group = db_settings.model_copy(update={"app_id": f"{db_settings.app_id}-grp"})
+    first, later = (f"pat-grp-{uuid.uuid4().hex[:6]}-{i}" for i in range(2))
+    with PrivateBroker(group) as broker:
+        s = broker.settings
+        workers = [start_worker(s, port=free_port(), wait=False) for _ in range(2)]
+        wait_ready(workers)
+        produce(s, imu_batches(first, 2, samples=100))
+        wait_for(lambda: _stored(s, [first]), lambda n: n == 2, timeout=60)
+        for w in workers:
+            w.kill()  # no LeaveGroup: the group still lists them until the broker expires them
+        started = time.monotonic()
+        workers = [start_worker(s, port=free_port(), wait=False) for _ in range(2)]
+        try:
+            wait_ready(workers, wait_s=120)
+            rejoined_s = time.monotonic() - started
+            produce(s, imu_batches(later, 2, samples=100))
+            wait_for(lambda: _stored(s, [later]), lambda n: n == 2, timeout=60)
+        finally:
+            for w in workers:
+                w.stop()
+    assert rejoined_s < 120
