@@ -34,7 +34,9 @@ class Refused:
     reason: str
     detail: str
 
-# New batches go into the archive and queue their recording for analysis, in one statement.
+
+# New batches of recordings their patient owns go into the archive and queue their recording for
+# analysis, in one statement that returns the ids of the batches refused (another's recording).
 _STORE_IMU = """
 with incoming as (
     select * from unnest(
@@ -43,10 +45,13 @@ with incoming as (
         %(n)s::int[], %(duration)s::float8[], %(version)s::int2[], %(frame)s::bytea[], %(prov)s::jsonb[])
       as t(time, event_id, patient_id, episode_id, device_id, stream_id, body_site, sample_rate_hz,
            n_samples, duration_s, schema_version, frame, provenance)
+), owned as (
+    select i.* from incoming i join imu_recordings r
+      on r.device_id = i.device_id and r.stream_id = i.stream_id and r.patient_id = i.patient_id
 ), stored as (
     insert into imu_batches (time, event_id, patient_id, episode_id, device_id, stream_id, body_site,
                              sample_rate_hz, n_samples, duration_s, schema_version, frame, provenance)
-    select * from incoming
+    select * from owned
     on conflict (event_id, time) do nothing
     returning device_id, stream_id, patient_id, time
 ), queued as (
@@ -57,7 +62,8 @@ with incoming as (
             first_time = least(q.first_time, excluded.first_time)
     returning 1
 )
-select (select count(*) from stored), (select count(*) from queued)
+select (select count(*) from queued),
+       array(select event_id from incoming except select event_id from owned)::text[]
 """
 
 
@@ -68,31 +74,15 @@ select distinct on (d, s) d, s, p from unnest(%s::text[], %s::text[], %s::text[]
 order by d, s, p
 on conflict (device_id, stream_id) do nothing
 """
-_RECORDING_OWNERS = """
-select r.device_id, r.stream_id, r.patient_id from imu_recordings r
-join unnest(%s::text[], %s::text[]) as t(d, s) on r.device_id = t.d and r.stream_id = t.s
-"""
-
-
-def own_recordings(conn: Conn, batches: Sequence[ImuBatch]) -> list[Refused]:
-    """Claim new recordings for their batches' patient; refuse batches of another's recording."""
-    if not batches:
-        return []
-    devices = [b.provenance.device_id for b in batches]
-    streams = [b.stream_id for b in batches]
-    conn.execute(_CLAIM_RECORDINGS, (devices, streams, [b.patient_id for b in batches]))
-    owners = {(d, st): p for d, st, p in conn.execute(_RECORDING_OWNERS, (devices, streams)).fetchall()}
-    return [Refused(b.id, OWNERSHIP, f"recording {b.provenance.device_id}/{b.stream_id} belongs to another patient")
-            for b in batches if owners.get((b.provenance.device_id, b.stream_id)) != b.patient_id]
 
 
 def store_imu(conn: Conn, batches: Sequence[tuple[ImuBatch, bytes]]) -> list[Refused]:
-    """Archive IMU batches of recordings they own and queue those recordings; refuse the others."""
-    refused = own_recordings(conn, [b for b, _ in batches])
-    bad = {r.event_id for r in refused}
-    batches = [(b, f) for b, f in batches if b.id not in bad]
+    """Archive IMU batches and queue their recordings; a new recording becomes the patient's of its
+    first batch, and a batch of another patient's recording is refused."""
     if not batches:
-        return refused
+        return []
+    conn.execute(_CLAIM_RECORDINGS, ([b.provenance.device_id for b, _ in batches], [b.stream_id for b, _ in batches],
+                                     [b.patient_id for b, _ in batches]))
     cols: dict[str, list[Any]] = {k: [] for k in ("time", "event_id", "patient_id", "episode_id", "device_id",
                                                  "stream_id", "body_site", "rate", "n", "duration", "version",
                                                  "frame", "prov")}
@@ -104,8 +94,10 @@ def store_imu(conn: Conn, batches: Sequence[tuple[ImuBatch, bytes]]) -> list[Ref
             ("version", b.schema_version), ("frame", frame), ("prov", Jsonb(b.provenance.model_dump(mode="json"))),
         ):
             cols[key].append(value)
-    conn.execute(_STORE_IMU, cols)
-    return refused
+    row = conn.execute(_STORE_IMU, cols).fetchone()
+    refused = {uuid.UUID(e) for e in (row[1] if row else [])}
+    return [Refused(b.id, OWNERSHIP, f"recording {b.provenance.device_id}/{b.stream_id} belongs to another patient")
+            for b, _ in batches if b.id in refused]
 
 
 @dataclass(frozen=True)
