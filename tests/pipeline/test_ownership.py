@@ -27,12 +27,12 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def own(db_settings: Settings) -> Iterator[Settings]:
-    """A broker of this module's own: the conflicts sent here are between partitions, so a later
-    replay of the session's topics (other modules' new consumer groups) could meet them in another
-    order and give another first writer."""
-    with PrivateBroker(db_settings.model_copy(update={"app_id": f"{db_settings.app_id}-own",
-                                                      "analysis_quiet_s": 0.5})) as broker:
+def own(module_db: Settings) -> Iterator[Settings]:
+    """A broker and a database of this module's own: the conflicts sent here are between
+    partitions, so a later replay of the session's topics (other modules' new consumer groups)
+    could meet them in another order and give another first writer."""
+    with PrivateBroker(module_db.model_copy(update={"app_id": f"{module_db.app_id}-own",
+                                                    "analysis_quiet_s": 0.5})) as broker:
         yield broker.settings
 
 

@@ -66,8 +66,8 @@ def _last_seen(port: int) -> dict[str, dict[str, str]]:
         return {}
 
 
-def test_after_a_broker_restart_the_worker_recreates_its_topics_and_carries_on(db_settings: Settings) -> None:
-    group = db_settings.model_copy(update={"app_id": f"{db_settings.app_id}-brk", "worker_stop_timeout_s": 5.0,
+def test_after_a_broker_restart_the_worker_recreates_its_topics_and_carries_on(module_db: Settings) -> None:
+    group = module_db.model_copy(update={"app_id": f"{module_db.app_id}-brk", "worker_stop_timeout_s": 5.0,
                                            "topic_check_interval_s": 1.0})
     # One patient per partition of the IMU topic (and of the table's changelog).
     names = (f"pat-brk-{uuid.uuid4().hex[:4]}-{i}" for i in itertools.count())
@@ -107,8 +107,8 @@ def test_after_a_broker_restart_the_worker_recreates_its_topics_and_carries_on(d
             sup.stop()
 
 
-def test_the_group_recovers_after_every_worker_is_killed_without_a_new_group_id(db_settings: Settings) -> None:
-    group = db_settings.model_copy(update={"app_id": f"{db_settings.app_id}-grp"})
+def test_the_group_recovers_after_every_worker_is_killed_without_a_new_group_id(module_db: Settings) -> None:
+    group = module_db.model_copy(update={"app_id": f"{module_db.app_id}-grp"})
     first, later = (f"pat-grp-{uuid.uuid4().hex[:6]}-{i}" for i in range(2))
     with PrivateBroker(group) as broker:
         s = broker.settings
