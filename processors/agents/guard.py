@@ -13,7 +13,7 @@ import signal
 from aiokafka.admin import AIOKafkaAdminClient
 
 from processors.app import app, settings
-from processors.resilience import HEALTH, retry
+from processors.resilience import HEALTH, guarded, retry
 from rtm.stack.broker import ensure_topics, partition_counts
 from rtm.topics import group_topics
 
@@ -34,6 +34,7 @@ async def _wrong_topics() -> list[str]:
 
 
 @app.timer(interval=settings.topic_check_interval_s)
+@guarded("topic-guard", settings.retry_max_backoff_s)
 async def guard_topics() -> None:
     global restart_requested
     if restart_requested:
