@@ -179,3 +179,33 @@ def test_the_supervisor_restarts_a_killed_worker(supervised: Supervisor, quick: 
     patient = f"pat-sup-{uuid.uuid4().hex[:6]}"
     produce(quick, step_intervals(patient, 2))
     assert wait_for(lambda: _steps_stored(quick, patient), lambda n: n == 100, timeout=60) == 100
+
+
+def test_a_recording_that_cannot_be_analysed_is_rejected_without_stopping_the_worker(quick: Settings) -> None:
+    w = start_worker(quick, port=free_port())
+    device = f"imu-broken-{uuid.uuid4().hex[:6]}"
+    try:
+        with psycopg.connect(quick.dsn("writer"), autocommit=True) as conn:
+            # A stored batch whose frame no longer decodes (written by an older, buggy version, say).
+            conn.execute(
+                """insert into imu_batches (time, event_id, patient_id, device_id, stream_id, body_site,
+                       sample_rate_hz, n_samples, duration_s, schema_version, frame, provenance)
+                   values ('2026-02-01 10:00Z', %s, 'pat-broken', %s, 'rec-1', 'shank_left', 100, 1, 0.01,
+                           1, 'not a frame', '{}')""", (uuid.uuid4(), device))
+            conn.execute("insert into imu_stream_queue (device_id, stream_id, patient_id, first_time) "
+                         "values (%s, 'rec-1', 'pat-broken', '2026-02-01 10:00Z')", (device,))
+        row = wait_for(lambda: _one(quick, "select status, detail from stream_analyses where device_id = %s", device),
+                       lambda r: r is not None, timeout=30)
+        assert row[0] == "rejected" and "DecodeError" in row[1]
+        assert _one(quick, "select count(*) from imu_stream_queue where device_id = %s", device) == (0,)
+        assert w.proc.poll() is None
+        patient = f"pat-after-{uuid.uuid4().hex[:6]}"
+        produce(quick, step_intervals(patient, 2))
+        assert wait_for(lambda: _steps_stored(quick, patient), lambda n: n == 100) == 100
+    finally:
+        w.stop()
+
+
+def _one(settings: Settings, query: str, *args: object) -> Any:
+    with psycopg.connect(settings.dsn("reader")) as conn:
+        return conn.execute(query, args).fetchone()
