@@ -31,7 +31,7 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         topic_replication_factor=settings.topic_replication,
         topic_partitions=4,
-        web_host="127.0.0.1",
+        web_host=settings.worker_web_host,
         web_port=settings.worker_web_port,
         web_in_thread=False,
         table_cleanup_interval=60.0,

@@ -209,3 +209,21 @@ def analyse_stream(conn: Conn, key: StreamKey, margin_s: float, max_session_s: f
                  (key.device_id, key.stream_id))
     rom = analysis.rom.median_deg if analysis else float("nan")
     return StreamOutcome(key, status, detail, int(t.size), n_sets, n_reps, _finite(rom), last_time)
+
+
+def record_failure(conn: Conn, key: StreamKey, detail: str) -> StreamOutcome:
+    """A claimed recording whose analysis failed for a reason other than its signal (a bug, a
+    stored frame that no longer decodes): recorded as rejected with the error and dequeued, so that
+    it cannot hold up the queue; a later batch of it queues it again."""
+    conn.execute(
+        """insert into stream_analyses (device_id, stream_id, patient_id, status, detail, first_time, last_time,
+               samples, batches, algorithm_version)
+           values (%s, %s, %s, 'rejected', %s, %s, %s, 0, 0, %s)
+           on conflict (device_id, stream_id) do update set status = 'rejected', detail = excluded.detail,
+               analysed_at = now()""",
+        (key.device_id, key.stream_id, key.patient_id, detail[:1000], key.first_time, key.first_time,
+         ALGORITHM_VERSION),
+    )
+    conn.execute("delete from imu_stream_queue where device_id = %s and stream_id = %s",
+                 (key.device_id, key.stream_id))
+    return StreamOutcome(key, "rejected", detail, 0, 0, 0, None, key.first_time)

@@ -18,3 +18,7 @@ SINK_BATCH_ROWS = Histogram("rtm_sink_batch_rows", "rows per sink transaction", 
 CONSUMER_LAG = Gauge("rtm_consumer_lag", "high-water mark minus committed offset", ["topic", "partition"])
 STREAMS_ANALYSED = Counter("rtm_streams_analysed_total", "IMU recordings analysed", ["status"])
 ANALYSIS_SAMPLES = Counter("rtm_analysis_samples_total", "IMU samples analysed")
+WORKER_ERRORS = Counter("rtm_worker_errors_total", "errors met and survived (retried or backed off from)",
+                        ["component", "kind"])
+OWNERSHIP_REFUSED = Counter("rtm_ownership_refused_total", "events refused for touching what another owns",
+                            ["what"])

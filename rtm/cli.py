@@ -60,6 +60,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    if args.supervise:
+        from processors.supervisor import supervise
+
+        return supervise(get_settings(), args.workers, args.loglevel)
     from processors.worker import run_worker
 
     return run_worker(loglevel=args.loglevel)
@@ -91,8 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("status", help="show whether the local services are up").set_defaults(func=cmd_status)
     sub.add_parser("migrate", help="apply pending database migrations").set_defaults(func=cmd_migrate)
 
-    p = sub.add_parser("worker", help="run one stream-processing worker (faust)")
+    p = sub.add_parser("worker", help="run one stream-processing worker (faust), or supervise several")
     p.add_argument("--loglevel", default="warning")
+    p.add_argument("--supervise", action="store_true",
+                   help="keep --workers workers running (web ports from RTM_WORKER_WEB_PORT up), restarting any that "
+                        "exits or stops answering /live/")
+    p.add_argument("--workers", type=int, default=1)
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("run", help="the main job: stack, pipeline and a simulated cohort, end to end")

@@ -8,14 +8,33 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiokafka.client
 from aiokafka import AIOKafkaProducer
+from aiokafka.protocol.metadata import MetadataRequest
 
 from rtm.contract import Event, encode
 from rtm.settings import Settings, get_settings
 
 
+class _NoAutoCreateMetadataRequest(MetadataRequest):  # type: ignore[misc]
+    def __init__(self, topics: list[str] | None = None, allow_auto_topic_creation: bool | None = False) -> None:
+        super().__init__(topics, allow_auto_topic_creation)
+
+
+def forbid_topic_auto_creation() -> None:
+    """Make this process's Kafka clients ask the broker never to create a topic they name.
+
+    A broker that creates topics on first use gives them its default partition count (4 on the
+    development broker, which loses every topic when it restarts): a producer or consumer that
+    reconnected first would create the IMU topic or a table's changelog with the wrong count, and
+    the workers would crash on it. aiokafka has no option for this, so the flag of its metadata
+    requests is set here (Apache Kafka in production has auto-creation off on the broker side)."""
+    aiokafka.client.MetadataRequest = _NoAutoCreateMetadataRequest
+
+
 def make_producer(settings: Settings | None = None, **overrides: Any) -> AIOKafkaProducer:
     s = settings or get_settings()
+    forbid_topic_auto_creation()
     options: dict[str, Any] = {
         "bootstrap_servers": s.kafka_bootstrap,
         "acks": "all",

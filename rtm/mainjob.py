@@ -23,7 +23,7 @@ from device_adapters.simulated.seed import seed_care_context
 from processors.eligibility.store import recompute_dirty
 from processors.flags import evaluate_all
 from processors.flags.trends import theil_sen
-from processors.supervisor import start_worker
+from processors.supervisor import Supervisor
 from rtm import stack
 from rtm.contract import encode
 from rtm.db.migrate import migrate
@@ -171,7 +171,7 @@ def run_main_job(patients: int, days: int, seed: int) -> int:
         before = _landed(conn, ids)
     print(f"cohort: {patients} patients x {days} days from {cohort.start}, seed {seed}")
 
-    worker = start_worker(settings)
+    supervisor = Supervisor(settings).start()
     try:
         produced = asyncio.run(_produce(settings, cohort))
         print("events: " + ", ".join(f"{v} {k}" for k, v in sorted(produced.kinds.items())))
@@ -189,7 +189,8 @@ def run_main_job(patients: int, days: int, seed: int) -> int:
                 if done:
                     break
                 if time.monotonic() > deadline:
-                    print(f"\nERROR: the pipeline did not finish: {landed}; see {worker.log}")
+                    print(f"\nERROR: the pipeline did not finish: {landed}; see "
+                          + ", ".join(str(w.log) for w in supervisor.workers))
                     return 1
                 time.sleep(0.5)
             print()
@@ -199,6 +200,6 @@ def run_main_job(patients: int, days: int, seed: int) -> int:
                   + (" (a replay of an earlier run: nothing was duplicated)" if new == (0, 0) else ""))
             _summary(conn, cohort, produced)
     finally:
-        worker.stop()
+        supervisor.stop()
     print(f"\ndone in {time.monotonic() - started:.1f} s")
     return 0

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     pg_writer_password: str | None = None
     pg_reader_password: str | None = None
     pg_pool_max: int = 8
+    # How long a worker waits for a database connection before it counts as a failure and backs off.
+    pg_connect_timeout_s: float = 5.0
 
     # --- broker ---------------------------------------------------------------------------------
     kafka_bootstrap: str = "127.0.0.1:59092"
@@ -49,6 +51,8 @@ class Settings(BaseSettings):
     # --- processors -----------------------------------------------------------------------------
     app_id: str = "rtm-processors"  # the consumer group; tests use their own
     worker_web_port: int = 6066
+    # Loopback on a development machine; 0.0.0.0 in a container, so that probes and Prometheus reach it.
+    worker_web_host: str = "127.0.0.1"
     sink_batch_max: int = 500
     sink_flush_interval_s: float = 0.2
     # An IMU recording is analysed once no batch of it has arrived for this long; a later batch
@@ -63,6 +67,14 @@ class Settings(BaseSettings):
     flags_sweep_interval_s: float = 3600.0
     eligibility_interval_s: float = 30.0
     lag_report_interval_s: float = 10.0
+    # Back-off ceiling for retries of transient database and broker errors (a restart takes seconds).
+    retry_max_backoff_s: float = 10.0
+    # SIGTERM: graceful stop first; a worker still alive this long after it exits hard (a thread
+    # blocked in a database call must not keep a stopping process alive).
+    worker_stop_timeout_s: float = 10.0
+    # How often a worker checks that the broker still has its topics (a restarted development broker
+    # has none); it recreates them and restarts itself before consuming again.
+    topic_check_interval_s: float = 2.0
 
     # --- services ---------------------------------------------------------------------------------
     metrics_port: int = 9464

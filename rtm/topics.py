@@ -2,7 +2,9 @@
 
 All topics are keyed by patient id, so that everything about one patient is in one partition and
 so on one worker. Topics are created up front with their partition counts (the development broker
-cannot add partitions later, nor compact).
+cannot add partitions later, nor compact), faust's own topics included: a table's changelog must
+have the partition count of the table, or a worker crashes on its first write to a partition the
+changelog lacks.
 """
 
 from __future__ import annotations
@@ -41,6 +43,36 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
 )
 
 BY_NAME: dict[str, TopicSpec] = {t.name: t for t in ALL_TOPICS}
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A faust table of the processors: its changelog is a topic of the consumer group's own."""
+
+    name: str
+    partitions: int
+
+    def changelog(self, app_id: str) -> str:
+        return f"{app_id}-{self.name}-changelog"
+
+
+# Per patient, the latest batch time of each device (co-partitioned with the IMU topic).
+DEVICE_LAST_SEEN = TableSpec("device-last-seen", RAW_IMU.partitions)
+TABLES: tuple[TableSpec, ...] = (DEVICE_LAST_SEEN,)
+
+
+def internal_topics(app_id: str) -> tuple[TopicSpec, ...]:
+    """faust's own topics for the consumer group `app_id`: table changelogs and the assignor's
+    leader topic (one partition). The processors use no repartitioning (`group_by`) topics."""
+    return (
+        *(TopicSpec(t.changelog(app_id), t.partitions, f"changelog of the {t.name} table") for t in TABLES),
+        TopicSpec(f"{app_id}-__assignor-__leader", 1, "faust's partition assignor"),
+    )
+
+
+def group_topics(app_id: str) -> tuple[TopicSpec, ...]:
+    """Every topic the workers of consumer group `app_id` need before they consume."""
+    return (*ALL_TOPICS, *internal_topics(app_id))
 
 # Which raw topic carries each canonical event kind (see rtm.contract).
 TOPIC_BY_KIND: dict[str, TopicSpec] = {

@@ -6,7 +6,9 @@ canonical ActivityInterval events at the record's own interval.
 
 The record's `metadata.id` (assigned by Health Connect) becomes `source_record_id`, so an edited
 record (same id, newer `lastModifiedTime`) keeps its event id and replaces the earlier version
-downstream. Deletions arrive from the Changes API as record ids only (`DeletionChange.recordId`).
+downstream, also when the edit moved its start (the sink keeps one version in force per record;
+see docs/processors.md). Deletions arrive from the Changes API as record ids only
+(`DeletionChange.recordId`) and withdraw the version in force.
 """
 
 from __future__ import annotations

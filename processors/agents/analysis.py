@@ -4,6 +4,7 @@ flags); therapist flags that need time to pass; eligibility of patients whose fa
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import UTC, datetime
 
@@ -13,24 +14,35 @@ import psycopg
 from processors import metrics
 from processors.agents.common import sink
 from processors.app import TOPICS, app, settings
-from processors.assembly import StreamOutcome, analyse_stream, claim_stream
+from processors.assembly import StreamOutcome, analyse_stream, claim_stream, record_failure
 from processors.eligibility.store import recompute_dirty
 from processors.flags import evaluate_all, evaluate_patients
+from processors.resilience import guarded, is_transient
 from processors.sink.postgres import Conn
 from rtm import topics
+
+log = logging.getLogger(__name__)
 
 
 def _analyse_one(conn: Conn) -> StreamOutcome | None:
     key = claim_stream(conn, settings.analysis_quiet_s)
     if key is None:
         return None
-    outcome = analyse_stream(conn, key, settings.session_margin_s, settings.max_session_s)
+    try:
+        with conn.transaction():  # a savepoint: a recording that cannot be analysed must not block the queue
+            outcome = analyse_stream(conn, key, settings.session_margin_s, settings.max_session_s)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        log.exception("recording %s/%s cannot be analysed", key.device_id, key.stream_id)
+        outcome = record_failure(conn, key, f"{type(exc).__name__}: {exc}")
     # In the same transaction: flags never describe results that were rolled back.
     evaluate_patients(conn, [key.patient_id], datetime.now(UTC))
     return outcome
 
 
 @app.timer(interval=settings.analysis_poll_s)
+@guarded("analysis", settings.retry_max_backoff_s)
 async def analyse_quiet_recordings() -> None:
     deadline = time.monotonic() + settings.analysis_budget_s
     while time.monotonic() < deadline:
@@ -48,7 +60,8 @@ async def analyse_quiet_recordings() -> None:
 def _own_transactions(work: str) -> None:
     # These loops manage their own transactions (and an advisory lock, so that one worker of the
     # group runs each at a time).
-    with psycopg.connect(settings.dsn("writer"), autocommit=True) as conn:
+    with psycopg.connect(settings.dsn("writer"), autocommit=True,
+                         connect_timeout=max(1, round(settings.pg_connect_timeout_s))) as conn:
         now = datetime.now(UTC)
         if work == "flags":
             evaluate_all(conn, now)
@@ -57,11 +70,13 @@ def _own_transactions(work: str) -> None:
 
 
 @app.timer(interval=settings.flags_sweep_interval_s)
+@guarded("flags", settings.retry_max_backoff_s)
 async def sweep_flags() -> None:
     """No-data flags need time to pass, not data; each patient's day ends at their own midnight."""
     await asyncio.to_thread(_own_transactions, "flags")
 
 
 @app.timer(interval=settings.eligibility_interval_s)
+@guarded("eligibility", settings.retry_max_backoff_s)
 async def recompute_eligibility() -> None:
     await asyncio.to_thread(_own_transactions, "eligibility")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -15,7 +15,9 @@ from faust.types import EventT
 from processors import metrics
 from processors.app import TOPICS, settings
 from processors.deadletter import dead_letter
+from processors.resilience import retry
 from processors.sink.postgres import Conn, PostgresSink
+from processors.sink.raw import Refused
 from rtm import topics
 from rtm.contract import DecodeError, Event, decode
 
@@ -35,13 +37,16 @@ async def batches(stream: faust.StreamT[Any]) -> AsyncIterator[Sequence[EventT[A
 
 
 async def send_dead_letter(ev: EventT[Any], reason: str, detail: str) -> None:
-    await TOPICS[topics.DEAD_LETTER.name].send(
-        key=ev.message.key,
-        value=dead_letter(
-            source_topic=ev.message.topic, partition=ev.message.partition, offset=ev.message.offset,
-            key=ev.message.key, value=ev.message.value, reason=reason, detail=detail,
-        ),
+    value = dead_letter(
+        source_topic=ev.message.topic, partition=ev.message.partition, offset=ev.message.offset,
+        key=ev.message.key, value=ev.message.value, reason=reason, detail=detail,
     )
+
+    async def send() -> None:
+        await TOPICS[topics.DEAD_LETTER.name].send(key=ev.message.key, value=value)
+
+    # The record is acknowledged only after this: a broker that is away delays it, never loses it.
+    await retry("dead-letters", send, settings.retry_max_backoff_s)
     metrics.DEAD_LETTERS.labels(reason).inc()
     metrics.EVENTS_OUT.labels(topics.DEAD_LETTER.name).inc()
 
@@ -61,28 +66,39 @@ async def decode_batch(events: Sequence[EventT[Any]], expect: type[E]) -> list[t
     return good
 
 
-async def store(name: str, decoded: Sequence[tuple[EventT[Any], E]], work: Callable[[Conn, list[E]], object]) -> None:
-    """Store a batch in one transaction. While the database is unreachable, retry (nothing is
-    acknowledged meanwhile); if it refuses the batch, store event by event and dead-letter each
-    event it refuses, so that one bad record cannot stop the stream."""
-    delay = 0.5
-    while True:
-        try:
-            await sink.run_async(name, lambda conn: work(conn, [e for _, e in decoded]), len(decoded))
-            return
-        except psycopg.OperationalError as exc:
-            log.warning("database unavailable for %s (%s); retrying in %.1f s", name, type(exc).__name__, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
-        except psycopg.Error:
-            break
-    for ev, event in decoded:
-        try:
-            await sink.run_async(name, lambda conn, e=event: work(conn, [e]), 1)  # type: ignore[misc]
-        except psycopg.OperationalError:
-            raise  # unreachable database mid-fallback: crash and be redelivered, never drop
-        except psycopg.Error as exc:
-            await send_dead_letter(ev, "rejected_by_database", exc.diag.message_primary or type(exc).__name__)
+Work = Callable[[Conn, list[E]], Sequence[Refused]]
+
+
+async def _write(name: str, work: Work[E], items: list[E]) -> Sequence[Refused]:
+    """One transaction, retried with back-off while the database is away or the transaction lost a
+    deadlock or serialization conflict (nothing is acknowledged meanwhile)."""
+    return await retry(name, lambda: sink.run_async(name, lambda conn: work(conn, items), len(items)),
+                       settings.retry_max_backoff_s)
+
+
+async def store(name: str, decoded: Sequence[tuple[EventT[Any], E]], work: Work[E]) -> set[uuid.UUID]:
+    """Store a batch in one transaction. If the database refuses the batch (a constraint, bad
+    data), store event by event and dead-letter each event it refuses, so that one bad record
+    cannot stop the stream. Events the sink refused itself (ownership) are dead-lettered too.
+    Return the ids of the events not stored."""
+    by_id = {event.id: ev for ev, event in decoded}
+    not_stored: set[uuid.UUID] = set()
+    try:
+        refused = list(await _write(name, work, [e for _, e in decoded]))
+    except psycopg.Error:
+        refused = []
+        for ev, event in decoded:
+            try:
+                refused += await _write(name, work, [event])
+            except psycopg.Error as exc:
+                await send_dead_letter(ev, "rejected_by_database", exc.diag.message_primary or type(exc).__name__)
+                not_stored.add(event.id)
+    for r in refused:
+        log.warning("%s: refused %s: %s", name, r.event_id, r.detail)
+        metrics.OWNERSHIP_REFUSED.labels(name).inc()
+        await send_dead_letter(by_id[r.event_id], r.reason, r.detail)
+        not_stored.add(r.event_id)
+    return not_stored
 
 
 def ack(events: Sequence[EventT[Any]]) -> None:

@@ -8,21 +8,40 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from processors import metrics
 from processors.agents.raw import last_seen
 from processors.app import app, settings
+from processors.resilience import HEALTH, guarded
 from rtm import topics
 
 SOURCE_TOPICS = {t.name for t in (topics.RAW_IMU, topics.RAW_ACTIVITY, topics.RAW_SESSION, topics.RAW_TIMEZONE,
                                   topics.DEVICE_ASSIGNMENT)}
 
 
+def _crashed() -> bool:
+    """Crashed (a fatal error in faust) or stopping."""
+    return bool(app.should_stop)
+
+
 @app.page("/ready/")
 class ReadyView(View):
-    """Joined its group and finished restoring its tables."""
+    """Joined its group, restored its tables, and able to work: no dependency failing right now
+    (a database or broker that is away shows here within one retry)."""
 
     async def get(self, request: Request) -> Response:
         recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
-        ready = recovered and not app.rebalancing
-        return self.json({"ready": ready, "recovered": recovered, "rebalancing": app.rebalancing},
+        failing = dict(HEALTH.failing)
+        ready = recovered and not app.rebalancing and not failing and not _crashed()
+        return self.json({"ready": ready, "recovered": recovered, "rebalancing": app.rebalancing,
+                          "failing": failing, "stopping": _crashed()},
                          status=200 if ready else 503)
+
+
+@app.page("/live/")
+class LiveView(View):
+    """Alive: the event loop answers and the app has not crashed or begun stopping. A supervisor
+    restarts a worker that fails this (a worker waiting for its database is alive, not ready)."""
+
+    async def get(self, request: Request) -> Response:
+        alive = not _crashed()
+        return self.json({"alive": alive}, status=200 if alive else 503)
 
 
 @app.page("/metrics")
@@ -40,6 +59,7 @@ class LastSeenView(View):
 
 
 @app.timer(interval=settings.lag_report_interval_s)
+@guarded("lag-report", settings.retry_max_backoff_s)
 async def report_consumer_lag() -> None:
     """rtm_consumer_lag per assigned source partition: high-water mark (from fetch responses,
     right on every broker) minus the offset this worker has committed."""

@@ -16,14 +16,14 @@ from processors.app import TOPICS, app, settings
 from processors.dayfacts import DayChange, rebuild_day_facts
 from processors.flags import evaluate_patients
 from processors.sink.postgres import Conn
-from processors.sink.raw import store_activity, store_assignments, store_imu, store_sessions, store_timezones
+from processors.sink.raw import Refused, store_activity, store_assignments, store_imu, store_sessions, store_timezones
 from processors.state import patient_table
 from rtm import topics
 from rtm.contract import ActivityInterval, DeviceAssignment, ImuBatch, SessionMarker, TimezoneChange
 
 # Small, rebuildable state: per patient, the latest first-sample instant seen from each device (a
 # max is idempotent, so redelivery cannot corrupt it). Operators read it at /tables/device-last-seen/.
-last_seen = patient_table(app, "device-last-seen", topics.RAW_IMU.partitions, default=dict)
+last_seen = patient_table(app, topics.DEVICE_LAST_SEEN.name, topics.DEVICE_LAST_SEEN.partitions, default=dict)
 
 
 @app.task
@@ -49,20 +49,21 @@ async def imu_batches(stream: faust.StreamT[Any]) -> None:
         decoded = await decode_batch(events, ImuBatch)
         frames = {b.id: ev.message.value or b"" for ev, b in decoded}
 
-        def write(conn: Conn, items: list[ImuBatch], frames: dict[uuid.UUID, bytes] = frames) -> int:
+        def write(conn: Conn, items: list[ImuBatch], frames: dict[uuid.UUID, bytes] = frames) -> list[Refused]:
             return store_imu(conn, [(b, frames[b.id]) for b in items])
 
-        await store("imu_batches", decoded, write)
-        _note_last_seen([b for _, b in decoded])
+        refused = await store("imu_batches", decoded, write)
+        _note_last_seen([b for _, b in decoded if b.id not in refused])
         ack(events)
 
 
-def _store_activity(conn: Conn, intervals: list[ActivityInterval]) -> None:
-    changed = store_activity(conn, intervals)
+def _store_activity(conn: Conn, intervals: list[ActivityInterval]) -> list[Refused]:
+    changed, refused = store_activity(conn, intervals)
     spans = recompute_minutes(conn, changed, settings.active_cadence_spm)
     rebuild_day_facts(conn, [DayChange(s.patient_id, s.start, s.end) for s in spans])
     if spans:
         evaluate_patients(conn, {s.patient_id for s in spans}, datetime.now(UTC))
+    return refused
 
 
 @app.agent(TOPICS[topics.RAW_ACTIVITY.name])
@@ -81,10 +82,11 @@ async def session_markers(stream: faust.StreamT[Any]) -> None:
         ack(events)
 
 
-def _history_changed(conn: Conn, changes: list[tuple[str, datetime]]) -> None:
+def _history_changed(conn: Conn, changes: list[tuple[str, datetime]]) -> list[Refused]:
     # Every local date from the change on may have moved: re-date all of them.
     rebuild_day_facts(conn, [DayChange(p, at - timedelta(days=1), datetime.now(UTC) + timedelta(days=2))
                              for p, at in changes])
+    return []
 
 
 @app.agent(TOPICS[topics.RAW_TIMEZONE.name])

@@ -81,12 +81,20 @@ def claim_dirty(conn: Conn, limit: int) -> list[tuple[str, int]]:
 
 
 def clear_dirty(conn: Conn, claimed: Sequence[tuple[str, int]]) -> None:
-    """Forget the marks we computed; a mark that arrived meanwhile has a newer seq and stays."""
+    """Forget the marks we computed; a mark that arrived meanwhile has a newer seq and stays.
+
+    A mark row locked by another transaction is being marked again right now (a sink transaction
+    whose triggers queue the patient): skip it rather than wait. Waiting deadlocked against sink
+    transactions that mark several patients (in their own order) while this delete held others;
+    skipping is also right, since that row will carry a newer seq and must stay."""
     if claimed:
         conn.execute(
-            """delete from eligibility_dirty_patients d
-                using unnest(%s::text[], %s::bigint[]) as c(patient_id, mark_seq)
-                where d.patient_id = c.patient_id and d.mark_seq = c.mark_seq""",
+            """delete from eligibility_dirty_patients d where d.patient_id in (
+                   select e.patient_id from eligibility_dirty_patients e
+                   join unnest(%s::text[], %s::bigint[]) as c(patient_id, mark_seq)
+                     on e.patient_id = c.patient_id and e.mark_seq = c.mark_seq
+                   order by e.patient_id
+                   for update of e skip locked)""",
             ([p for p, _ in claimed], [s for _, s in claimed]),
         )
 

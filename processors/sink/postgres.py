@@ -11,6 +11,7 @@ database round trips and numpy work never block the stream's event loop.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -19,7 +20,6 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from processors import metrics
-from rtm.db import pool
 from rtm.settings import Settings
 
 T = TypeVar("T")
@@ -30,9 +30,19 @@ class PostgresSink:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._pool: ConnectionPool[Any] | None = None
+        self._lock = threading.Lock()
 
     def start(self) -> None:
-        self._pool = pool("writer", self._settings)
+        """Open the pool without waiting for the database: a worker starts (and reports itself not
+        ready) while the database is down, and its first writes retry until it is back."""
+        s = self._settings
+        with self._lock:
+            if self._pool is not None:
+                return
+            self._pool = ConnectionPool(s.dsn("writer"), min_size=1, max_size=s.pg_pool_max, open=False,
+                                        timeout=s.pg_connect_timeout_s,
+                                        kwargs={"connect_timeout": max(1, round(s.pg_connect_timeout_s))})
+            self._pool.open(wait=False)
 
     def stop(self) -> None:
         if self._pool is not None:
@@ -42,7 +52,8 @@ class PostgresSink:
         """Run `work` in one transaction on a pooled writer connection."""
         started = time.perf_counter()
         if self._pool is None:
-            raise RuntimeError("the sink is not started")
+            self.start()
+        assert self._pool is not None
         with self._pool.connection() as conn, conn.transaction():
             result = work(conn)
         metrics.SINK_LATENCY.labels(name).observe(time.perf_counter() - started)

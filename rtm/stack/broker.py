@@ -26,7 +26,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from rtm.settings import Settings
 from rtm.stack.postgres import StackError
-from rtm.topics import ALL_TOPICS, TopicSpec
+from rtm.topics import TopicSpec, group_topics
 
 
 @dataclass(frozen=True)
@@ -132,9 +132,12 @@ class PrivateBroker:
         self.proc: subprocess.Popen[bytes] | None = None
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the child, closed in __exit__
 
-    def start(self, timeout_s: float = 20.0) -> PrivateBroker:
+    def start(self, timeout_s: float = 20.0, create_topics: bool = True) -> PrivateBroker:
+        """Start it (again: on the same port); `create_topics=False` leaves it as a restarted
+        broker with memory storage comes back: without any topic."""
         self.proc = _spawn(self.settings, self._log, timeout_s)
-        asyncio.run(ensure_topics(self.settings))
+        if create_topics:
+            asyncio.run(ensure_topics(self.settings))
         return self
 
     def stop(self, hard: bool = False) -> None:
@@ -171,8 +174,15 @@ def down(settings: Settings) -> None:
     _pidfile(settings).unlink(missing_ok=True)
 
 
-async def ensure_topics(settings: Settings, topics: tuple[TopicSpec, ...] = ALL_TOPICS) -> list[str]:
-    """Create the missing topics with their partition counts; return the names created."""
+async def ensure_topics(settings: Settings, topics: tuple[TopicSpec, ...] | None = None,
+                        repair: bool = False) -> list[str]:
+    """Create the missing topics with their partition counts (by default every topic of the
+    settings' consumer group, faust's changelogs included); return the names created.
+
+    A topic with another partition count (auto-created by some client after the development broker
+    lost its topics) is an error, or with `repair` deleted and created again: it cannot be used as
+    it is, since its partitions would not line up with the patient keys' and the tables'."""
+    wanted = topics if topics is not None else group_topics(settings.app_id)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10000)
     for attempt in range(50):
         try:
@@ -183,8 +193,18 @@ async def ensure_topics(settings: Settings, topics: tuple[TopicSpec, ...] = ALL_
                 raise
             await asyncio.sleep(0.2)
     try:
-        existing = set(await admin.list_topics())
-        missing = [t for t in topics if t.name not in existing]
+        counts = await partition_counts(admin, [t.name for t in wanted])
+        wrong = [t for t in wanted if counts.get(t.name) not in (None, t.partitions)]
+        if wrong and not repair:
+            raise StackError("topics with the wrong partition count: " + ", ".join(
+                f"{t.name} has {counts[t.name]}, needs {t.partitions}" for t in wrong))
+        if wrong:
+            await admin.delete_topics([t.name for t in wrong])
+            for _ in range(100):  # deletion is asynchronous on some brokers
+                if not set(await admin.list_topics()) & {t.name for t in wrong}:
+                    break
+                await asyncio.sleep(0.1)
+        missing = [t for t in wanted if counts.get(t.name) is None or t in wrong]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
@@ -193,3 +213,12 @@ async def ensure_topics(settings: Settings, topics: tuple[TopicSpec, ...] = ALL_
         return [t.name for t in missing]
     finally:
         await admin.close()
+
+
+async def partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+    """Partition count of each of these topics that exists (asking never creates one)."""
+    existing = set(await admin.list_topics()) & set(names)
+    if not existing:
+        return {}
+    described = await admin.describe_topics(sorted(existing))
+    return {d["topic"]: len(d["partitions"]) for d in described if d["error_code"] == 0}

@@ -1,0 +1,56 @@
+"""The topic guard: a worker notices that the broker lost its topics (the development broker keeps
+them in memory, so a restart loses all of them and every consumer group's offsets), creates them
+again with their partition counts and restarts itself, so that it consumes only from topics that
+are right. No client of ours creates a topic by naming it (`rtm.kafka.forbid_topic_auto_creation`),
+so nothing can come back with the broker's default partition count in the meantime."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+from aiokafka.admin import AIOKafkaAdminClient
+
+from processors.app import app, settings
+from processors.resilience import HEALTH, guarded, retry
+from rtm.stack.broker import ensure_topics, partition_counts
+from rtm.topics import group_topics
+
+log = logging.getLogger(__name__)
+RESTART_EXIT_CODE = 75  # EX_TEMPFAIL: restart me
+restart_requested = False
+
+
+async def _wrong_topics() -> list[str]:
+    wanted = group_topics(settings.app_id)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000)
+    await admin.start()
+    try:
+        counts = await partition_counts(admin, [t.name for t in wanted])
+    finally:
+        await admin.close()
+    return [f"{t.name} ({counts.get(t.name, 'missing')})" for t in wanted if counts.get(t.name) != t.partitions]
+
+
+@app.timer(interval=settings.topic_check_interval_s)
+@guarded("topic-guard", settings.retry_max_backoff_s)
+async def guard_topics() -> None:
+    global restart_requested
+    if restart_requested:
+        return
+    wrong = await retry("broker", _wrong_topics, settings.retry_max_backoff_s)
+    if not wrong:
+        return
+    if settings.broker_flavour != "tansu" and any("missing" not in w for w in wrong):
+        # On Apache Kafka a topic is never lost by a restart, and one whose partition count changed
+        # is an operator's decision to undo, not the worker's: say so and keep running.
+        HEALTH.failing["topics"] = "wrong partition counts: " + ", ".join(wrong)
+        return
+    restart_requested = True
+    log.error("the broker lost or changed topics of this group (%s): recreating them and restarting",
+              ", ".join(wrong))
+    created = await retry("broker", lambda: ensure_topics(settings, repair=True), settings.retry_max_backoff_s)
+    log.error("created %s; restarting to consume from them afresh", ", ".join(created) or "nothing")
+    HEALTH.failing["topics"] = "the broker lost its topics; restarting"
+    os.kill(os.getpid(), signal.SIGTERM)

@@ -1,0 +1,71 @@
+"""The deployment files agree with the code: the commands they run exist, the settings they set
+exist, the probes ask the endpoints a worker serves (tests/pipeline/test_resilience.py asks a real
+worker the same), and the stop limits outlast the worker's."""
+
+from __future__ import annotations
+
+import configparser
+import shlex
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rtm.cli import build_parser
+from rtm.settings import PROJECT_ROOT, Settings
+
+DEPLOY = PROJECT_ROOT / "deploy"
+WORKER_ENDPOINTS = {"/live/", "/ready/"}
+
+
+def _settings_names() -> set[str]:
+    return {f"RTM_{name.upper()}" for name in Settings.model_fields}
+
+
+def _unit(path: Path) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(path.read_text())
+    return parser
+
+
+def test_systemd_units_run_a_real_command_restart_always_and_outlast_the_stop_timeout() -> None:
+    unit = _unit(DEPLOY / "systemd" / "rtm-worker@.service")
+    service = unit["Service"]
+    argv = shlex.split(service["ExecStart"])
+    assert argv[0].endswith("/rtm")
+    args = build_parser().parse_args(argv[1:])
+    assert args.command == "worker" and not args.supervise
+    assert service["Restart"] == "always"
+    assert unit["Unit"]["StartLimitIntervalSec"] == "0"
+    assert int(service["TimeoutStopSec"]) > Settings().worker_stop_timeout_s
+    probe = _unit(DEPLOY / "systemd" / "rtm-worker-liveness@.service")["Service"]["ExecStart"]
+    assert "/live/" in probe and "systemctl restart rtm-worker@%i.service" in probe
+    timer = _unit(DEPLOY / "systemd" / "rtm-worker-liveness@.timer")["Timer"]
+    assert timer["Unit"] == "rtm-worker-liveness@%i.service"
+
+
+def test_systemd_environment_examples_name_only_real_settings() -> None:
+    for example in (DEPLOY / "systemd").glob("*.env.example"):
+        keys = {line.split("=", 1)[0] for line in example.read_text().splitlines()
+                if line.strip() and not line.startswith("#")}
+        assert keys <= _settings_names(), (example.name, keys - _settings_names())
+
+
+def test_kubernetes_probes_ask_the_workers_endpoints_on_its_port() -> None:
+    docs: list[dict[str, Any]] = list(yaml.safe_load_all((DEPLOY / "kubernetes" / "worker.yaml").read_text()))
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = build_parser().parse_args(container["command"][1:])
+    assert container["command"][0] == "rtm" and args.command == "worker" and not args.supervise
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert set(env) <= _settings_names(), set(env) - _settings_names()
+    (port,) = container["ports"]
+    assert port["name"] == "web" and str(port["containerPort"]) == env["RTM_WORKER_WEB_PORT"]
+    assert env["RTM_WORKER_WEB_HOST"] == "0.0.0.0"  # probes come from the kubelet, not loopback
+    probes = {k: container[k]["httpGet"] for k in ("startupProbe", "livenessProbe", "readinessProbe")}
+    assert {p["path"] for p in probes.values()} == WORKER_ENDPOINTS
+    assert probes["livenessProbe"]["path"] == "/live/" and probes["readinessProbe"]["path"] == "/ready/"
+    assert all(p["port"] == "web" for p in probes.values())
+    assert pod["terminationGracePeriodSeconds"] > float(env["RTM_WORKER_STOP_TIMEOUT_S"])
