@@ -40,6 +40,13 @@ def _with_services(fn: Callable[..., Awaitable[T]], publisher: bool = False) -> 
     return asyncio.run(run())
 
 
+def _emitter(pub: Any) -> Any:
+    from ingest.enrolment import Emitter
+    from ingest.settings import get_gateway_settings
+
+    return Emitter(pub, get_gateway_settings().acceptance == "outbox")
+
+
 def _problem_exit(exc: Exception) -> int:
     print(f"error: {exc}", file=sys.stderr)
     return 1
@@ -106,7 +113,7 @@ def cmd_enrol_device(args: argparse.Namespace) -> int:
     )
 
     async def run(store: Any, pub: Any, pepper: bytes) -> Any:
-        return await enrol(store, pub, pepper, args.clinic, req, created_by="cli")
+        return await enrol(store, _emitter(pub), pepper, args.clinic, req, created_by="cli")
 
     try:
         e = _with_services(run, publisher=True)
@@ -123,7 +130,7 @@ def cmd_enrol_revoke(args: argparse.Namespace) -> int:
     from ingest.enrolment import revoke
 
     async def run(store: Any, pub: Any, pepper: bytes) -> Any:
-        return await revoke(store, pub, args.credential_id, None, args.reason)
+        return await revoke(store, _emitter(pub), args.credential_id, None, args.reason)
 
     try:
         _with_services(run, publisher=True)

@@ -8,6 +8,8 @@ from starlette.requests import Request
 
 from device_adapters.cloud.polar import PolarClient
 from ingest.auth import Authenticator
+from ingest.enrolment import Emitter
+from ingest.outbox import Relay
 from ingest.problems import Problem, retry_after
 from ingest.publisher import Publisher
 from ingest.ratelimit import TokenBucketLimiter
@@ -28,6 +30,12 @@ class Gateway:
     pepper: bytes
     polar: PolarClient | None
     sync_db: SyncPools
+    relay: Relay | None = None  # None: acceptance by broker acknowledgement (settings.acceptance)
+
+    def emitter(self) -> Emitter:
+        return Emitter(
+            self.publisher, self.relay is not None, self.relay, self.config.outbox_republish_after_s
+        )
 
     def rate_limit(self, key: str) -> None:
         wait = self.limiter.acquire(key)

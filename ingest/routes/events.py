@@ -92,5 +92,5 @@ async def upload_events(request: Request) -> Response:
             extra={"limit_events": cfg.max_events_per_request},
         )
     events = validate_batch(items, cred, cfg.clock_skew_s)
-    results = await accept(gw.store, gw.publisher, events, cfg.retry_after_s)
+    results = await accept(gw.store, gw.publisher, gw.relay, cfg, events)
     return accepted_response(summary(results, request_id(request)))

@@ -185,7 +185,7 @@ async def _upload(
     )
     if errors:
         raise batch_problem(errors, len(items) + len(deleted))
-    results = await accept(gw.store, gw.publisher, events, gw.config.retry_after_s)
+    results = await accept(gw.store, gw.publisher, gw.relay, gw.config, events)
     return accepted_response(summary(results, request_id(request), pointers, unknown))
 
 

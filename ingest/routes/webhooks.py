@@ -85,7 +85,7 @@ async def polar_webhook(request: Request) -> Response:
         checked = check_item(i, interval, cred, now, skew)
         if isinstance(checked, Event):
             events.append(checked)
-    results = await accept(gw.store, gw.publisher, events, gw.config.retry_after_s)
+    results = await accept(gw.store, gw.publisher, gw.relay, gw.config, events)
     accepted = sum(1 for r in results if r.status == "accepted")
     return _ok(
         request,

@@ -15,6 +15,7 @@ from faust.types import EventT
 from processors import metrics
 from processors.app import TOPICS, settings
 from processors.deadletter import dead_letter
+from processors.sink.outbox import marks
 from processors.sink.postgres import Conn, PostgresSink
 from rtm import topics
 from rtm.contract import DecodeError, Event, decode
@@ -68,7 +69,8 @@ async def store(name: str, decoded: Sequence[tuple[EventT[Any], E]], work: Calla
     delay = 0.5
     while True:
         try:
-            await sink.run_async(name, lambda conn: work(conn, [e for _, e in decoded]), len(decoded))
+            await sink.run_async(name, lambda conn: work(conn, [e for _, e in decoded]), len(decoded),
+                                 stored=marks([(e.id, ev.message.value) for ev, e in decoded]))
             return
         except psycopg.OperationalError as exc:
             log.warning("database unavailable for %s (%s); retrying in %.1f s", name, type(exc).__name__, delay)
@@ -78,11 +80,14 @@ async def store(name: str, decoded: Sequence[tuple[EventT[Any], E]], work: Calla
             break
     for ev, event in decoded:
         try:
-            await sink.run_async(name, lambda conn, e=event: work(conn, [e]), 1)  # type: ignore[misc]
+            await sink.run_async(name, lambda conn, e=event: work(conn, [e]), 1,  # type: ignore[misc]
+                                 stored=marks([(event.id, ev.message.value)]))
         except psycopg.OperationalError:
             raise  # unreachable database mid-fallback: crash and be redelivered, never drop
         except psycopg.Error as exc:
             await send_dead_letter(ev, "rejected_by_database", exc.diag.message_primary or type(exc).__name__)
+            # Dead-lettered is settled too: republishing cannot make the database take it.
+            await sink.run_async("outbox", lambda conn: None, 0, stored=marks([(event.id, ev.message.value)]))
 
 
 def ack(events: Sequence[EventT[Any]]) -> None:

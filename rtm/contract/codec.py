@@ -10,6 +10,7 @@ exactly round-trippable. Every other event is one JSON object with its `kind`.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from typing import Any
 
@@ -30,6 +31,12 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (ImuBatch, ActivityInterval, SessionMarker, DeviceAssignment, TimezoneChange, TherapistTimeEntry)
 }
+
+
+def content_digest(value: bytes) -> bytes:
+    """BLAKE2b-128 of an encoded event: what the gateway's dedup record and outbox keep, and what
+    the sink matches when it marks an outbox row stored (same id, same content)."""
+    return hashlib.blake2b(value, digest_size=16).digest()
 
 
 class DecodeError(ValueError):
