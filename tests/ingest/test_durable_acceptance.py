@@ -1,0 +1,131 @@
+"""Durable acceptance (the outbox, the default mode): 2xx means the event is in PostgreSQL and will
+reach the database tables even if the broker loses everything. Real broker (a private one, so
+that stopping it touches no other test), real database, real worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from processors.supervisor import WorkerProcess, start_worker
+from rtm.settings import Settings
+from rtm.stack.broker import PrivateBroker, free_port
+from rtm.topics import RAW_IMU
+from tests.device_adapters.polar_fake import PolarFake
+from tests.ingest.conftest import build_client, enrol, frames, imu_batch, make_care
+from tests.pipeline.helpers import wait_for
+
+pytestmark = pytest.mark.integration
+FRAME = "application/vnd.rtm.imu-frame"
+
+
+@pytest.fixture()
+def broker(db_settings: Settings) -> Iterator[PrivateBroker]:
+    b = PrivateBroker(db_settings).start()
+    yield b
+    b.stop()
+
+
+def _fast(settings: Settings) -> Settings:
+    return settings.model_copy(update={"app_id": f"{settings.app_id}-outbox-{uuid.uuid4().hex[:4]}",
+                                       "analysis_quiet_s": 3600.0})
+
+
+def _partitions(settings: Settings, topic: str) -> int:
+    async def run() -> int:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            described = await admin.describe_topics([topic])
+            return len(described[0]["partitions"])
+        finally:
+            await admin.close()
+
+    return asyncio.run(run())
+
+
+def _stored(db: psycopg.Connection[Any], ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+    rows = db.execute(
+        "select event_id, count(*) from imu_batches where event_id = any(%s) group by event_id", (ids,)
+    ).fetchall()
+    return {r[0]: int(r[1]) for r in rows}
+
+
+def test_every_acknowledged_event_is_stored_once_across_a_broker_restart(
+    db_settings: Settings, broker: PrivateBroker, polar_fake: PolarFake, db: psycopg.Connection[Any]
+) -> None:
+    settings = _fast(broker.settings)
+    care = make_care(db_settings)
+    worker: WorkerProcess | None = start_worker(settings, port=free_port())
+    acknowledged: list[uuid.UUID] = []
+    statuses: dict[int, int] = {}
+    stop = threading.Event()
+    try:
+        with build_client(settings, polar_fake, publish_timeout_s=1.0, outbox_republish_after_s=2.0,
+                          outbox_poll_s=0.2, outbox_failure_backoff_max_s=1.0) as client:
+            dev = enrol(client, care)
+            t0 = datetime.now(UTC) - timedelta(hours=2)
+
+            def load() -> None:
+                i = 0
+                while not stop.is_set():
+                    batch = imu_batch(dev, t0=t0 + timedelta(seconds=3 * i), n=200, stream="restart")
+                    r = client.post("/v1/events", content=frames(batch),
+                                    headers={**dev.headers, "Content-Type": FRAME})
+                    statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                    if r.status_code == 202:
+                        acknowledged.append(batch.id)
+                    i += 1
+                    time.sleep(0.02)
+
+            loader = threading.Thread(target=load, daemon=True)
+            loader.start()
+            time.sleep(2.0)
+            # The worker falls behind (here: dies), so acknowledged events sit in the broker only;
+            # then the broker goes, losing its memory-only topics, while uploads continue.
+            worker.kill()
+            worker = None
+            time.sleep(1.0)
+            at_stop = len(acknowledged)
+            broker.stop()
+            time.sleep(2.0)
+            during = len(acknowledged) - at_stop
+            broker.start()
+            worker = start_worker(settings, port=free_port())
+            time.sleep(2.0)
+            stop.set()
+            loader.join(timeout=30)
+            assert during > 0, "uploads must be accepted while the broker is down"
+            assert statuses.get(202, 0) == len(acknowledged) and set(statuses) == {202}, statuses
+
+            ids = list(acknowledged)
+            stored = wait_for(lambda: _stored(db, ids), lambda s: len(s) == len(set(ids)), timeout=90)
+            assert set(stored) == set(ids)
+            assert all(n == 1 for n in stored.values())
+            assert len(ids) == len(set(ids))
+            # The outbox knows every one of them is stored, and so did the enrolment's assignment.
+            unstored = db.execute(
+                "select count(*) from ingest_outbox where event_id = any(%s) and stored_at is null", (ids,)
+            ).fetchone()
+            assert unstored is not None and unstored[0] == 0
+            assigned = db.execute(
+                "select count(*) from device_assignments where device_id = %s", (dev.device_id,)
+            ).fetchone()
+            assert assigned is not None and assigned[0] == 1
+            assert _partitions(settings, RAW_IMU.name) == RAW_IMU.partitions
+            metrics = client.get("/metrics").text
+            assert "rtm_ingest_outbox_depth" in metrics
+            assert "rtm_ingest_outbox_oldest_unstored_seconds" in metrics
+    finally:
+        stop.set()
+        if worker is not None:
+            worker.stop()
