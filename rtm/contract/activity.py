@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from rtm.contract.base import AwareDatetime, Event, Identifier, time_key
+from rtm.contract.base import AwareDatetime, Event, Identifier, Storable, time_key
 
 ActivitySource = Literal["device", "health_connect", "healthkit", "vendor_cloud", "derived"]
 MAX_INTERVAL = timedelta(days=1)
@@ -26,7 +26,7 @@ class ActivityInterval(Event):
     source: ActivitySource
     # The source's own record id (Health Connect metadata id, HealthKit UUID, vendor id), when it
     # has one: part of the event id so that an edited record keeps its identity.
-    source_record_id: Annotated[str, Field(max_length=128)] | None = None
+    source_record_id: Annotated[str, Field(max_length=128), Storable] | None = None
     start: AwareDatetime
     end: AwareDatetime
     steps: Annotated[int, Field(ge=0)]
