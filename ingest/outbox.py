@@ -78,10 +78,11 @@ async def write(conn: AsyncConnection[Any], rows: Sequence[OutboxRow], first_ret
     path first looks at them `first_retry_s` later (the fast path publishes them before)."""
     if not rows:
         return
+    # Binary parameters: bytea arrays in the text format cost ~10x the CPU (hex escaping both ways).
     await conn.execute(
         """insert into ingest_outbox as o (event_id, digest, topic, key, value, next_attempt_at)
-           select e, d, t, k, v, now() + make_interval(secs => %s)
-             from unnest(%s::uuid[], %s::bytea[], %s::text[], %s::bytea[], %s::bytea[]) as u(e, d, t, k, v)
+           select e, d, t, k, v, now() + make_interval(secs => %b)
+             from unnest(%b::uuid[], %b::bytea[], %b::text[], %b::bytea[], %b::bytea[]) as u(e, d, t, k, v)
            on conflict (event_id) do update
               set digest = excluded.digest, topic = excluded.topic, key = excluded.key,
                   value = excluded.value, created_at = now(), attempts = 0,
@@ -99,8 +100,8 @@ async def ensure_present(conn: AsyncConnection[Any], rows: Sequence[OutboxRow], 
         return
     await conn.execute(
         """insert into ingest_outbox (event_id, digest, topic, key, value, next_attempt_at)
-           select e, d, t, k, v, now() + make_interval(secs => %s)
-             from unnest(%s::uuid[], %s::bytea[], %s::text[], %s::bytea[], %s::bytea[]) as u(e, d, t, k, v)
+           select e, d, t, k, v, now() + make_interval(secs => %b)
+             from unnest(%b::uuid[], %b::bytea[], %b::text[], %b::bytea[], %b::bytea[]) as u(e, d, t, k, v)
            on conflict (event_id) do nothing""",
         (first_retry_s, *_columns(sorted(rows, key=lambda r: r.event_id))),
     )
@@ -180,8 +181,10 @@ class Relay:
     async def _defer(self, rows: list[OutboxRow], delay_s: float) -> None:
         async with self.pool.connection() as conn:
             await conn.execute(
-                "update ingest_outbox set next_attempt_at = now() + make_interval(secs => %s) "
-                "where event_id = any(%s) and stored_at is null",
+                # A publish the broker refused does not count: the republish back-off measures
+                # how long published events went unstored, not how long the broker was away.
+                "update ingest_outbox set next_attempt_at = now() + make_interval(secs => %s), "
+                "attempts = greatest(attempts - 1, 0) where event_id = any(%s) and stored_at is null",
                 (delay_s, [r.event_id for r in rows]),
             )
 
@@ -213,6 +216,7 @@ class Relay:
                     "base": self.cfg.outbox_republish_after_s,
                     "max": self.cfg.outbox_republish_max_s,
                 },
+                binary=True,
             )
             return [OutboxRow(*r) for r in await cur.fetchall()]
 

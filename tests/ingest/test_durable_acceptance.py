@@ -15,22 +15,37 @@ from typing import Any
 import psycopg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from psycopg import sql
 
 from processors.supervisor import WorkerProcess, start_worker
+from rtm.db.migrate import migrate
 from rtm.settings import Settings
+from rtm.stack import postgres
 from rtm.stack.broker import PrivateBroker, free_port
 from rtm.topics import RAW_IMU
 from tests.device_adapters.polar_fake import PolarFake
 from tests.ingest.conftest import build_client, enrol, frames, imu_batch, make_care
-from tests.pipeline.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 FRAME = "application/vnd.rtm.imu-frame"
 
 
 @pytest.fixture()
-def broker(db_settings: Settings) -> Iterator[PrivateBroker]:
-    b = PrivateBroker(db_settings).start()
+def own_db(stack_settings: Settings) -> Iterator[Settings]:
+    """A database of this test's own: every gateway on a database relays its outbox, and the
+    session's gateway publishes to the session's broker, not to the one this test restarts."""
+    name = f"rtm_test_outbox_{uuid.uuid4().hex[:8]}"
+    settings = stack_settings.model_copy(update={"pg_database": name})
+    postgres.ensure_database(settings)
+    migrate(settings)
+    yield settings
+    with postgres.admin_connect(stack_settings) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+@pytest.fixture()
+def broker(own_db: Settings) -> Iterator[PrivateBroker]:
+    b = PrivateBroker(own_db).start()
     yield b
     b.stop()
 
@@ -53,6 +68,14 @@ def _partitions(settings: Settings, topic: str) -> int:
     return asyncio.run(run())
 
 
+def _worker(settings: Settings) -> WorkerProcess:
+    # A free port can be taken by another process before the worker binds it: try another one.
+    try:
+        return start_worker(settings, port=free_port())
+    except RuntimeError:
+        return start_worker(settings, port=free_port())
+
+
 def _stored(db: psycopg.Connection[Any], ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
     rows = db.execute(
         "select event_id, count(*) from imu_batches where event_id = any(%s) group by event_id", (ids,)
@@ -61,17 +84,19 @@ def _stored(db: psycopg.Connection[Any], ids: list[uuid.UUID]) -> dict[uuid.UUID
 
 
 def test_every_acknowledged_event_is_stored_once_across_a_broker_restart(
-    db_settings: Settings, broker: PrivateBroker, polar_fake: PolarFake, db: psycopg.Connection[Any]
+    own_db: Settings, broker: PrivateBroker, polar_fake: PolarFake
 ) -> None:
     settings = _fast(broker.settings)
-    care = make_care(db_settings)
-    worker: WorkerProcess | None = start_worker(settings, port=free_port())
+    care = make_care(own_db)
+    db = psycopg.connect(own_db.dsn("writer"), autocommit=True)
+    worker: WorkerProcess | None = _worker(settings)
     acknowledged: list[uuid.UUID] = []
     statuses: dict[int, int] = {}
     stop = threading.Event()
     try:
         with build_client(settings, polar_fake, publish_timeout_s=1.0, outbox_republish_after_s=2.0,
-                          outbox_poll_s=0.2, outbox_failure_backoff_max_s=1.0) as client:
+                          outbox_poll_s=0.2, outbox_failure_backoff_max_s=1.0,
+                          outbox_republish_max_s=5.0) as client:
             dev = enrol(client, care)
             t0 = datetime.now(UTC) - timedelta(hours=2)
 
@@ -92,6 +117,7 @@ def test_every_acknowledged_event_is_stored_once_across_a_broker_restart(
             time.sleep(2.0)
             # The worker falls behind (here: dies), so acknowledged events sit in the broker only;
             # then the broker goes, losing its memory-only topics, while uploads continue.
+            assert worker is not None
             worker.kill()
             worker = None
             time.sleep(1.0)
@@ -100,7 +126,7 @@ def test_every_acknowledged_event_is_stored_once_across_a_broker_restart(
             time.sleep(2.0)
             during = len(acknowledged) - at_stop
             broker.start()
-            worker = start_worker(settings, port=free_port())
+            worker = _worker(settings)
             time.sleep(2.0)
             stop.set()
             loader.join(timeout=30)
@@ -108,8 +134,18 @@ def test_every_acknowledged_event_is_stored_once_across_a_broker_restart(
             assert statuses.get(202, 0) == len(acknowledged) and set(statuses) == {202}, statuses
 
             ids = list(acknowledged)
-            stored = wait_for(lambda: _stored(db, ids), lambda s: len(s) == len(set(ids)), timeout=90)
-            assert set(stored) == set(ids)
+            deadline = time.monotonic() + 90
+            while len(stored := _stored(db, ids)) < len(set(ids)) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            missing = set(ids) - set(stored)
+            state = db.execute(
+                "select attempts, next_attempt_at - now(), published_at is not null, stored_at is not null, "
+                "now() - created_at from ingest_outbox where event_id = any(%s) limit 5", (list(missing),)
+            ).fetchall()
+            assert not missing, (
+                f"{len(missing)} of {len(set(ids))} acknowledged events never stored; outbox rows: {state}; "
+                f"partitions: {_partitions(settings, RAW_IMU.name)}"
+            )
             assert all(n == 1 for n in stored.values())
             assert len(ids) == len(set(ids))
             # The outbox knows every one of them is stored, and so did the enrolment's assignment.
@@ -127,5 +163,6 @@ def test_every_acknowledged_event_is_stored_once_across_a_broker_restart(
             assert "rtm_ingest_outbox_oldest_unstored_seconds" in metrics
     finally:
         stop.set()
+        db.close()
         if worker is not None:
             worker.stop()
