@@ -160,7 +160,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         store = await Store.open(s, max_size=cfg.db_pool_max, acquire_timeout_s=cfg.db_acquire_timeout_s)
-        sync_db = await asyncio.to_thread(SyncPools.open, s, max(2, cfg.db_pool_max // 2))
+        sync_db = await asyncio.to_thread(
+            SyncPools.open, s, max(2, cfg.db_pool_max // 2), cfg.db_acquire_timeout_s
+        )
         publisher = await Publisher.start(s, cfg.publish_timeout_s)
         relay = Relay(store.pool, publisher, s, cfg) if cfg.acceptance == "outbox" else None
         http = polar_http or httpx.AsyncClient()
@@ -170,7 +172,15 @@ def create_app(
             config=cfg,
             store=store,
             publisher=publisher,
-            auth=Authenticator(store, pepper, cfg.auth_cache_ttl_s),
+            auth=Authenticator(
+                store,
+                pepper,
+                cfg.auth_cache_ttl_s,
+                cfg.auth_negative_ttl_s,
+                failures=TokenBucketLimiter(cfg.auth_failure_rate_per_s, cfg.auth_failure_burst),
+                clinic_limit=TokenBucketLimiter(cfg.clinic_rate_per_s, cfg.clinic_burst),
+            ),
+            ip_limiter=TokenBucketLimiter(cfg.ip_rate_per_s, cfg.ip_burst),
             limiter=TokenBucketLimiter(cfg.rate_per_s, cfg.burst),
             pepper=pepper,
             polar=PolarClient(http, cfg.polar_api_base, cfg.vendor_fetch_timeout_s)

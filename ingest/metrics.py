@@ -28,3 +28,4 @@ OUTBOX_PUBLISHED = Counter(
 )
 OUTBOX_FAILURES = Counter("rtm_ingest_outbox_publish_failures_total", "outbox rows the broker did not acknowledge")
 OUTBOX_PRUNED = Counter("rtm_ingest_outbox_pruned_total", "stored outbox rows deleted after the retention")
+AUTH_LOOKUPS = Counter("rtm_ingest_auth_lookups_total", "credential lookups in the database, by kind", ["kind"])

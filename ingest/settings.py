@@ -23,14 +23,26 @@ class GatewaySettings(BaseSettings):
 
     # --- limits -----------------------------------------------------------------------------
     max_body_bytes: int = Field(default=16 * MIB, description="request body as sent (413 above)")
-    # gzip bombs: the decompressed body is capped too (413 above)
-    max_decoded_bytes: int = Field(default=64 * MIB)
+    # gzip bombs: the decompressed body is capped at what the largest acceptable batch holds, the
+    # same as an uncompressed body (413 above); inflating stops there.
+    max_decoded_bytes: int = Field(default=16 * MIB)
+    # Bodies from this size on are inflated, parsed and validated in a worker thread, off the event loop.
+    offload_bytes: int = 64 * 1024
     max_events_per_request: int = 5000
     # Devices' clocks drift: instants up to this far in the future (and before enrolment) pass.
     clock_skew_s: float = 300.0
     # Per-device token bucket: `rate_per_s` requests per second sustained, bursts up to `burst`.
     rate_per_s: float = 5.0
     burst: int = 60
+
+    # Per clinic API key (clinic routes), and per client address on routes without a credential.
+    clinic_rate_per_s: float = 20.0
+    clinic_burst: int = 200
+    ip_rate_per_s: float = 20.0
+    ip_burst: int = 100
+    # Failed authentications per client address before unknown tokens get 429 without a lookup.
+    auth_failure_rate_per_s: float = 1.0
+    auth_failure_burst: int = 20
 
     # --- authentication ---------------------------------------------------------------------
     # Key of the HMAC that turns token secrets into stored digests. Unset: a random one is made
@@ -39,6 +51,8 @@ class GatewaySettings(BaseSettings):
     # How long a verified credential is trusted without asking the database again: the upper
     # bound on how late a revocation done on another gateway instance takes effect.
     auth_cache_ttl_s: float = 5.0
+    # How long an id the database does not know is answered 401 without asking it again.
+    auth_negative_ttl_s: float = 60.0
 
     # --- broker -----------------------------------------------------------------------------
     # Longest wait for the broker's acknowledgement before answering 503 (never accept and drop).
@@ -68,7 +82,7 @@ class GatewaySettings(BaseSettings):
     # (about 10 minutes of the ingest benchmark's load), and the outbox must not fill the disk.
     outbox_max_depth: int = 200_000
     # Longest wait for a database connection before answering 503 (the database is down or saturated).
-    db_acquire_timeout_s: float = 1.0
+    db_acquire_timeout_s: float = 0.5
 
     # --- vendor clouds ----------------------------------------------------------------------
     polar_webhook_secret: SecretStr | None = None

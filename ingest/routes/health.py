@@ -22,6 +22,7 @@ async def healthz() -> Response:
 @router.get("/readyz", summary="Readiness: the database and the broker answer")
 async def readyz(request: Request) -> Response:
     gw = gateway(request)
+    gw.limit_address(request)  # it queries the database and the broker: not free to call
     checks: dict[str, str] = {}
     try:
         await gw.store.ping()
@@ -41,5 +42,6 @@ async def readyz(request: Request) -> Response:
 
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
-async def metrics() -> Response:
+async def metrics(request: Request) -> Response:
+    gateway(request).limit_address(request)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

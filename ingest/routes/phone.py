@@ -21,7 +21,7 @@ from device_adapters.context import DeviceContext
 from device_adapters.phone import health_connect as hc
 from device_adapters.phone import healthkit as hk
 from ingest.acceptance import accept, summary
-from ingest.bodies import decode_content, media_type, parse_json, read_body
+from ingest.bodies import content_encoding, decode_bytes, media_type, off_loop, parse_json, read_body
 from ingest.problems import Problem
 from ingest.routes.events import UPLOAD_RESPONSES, accepted_response
 from ingest.state import Gateway, gateway, request_id
@@ -38,8 +38,11 @@ async def _document(request: Request, gw: Gateway) -> dict[str, Any]:
     if media_type(request) != "application/json":
         raise Problem(415, "unsupported-media-type", "send application/json")
     cfg = gw.config
-    doc = parse_json(
-        decode_content(request, await read_body(request, cfg.max_body_bytes), cfg.max_decoded_bytes)
+    raw = await read_body(request, cfg.max_body_bytes)
+    encoding = content_encoding(request)
+    size = len(raw) if encoding in ("", "identity") else 1 << 62  # compressed: size unknown, offload
+    doc = await off_loop(
+        size, cfg.offload_bytes, lambda: parse_json(decode_bytes(encoding, raw, cfg.max_decoded_bytes))
     )
     if not isinstance(doc, dict):
         raise Problem(400, "malformed-body", "the body must be a JSON object")

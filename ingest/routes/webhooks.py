@@ -40,6 +40,7 @@ def _ok(request: Request, outcome: str, **extra: object) -> Response:
 @router.post("/v1/webhooks/polar", summary="Polar AccessLink webhook (signed with Polar-Webhook-Signature)")
 async def polar_webhook(request: Request) -> Response:
     gw = gateway(request)
+    gw.limit_address(request)
     secret = gw.config.polar_webhook_secret
     if secret is None or gw.polar is None:
         raise Problem(404, "not-found", "the Polar integration is not configured")
