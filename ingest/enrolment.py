@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import psycopg
 from psycopg import AsyncConnection
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -113,6 +114,19 @@ class Emitter:
             await self.publisher.publish([row.outgoing()])  # best effort: the outbox has it anyway
 
 
+async def _insert_credential(conn: AsyncConnection[Any], values: tuple[Any, ...]) -> None:
+    try:
+        async with conn.transaction():  # a savepoint: the unique violation must not abort the caller
+            await conn.execute(
+                """insert into ingest_device_credentials (credential_id, device_id, patient_id, episode_id,
+                       clinic_id, body_site, valid_from, secret_hash, created_by)
+                   values (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                values,
+            )
+    except psycopg.errors.UniqueViolation:
+        raise Problem(409, "conflict", "the device is already enrolled; revoke that enrolment first") from None
+
+
 async def enrol(
     store: Store,
     emitter: Emitter,
@@ -139,8 +153,7 @@ async def enrol(
             (req.device_id, req.model_id, req.serial),
         )
         cur = await conn.execute(
-            "select credential_id from ingest_device_credentials where device_id = %s and revoked_at is null "
-            "for update",
+            "select credential_id from ingest_device_credentials where device_id = %s and revoked_at is null",
             (req.device_id,),
         )
         live = await cur.fetchone()
@@ -151,11 +164,9 @@ async def enrol(
                 "the device is already enrolled; revoke that enrolment first",
                 extra={"credential_id": live[0]},
             )
-        await conn.execute(
-            """insert into ingest_device_credentials (credential_id, device_id, patient_id, episode_id,
-                   clinic_id,
-                   body_site, valid_from, secret_hash, created_by)
-               values (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+        # A concurrent enrolment of the same device loses on the unique index of live credentials.
+        await _insert_credential(
+            conn,
             (
                 cred_id,
                 req.device_id,
@@ -199,7 +210,7 @@ async def revoke(
     async with store.pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
             """select device_id, patient_id, episode_id, clinic_id, body_site, valid_from, revoked_at
-                 from ingest_device_credentials where credential_id = %s for update""",
+                 from ingest_device_credentials where credential_id = %s""",
             (credential_id,),
         )
         row = await cur.fetchone()
@@ -217,11 +228,11 @@ async def revoke(
         if revoked_at is not None:
             return result
         now = datetime.now(UTC)
-        await conn.execute(
-            "update ingest_device_credentials set revoked_at = %s, revoked_reason = %s "
-            "where credential_id = %s",
-            (now, reason, credential_id),
-        )
+        # The writer role cannot update credentials; this function can only revoke a live one.
+        cur = await conn.execute("select ingest_revoke_device_credential(%s, %s, %s)", (credential_id, reason, now))
+        done = await cur.fetchone()
+        if done is None or not done[0]:
+            return result  # revoked meanwhile by another request: nothing more to announce
         pending = await emitter.in_transaction(
             conn,
             _assignment(credential_id, device_id, patient_id, episode_id, BodySite(site), "release", now),

@@ -56,7 +56,10 @@ class TimerOut(BaseModel):
 
 
 def _month(text: str) -> date:
-    return date.fromisoformat(text + "-01")
+    try:
+        return date.fromisoformat(text + "-01")
+    except ValueError:  # e.g. 2026-13: the pattern lets it through, the calendar does not
+        raise HTTPException(status_code=400, detail=f"month {text!r} is not a calendar month (YYYY-MM)") from None
 
 
 def _refuse(exc: timeentries.TimeEntryError) -> HTTPException:

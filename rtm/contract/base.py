@@ -67,7 +67,9 @@ class Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     kind: ClassVar[str]
-    schema_version: int = 1
+    # Numbers and flags are strict across the contract: "12" or 100.7 for a count is an error,
+    # not something to coerce (floats accept integers; datetimes, ids and enums parse from text).
+    schema_version: Annotated[int, Field(strict=True)] = 1
     event_id: uuid.UUID | None = None
     patient_id: Identifier
     provenance: Provenance

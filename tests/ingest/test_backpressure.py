@@ -5,6 +5,7 @@ in front of the real database, closed to take the database away and reopened to 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import socket
 import threading
@@ -137,25 +138,19 @@ class TcpRelay:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def close(self) -> None:
         if self._server is not None:
-            try:  # wakes the thread blocked in accept(); close() alone would leave it listening
+            with contextlib.suppress(OSError):  # wakes the thread blocked in accept(); close() would not
                 self._server.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             self._server.close()
             self._server = None
         with self._lock:
             for s in self._conns:
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 s.close()
             self._conns = []
 
