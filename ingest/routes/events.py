@@ -28,15 +28,17 @@ router = APIRouter(tags=["upload"])
 
 _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
-    202: {"description": "every event durably stored in Kafka (acks=all) or recognised as a duplicate"},
+    202: {"description": "every event committed to the outbox (relayed to Kafka until stored) or a duplicate"},
     400: {"description": "malformed body", **_PROBLEM},
     401: {"description": "missing or unknown device credential", **_PROBLEM},
     403: {"description": "revoked credential, or events outside the enrolment (by index)", **_PROBLEM},
     413: {"description": "body, decompressed body or event count over the limit", **_PROBLEM},
     415: {"description": "unsupported content type or encoding", **_PROBLEM},
+    409: {"description": "an event id accepted earlier with other content (by index); nothing accepted", **_PROBLEM},
     422: {"description": "invalid events, listed by index; nothing accepted", **_PROBLEM},
     429: {"description": "rate limited; see Retry-After", **_PROBLEM},
-    503: {"description": "broker unavailable; nothing lost, resend after Retry-After", **_PROBLEM},
+    503: {"description": "database (or, in broker mode, broker) unavailable; nothing accepted, resend after "
+          "Retry-After", **_PROBLEM},
 }
 
 

@@ -1,6 +1,6 @@
-"""The `broker` acceptance mode (Apache Kafka): a broker that dies while a client uploads gets 503 with
-Retry-After, nothing recorded as accepted,
-and the resend after recovery lands exactly once. Uses a private broker, never the shared one."""
+"""The `broker` acceptance mode (Apache Kafka): a broker that dies while a client uploads gets 503
+with Retry-After, nothing recorded as accepted, and the resend after recovery lands exactly once.
+Uses a private broker, never the shared one."""
 
 from __future__ import annotations
 
