@@ -28,6 +28,8 @@ class GatewaySettings(BaseSettings):
     max_decoded_bytes: int = Field(default=16 * MIB)
     # Bodies from this size on are inflated, parsed and validated in a worker thread, off the event loop.
     offload_bytes: int = 64 * 1024
+    # Phone uploads with this many records on are validated in a worker thread (about 5 ms of work).
+    offload_records: int = 200
     max_events_per_request: int = 5000
     # Devices' clocks drift: instants up to this far in the future (and before enrolment) pass.
     clock_skew_s: float = 300.0

@@ -161,17 +161,13 @@ async def _upload(
     pointers: list[str] = []
     errors: list[ItemError] = []
     now, skew = datetime.now(UTC), timedelta(seconds=gw.config.clock_skew_s)
-    _map(
-        items,
-        items_name,
-        model,
-        lambda r: to_event(r, ctx),
-        cred,
-        skew,
-        now,
-        events,
-        pointers,
-        errors,
+    # Validating thousands of records takes a while: large uploads are validated off the event loop.
+    await off_loop(
+        len(items),
+        gw.config.offload_records,
+        lambda: _map(
+            items, items_name, model, lambda r: to_event(r, ctx), cred, skew, now, events, pointers, errors
+        ),
     )
     ids = [deleted_id(v) for v in deleted]
     if errors:
