@@ -1,7 +1,7 @@
 """Vendor webhooks. Verification and parsing live in device_adapters; this route decides what is
 accepted. Polar AccessLink: PING -> 200; ACTIVITY_SUMMARY -> fetch that day's step samples,
-publish them as ActivityIntervals, 200 only after the broker acknowledged; 503 on a broker or
-AccessLink failure so that Polar delivers the notification again. Notifications for unknown or
+accept them as ActivityIntervals (ingest.acceptance), 200 only once accepted; 503 on a database,
+broker (broker mode) or AccessLink failure so that Polar delivers the notification again. Notifications for unknown or
 revoked users, and other event types, are acknowledged and ignored (counted in metrics)."""
 
 from __future__ import annotations
