@@ -16,7 +16,9 @@ import psycopg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
 
+from ingest.outbox import Relay
 from processors.supervisor import WorkerProcess, start_worker
 from rtm.db.migrate import migrate
 from rtm.settings import Settings
@@ -24,7 +26,7 @@ from rtm.stack import postgres
 from rtm.stack.broker import PrivateBroker, free_port
 from rtm.topics import RAW_IMU
 from tests.device_adapters.polar_fake import PolarFake
-from tests.ingest.conftest import build_client, enrol, frames, imu_batch, make_care
+from tests.ingest.conftest import build_client, enrol, frames, gateway_config, imu_batch, make_care
 
 pytestmark = pytest.mark.integration
 FRAME = "application/vnd.rtm.imu-frame"
@@ -166,3 +168,34 @@ def test_every_acknowledged_event_is_stored_once_across_a_broker_restart(
         db.close()
         if worker is not None:
             worker.stop()
+
+
+def test_relays_of_several_gateways_claim_disjoint_rows(own_db: Settings) -> None:
+    """Replicas scanning one outbox: each due row is claimed by exactly one relay at a time (FOR
+    UPDATE SKIP LOCKED, leased by moving next_attempt_at), and a claimed row is not due again."""
+    ids = [uuid.uuid4() for _ in range(300)]
+    with psycopg.connect(own_db.dsn("writer"), autocommit=True) as conn:
+        conn.execute(
+            """insert into ingest_outbox (event_id, digest, topic, key, value, next_attempt_at)
+               select e, '\\x00', 't', 'k', 'v', now() - interval '1 s' from unnest(%s::uuid[]) as e""",
+            (ids,),
+        )
+
+    async def run() -> list[list[uuid.UUID]]:
+        cfg = gateway_config(outbox_batch=100)
+        pools = [AsyncConnectionPool(own_db.dsn("writer"), min_size=1, max_size=2, open=False,
+                                     kwargs={"autocommit": True}) for _ in range(3)]
+        for p in pools:
+            await p.open(wait=True)
+        try:
+            relays = [Relay(p, None, own_db, cfg) for p in pools]  # type: ignore[arg-type]
+            claims = await asyncio.gather(*(r._claim() for r in relays for _ in range(2)))
+            again = await asyncio.gather(*(r._claim() for r in relays))
+            assert all(not c for c in again), "claimed rows must not be due again within their lease"
+            return [[row.event_id for row in c] for c in claims]
+        finally:
+            for p in pools:
+                await p.close()
+
+    claimed = [e for c in asyncio.run(run()) for e in c]
+    assert sorted(claimed) == sorted(ids)  # every row once, none twice
