@@ -126,8 +126,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         REJECTED.labels("database-unavailable").inc()
         retry = gateway(request).config.retry_after_s
         return problem_response(
-            Problem(503, "database-unavailable", "the database is unavailable; nothing was accepted, "
-                    "resend after Retry-After", headers=retry_after(retry)),
+            Problem(503, "database-unavailable", "the database is unavailable or saturated; nothing was "
+                    "accepted, resend after Retry-After", headers=retry_after(retry)),
             request_id(request),
         )
 

@@ -182,6 +182,10 @@ def test_database_down_gets_503_with_retry_after_within_a_second(
             billing = client.get("/v1/billing/summaries", headers={"Authorization": f"Bearer {care.clinic_token}"})
             assert billing.status_code == 503 and time.monotonic() - started < 1.5
             assert client.get("/healthz").status_code == 200
+            started = time.monotonic()
+            ready = client.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["checks"]["database"] != "ok"
+            assert time.monotonic() - started < 1.0
             relay.open()  # the database is back: uploads are accepted again
             deadline = time.monotonic() + 15
             while True:

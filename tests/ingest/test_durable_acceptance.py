@@ -125,7 +125,10 @@ def test_every_acknowledged_event_is_stored_once_across_a_broker_restart(
             time.sleep(1.0)
             at_stop = len(acknowledged)
             broker.stop()
-            time.sleep(2.0)
+            time.sleep(1.0)
+            ready = client.get("/readyz")  # the broker is away, acceptance is not: still ready
+            assert ready.status_code == 200 and ready.json()["checks"]["broker"] == "unreachable", ready.text
+            time.sleep(1.0)
             during = len(acknowledged) - at_stop
             broker.start()
             worker = _worker(settings)
