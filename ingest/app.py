@@ -14,8 +14,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,12 +26,13 @@ from device_adapters.cloud.polar import PolarClient
 from ingest.auth import Authenticator
 from ingest.log import configure_logging, request_id_var
 from ingest.metrics import LATENCY, REJECTED, REQUESTS
-from ingest.problems import Problem, problem_response
+from ingest.outbox import Relay
+from ingest.problems import Problem, problem_response, retry_after
 from ingest.publisher import Publisher
 from ingest.ratelimit import TokenBucketLimiter
 from ingest.routes import eligibility, enrolment, events, health, phone, webhooks
 from ingest.settings import GatewaySettings, get_gateway_settings
-from ingest.state import Gateway, request_id
+from ingest.state import Gateway, gateway, request_id
 from ingest.store import Store
 from ingest.syncdb import SyncPools
 from rtm.settings import Settings, get_settings
@@ -116,6 +119,18 @@ def _install_error_handlers(app: FastAPI) -> None:
             request_id(request),
         )
 
+    async def on_database_down(request: Request, exc: Exception) -> Response:
+        # No connection within the acquire timeout, or the connection broke: the database is down
+        # or saturated. Nothing was accepted; the client resends after Retry-After.
+        logging.getLogger("ingest.error").warning("database unavailable: %s", type(exc).__name__)
+        REJECTED.labels("database-unavailable").inc()
+        retry = gateway(request).config.retry_after_s
+        return problem_response(
+            Problem(503, "database-unavailable", "the database is unavailable or saturated; nothing was "
+                    "accepted, resend after Retry-After", headers=retry_after(retry)),
+            request_id(request),
+        )
+
     async def on_error(request: Request, exc: Exception) -> Response:
         # The stack, not the message: a database or validation error's message can quote row values.
         stack = "".join(traceback.format_tb(exc.__traceback__))
@@ -128,6 +143,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(PoolTimeout, on_database_down)
+    app.add_exception_handler(psycopg.OperationalError, on_database_down)
     app.add_exception_handler(Exception, on_error)
 
 
@@ -142,9 +159,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        store = await Store.open(s, max_size=cfg.db_pool_max)
-        sync_db = await asyncio.to_thread(SyncPools.open, s, max(2, cfg.db_pool_max // 2))
+        store = await Store.open(s, max_size=cfg.db_pool_max, acquire_timeout_s=cfg.db_acquire_timeout_s)
+        sync_db = await asyncio.to_thread(
+            SyncPools.open, s, max(2, cfg.db_pool_max // 2), cfg.db_acquire_timeout_s
+        )
         publisher = await Publisher.start(s, cfg.publish_timeout_s)
+        relay = Relay(store.pool, publisher, s, cfg) if cfg.acceptance == "outbox" else None
         http = polar_http or httpx.AsyncClient()
         pepper = cfg.pepper_bytes(s.secrets_dir)
         app.state.gateway = Gateway(
@@ -152,17 +172,30 @@ def create_app(
             config=cfg,
             store=store,
             publisher=publisher,
-            auth=Authenticator(store, pepper, cfg.auth_cache_ttl_s),
+            auth=Authenticator(
+                store,
+                pepper,
+                cfg.auth_cache_ttl_s,
+                cfg.auth_negative_ttl_s,
+                failures=TokenBucketLimiter(cfg.auth_failure_rate_per_s, cfg.auth_failure_burst),
+                clinic_limit=TokenBucketLimiter(cfg.clinic_rate_per_s, cfg.clinic_burst),
+            ),
+            ip_limiter=TokenBucketLimiter(cfg.ip_rate_per_s, cfg.ip_burst),
             limiter=TokenBucketLimiter(cfg.rate_per_s, cfg.burst),
             pepper=pepper,
             polar=PolarClient(http, cfg.polar_api_base, cfg.vendor_fetch_timeout_s)
             if cfg.polar_webhook_secret is not None
             else None,
             sync_db=sync_db,
+            relay=relay,
         )
+        if relay is not None:
+            relay.start()
         try:
             yield {}
         finally:
+            if relay is not None:
+                await relay.stop()
             await publisher.stop()
             await store.close()
             await asyncio.to_thread(sync_db.close)

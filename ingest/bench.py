@@ -1,8 +1,9 @@
 """Load benchmark of the gateway: uvicorn serving the real app on loopback, backed by a private
 Tansu broker and a scratch database on the local PostgreSQL; a load generator in a second process
 uploads binary IMU frames (one device's minute at 100 Hz per request) as fast as the gateway
-acknowledges them, then a baseline of one sample per request. Bounded in time and requests;
-loopback only. Ends with one JSON line: samples_per_s, p50_ms, p99_ms, baseline_samples_per_s."""
+accepts them (`--acceptance outbox|broker`), then a baseline of one sample per request. Bounded in
+time and requests; loopback only. Ends with one JSON line: samples_per_s, p50_ms, p99_ms,
+baseline_samples_per_s, acceptance."""
 
 from __future__ import annotations
 
@@ -231,7 +232,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--baseline-concurrency", type=int, default=16)
     p.add_argument("--max-requests", type=int, default=200_000)
+    p.add_argument(
+        "--acceptance",
+        choices=("outbox", "broker"),
+        default=None,
+        help="the gateway's acceptance mode (default: RTM_GATEWAY_ACCEPTANCE, else outbox)",
+    )
     args = p.parse_args(argv)
+    acceptance = args.acceptance or os.environ.get("RTM_GATEWAY_ACCEPTANCE", "outbox")
 
     base = get_settings()
     postgres.up(base)
@@ -251,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
                 "RTM_KAFKA_BOOTSTRAP": broker.settings.kafka_bootstrap,
                 "RTM_GATEWAY_PEPPER": PEPPER,
                 "RTM_GATEWAY_LOG_LEVEL": "warning",
+                "RTM_GATEWAY_ACCEPTANCE": acceptance,
             }
             gateway = subprocess.Popen(
                 [
@@ -322,8 +331,8 @@ def main(argv: list[str] | None = None) -> int:
 
     batched, baseline = results
     print(
-        f"ingest gateway on loopback: 1 uvicorn worker, private Tansu broker, {args.devices} devices, "
-        f"{os.cpu_count()} cores shared with the load generator"
+        f"ingest gateway on loopback ({acceptance} acceptance): 1 uvicorn worker, private Tansu broker, "
+        f"{args.devices} devices, {os.cpu_count()} cores shared with the load generator"
     )
     print(_table(results))
     gain = batched["samples_per_s"] / max(baseline["samples_per_s"], 1e-9)
@@ -339,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
                 "p50_ms": round(batched["p50_ms"], 2),
                 "p99_ms": round(batched["p99_ms"], 2),
                 "baseline_samples_per_s": round(baseline["samples_per_s"], 1),
+                "acceptance": acceptance,
             }
         ).decode()
     )

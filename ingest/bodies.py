@@ -3,8 +3,10 @@ decompressed size (413: no gzip bombs), and splitting a stream of concatenated I
 
 from __future__ import annotations
 
+import asyncio
 import zlib
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
@@ -13,6 +15,15 @@ from ingest.problems import Problem
 from rtm.contract.codec import DecodeError, frame_length
 
 IMU_FRAME_MEDIA_TYPE = "application/vnd.rtm.imu-frame"
+T = TypeVar("T")
+
+
+async def off_loop(size: int, threshold: int, work: Callable[[], T]) -> T:
+    """Run CPU-bound body work (gunzip, JSON parsing, validation) in a worker thread when the body
+    is large, so that one big or hostile request cannot stall every other request (/healthz too)."""
+    if size >= threshold:
+        return await asyncio.to_thread(work)
+    return work()
 
 
 def media_type(request: Request) -> str:
@@ -51,8 +62,16 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
+def content_encoding(request: Request) -> str:
+    return request.headers.get("content-encoding", "identity").strip().lower()
+
+
 def decode_content(request: Request, body: bytes, max_decoded: int) -> bytes:
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    return decode_bytes(content_encoding(request), body, max_decoded)
+
+
+def decode_bytes(encoding: str, body: bytes, max_decoded: int) -> bytes:
+    """Gunzip within `max_decoded` bytes: a bomb is cut off after that much work, not inflated."""
     if encoding in ("", "identity"):
         return body
     if encoding not in ("gzip", "x-gzip"):

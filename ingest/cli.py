@@ -21,14 +21,14 @@ from rtm.settings import get_settings
 T = TypeVar("T")
 
 
-def _with_services(fn: Callable[..., Awaitable[T]], publisher: bool = False) -> T:
+def _with_services(fn: Callable[..., Awaitable[T]], publisher: bool = False, owner: bool = False) -> T:
     from ingest.publisher import Publisher
     from ingest.settings import get_gateway_settings
     from ingest.store import Store
 
     async def run() -> T:
         s, cfg = get_settings(), get_gateway_settings()
-        store = await Store.open(s, max_size=2)
+        store = await Store.open(s, max_size=2, role="owner" if owner else "writer")
         pub = await Publisher.start(s, cfg.publish_timeout_s) if publisher else None
         try:
             return await fn(store, pub, cfg.pepper_bytes(s.secrets_dir))
@@ -38,6 +38,13 @@ def _with_services(fn: Callable[..., Awaitable[T]], publisher: bool = False) -> 
             await store.close()
 
     return asyncio.run(run())
+
+
+def _emitter(pub: Any) -> Any:
+    from ingest.enrolment import Emitter
+    from ingest.settings import get_gateway_settings
+
+    return Emitter(pub, get_gateway_settings().acceptance == "outbox")
 
 
 def _problem_exit(exc: Exception) -> int:
@@ -77,7 +84,7 @@ def cmd_clinic_key_create(args: argparse.Namespace) -> int:
         return await create_clinic_key(store, pepper, args.clinic_id, args.label)
 
     try:
-        key = _with_services(run)
+        key = _with_services(run, owner=True)
     except Exception as exc:  # the database explains (e.g. an unknown clinic)
         return _problem_exit(exc)
     print(f"key id: {key.key_id}\nclinic: {key.clinic_id}\ntoken (shown once): {key.token}")
@@ -88,7 +95,7 @@ def cmd_clinic_key_revoke(args: argparse.Namespace) -> int:
     async def run(store: Any, _: Any, pepper: bytes) -> bool:
         return bool(await store.revoke_clinic_key(args.key_id))
 
-    done = _with_services(run)
+    done = _with_services(run, owner=True)
     print("revoked" if done else "no such live key")
     return 0 if done else 1
 
@@ -106,7 +113,7 @@ def cmd_enrol_device(args: argparse.Namespace) -> int:
     )
 
     async def run(store: Any, pub: Any, pepper: bytes) -> Any:
-        return await enrol(store, pub, pepper, args.clinic, req, created_by="cli")
+        return await enrol(store, _emitter(pub), pepper, args.clinic, req, created_by="cli")
 
     try:
         e = _with_services(run, publisher=True)
@@ -123,7 +130,7 @@ def cmd_enrol_revoke(args: argparse.Namespace) -> int:
     from ingest.enrolment import revoke
 
     async def run(store: Any, pub: Any, pepper: bytes) -> Any:
-        return await revoke(store, pub, args.credential_id, None, args.reason)
+        return await revoke(store, _emitter(pub), args.credential_id, None, args.reason)
 
     try:
         _with_services(run, publisher=True)

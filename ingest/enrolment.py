@@ -1,25 +1,33 @@
 """Enrolling a device to a patient's episode (and revoking it), and clinic API keys. Shared by
 the HTTP routes and the CLI.
 
-An enrolment writes the credential (hashed) and publishes a DeviceAssignment in one step: the
-database transaction commits only after the broker acknowledged the assignment, so a failure
-leaves neither. The token is returned once and never stored.
+An enrolment writes the credential (hashed) and a DeviceAssignment in one step: in the outbox mode
+(default) the assignment goes into the outbox in the credential's transaction, and the relay
+publishes it until the sink stored it; in the broker mode the transaction commits only after the
+broker acknowledged the assignment. Either way a failure leaves neither. The token is returned
+once and never stored.
 """
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
+import psycopg
+from psycopg import AsyncConnection
 from pydantic import BaseModel, ConfigDict, Field
 
+from ingest import outbox
+from ingest.outbox import OutboxRow, Relay
 from ingest.problems import Problem, retry_after
 from ingest.publisher import Outgoing, Publisher
 from ingest.store import Store, episode_context
 from ingest.tokens import CLINIC_PREFIX, DEVICE_PREFIX, hash_secret, new_token
 from rtm.contract import BodySite, DeviceAssignment, encode
 from rtm.contract.base import AwareDatetime, Identifier
+from rtm.contract.codec import content_digest
 from rtm.topics import DEVICE_ASSIGNMENT
 
 
@@ -68,20 +76,60 @@ def _assignment(
     )
 
 
-async def _publish_or_503(publisher: Publisher, event: DeviceAssignment, retry_s: int) -> None:
-    out = Outgoing(DEVICE_ASSIGNMENT.name, event.key(), encode(event))
-    if not all(await publisher.publish([out])):
-        raise Problem(
-            503,
-            "broker-unavailable",
-            "the assignment could not be published; nothing was changed",
-            headers=retry_after(retry_s),
-        )
+@dataclass(frozen=True)
+class Emitter:
+    """How an enrolment's DeviceAssignment leaves: through the outbox (`outbox` True; `relay` is
+    this process's relay, None from the CLI) or straight to the broker."""
+
+    publisher: Publisher | None
+    outbox: bool
+    relay: Relay | None = None
+    republish_after_s: float = 30.0
+
+    async def in_transaction(
+        self, conn: AsyncConnection[Any], event: DeviceAssignment, retry_s: int
+    ) -> OutboxRow | None:
+        value = encode(event)
+        if self.outbox:
+            row = OutboxRow(event.id, content_digest(value), DEVICE_ASSIGNMENT.name, event.key(), value)
+            # Without a relay in this process (CLI), a gateway's retry path picks it up at once.
+            await outbox.write(conn, [row], self.republish_after_s if self.relay is not None else 0.0)
+            return row
+        out = Outgoing(DEVICE_ASSIGNMENT.name, event.key(), value)
+        if self.publisher is None or not all(await self.publisher.publish([out])):
+            raise Problem(
+                503,
+                "broker-unavailable",
+                "the assignment could not be published; nothing was changed",
+                headers=retry_after(retry_s),
+            )
+        return None
+
+    async def after_commit(self, row: OutboxRow | None) -> None:
+        if row is None:
+            return
+        if self.relay is not None:
+            self.relay.submit([row])
+        elif self.publisher is not None:
+            await self.publisher.publish([row.outgoing()])  # best effort: the outbox has it anyway
+
+
+async def _insert_credential(conn: AsyncConnection[Any], values: tuple[Any, ...]) -> None:
+    try:
+        async with conn.transaction():  # a savepoint: the unique violation must not abort the caller
+            await conn.execute(
+                """insert into ingest_device_credentials (credential_id, device_id, patient_id, episode_id,
+                       clinic_id, body_site, valid_from, secret_hash, created_by)
+                   values (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                values,
+            )
+    except psycopg.errors.UniqueViolation:
+        raise Problem(409, "conflict", "the device is already enrolled; revoke that enrolment first") from None
 
 
 async def enrol(
     store: Store,
-    publisher: Publisher,
+    emitter: Emitter,
     pepper: bytes,
     clinic_id: str,
     req: EnrolmentRequest,
@@ -105,8 +153,7 @@ async def enrol(
             (req.device_id, req.model_id, req.serial),
         )
         cur = await conn.execute(
-            "select credential_id from ingest_device_credentials where device_id = %s and revoked_at is null "
-            "for update",
+            "select credential_id from ingest_device_credentials where device_id = %s and revoked_at is null",
             (req.device_id,),
         )
         live = await cur.fetchone()
@@ -117,11 +164,9 @@ async def enrol(
                 "the device is already enrolled; revoke that enrolment first",
                 extra={"credential_id": live[0]},
             )
-        await conn.execute(
-            """insert into ingest_device_credentials (credential_id, device_id, patient_id, episode_id,
-                   clinic_id,
-                   body_site, valid_from, secret_hash, created_by)
-               values (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+        # A concurrent enrolment of the same device loses on the unique index of live credentials.
+        await _insert_credential(
+            conn,
             (
                 cred_id,
                 req.device_id,
@@ -134,13 +179,14 @@ async def enrol(
                 created_by,
             ),
         )
-        await _publish_or_503(
-            publisher,
+        row = await emitter.in_transaction(
+            conn,
             _assignment(
                 cred_id, req.device_id, req.patient_id, req.episode_id, req.body_site, "assign", valid_from
             ),
             retry_s,
         )
+    await emitter.after_commit(row)
     return Enrolment(
         credential_id=cred_id,
         token=token,
@@ -154,7 +200,7 @@ async def enrol(
 
 async def revoke(
     store: Store,
-    publisher: Publisher,
+    emitter: Emitter,
     credential_id: str,
     clinic_id: str | None,
     reason: str | None,
@@ -164,7 +210,7 @@ async def revoke(
     async with store.pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
             """select device_id, patient_id, episode_id, clinic_id, body_site, valid_from, revoked_at
-                 from ingest_device_credentials where credential_id = %s for update""",
+                 from ingest_device_credentials where credential_id = %s""",
             (credential_id,),
         )
         row = await cur.fetchone()
@@ -182,16 +228,17 @@ async def revoke(
         if revoked_at is not None:
             return result
         now = datetime.now(UTC)
-        await conn.execute(
-            "update ingest_device_credentials set revoked_at = %s, revoked_reason = %s "
-            "where credential_id = %s",
-            (now, reason, credential_id),
-        )
-        await _publish_or_503(
-            publisher,
+        # The writer role cannot update credentials; this function can only revoke a live one.
+        cur = await conn.execute("select ingest_revoke_device_credential(%s, %s, %s)", (credential_id, reason, now))
+        done = await cur.fetchone()
+        if done is None or not done[0]:
+            return result  # revoked meanwhile by another request: nothing more to announce
+        pending = await emitter.in_transaction(
+            conn,
             _assignment(credential_id, device_id, patient_id, episode_id, BodySite(site), "release", now),
             retry_s,
         )
+    await emitter.after_commit(pending)
     return result
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter("rtm_ingest_requests_total", "HTTP requests by route and status", ["route", "status"])
 LATENCY = Histogram(
@@ -19,3 +19,13 @@ SAMPLES = Counter("rtm_ingest_imu_samples_total", "IMU samples accepted (acknowl
 WEBHOOKS = Counter(
     "rtm_ingest_webhooks_total", "vendor notifications by vendor and outcome", ["vendor", "outcome"]
 )
+OUTBOX_DEPTH = Gauge("rtm_ingest_outbox_depth", "events accepted but not yet stored by the sink (whole table)")
+OUTBOX_OLDEST_S = Gauge(
+    "rtm_ingest_outbox_oldest_unstored_seconds", "age of the oldest accepted event not yet stored (0: none)"
+)
+OUTBOX_PUBLISHED = Counter(
+    "rtm_ingest_outbox_published_total", "outbox rows the broker acknowledged, by path (fast, retry)", ["path"]
+)
+OUTBOX_FAILURES = Counter("rtm_ingest_outbox_publish_failures_total", "outbox rows the broker did not acknowledge")
+OUTBOX_PRUNED = Counter("rtm_ingest_outbox_pruned_total", "stored outbox rows deleted after the retention")
+AUTH_LOOKUPS = Counter("rtm_ingest_auth_lookups_total", "credential lookups in the database, by kind", ["kind"])

@@ -32,6 +32,10 @@ TITLES: dict[str, str] = {
     "invalid-signature": "Invalid webhook signature",
     "internal-error": "Internal error",
     "not-ready": "Not ready",
+    "database-unavailable": "The database is unavailable; nothing was accepted, retry later",
+    "backlog": "Too many accepted events wait to be stored; retry later",
+    "concurrent-upload": "The same events are being uploaded by another request; retry",
+    "conflicting-event": "An event id was accepted earlier with other content",
 }
 
 

@@ -73,7 +73,7 @@ class Publisher:
 
     async def ping(self) -> bool:
         try:
-            await asyncio.wait_for(self.producer.client.fetch_all_metadata(), timeout=2.0)
+            await asyncio.wait_for(self.producer.client.fetch_all_metadata(), timeout=0.8)  # probes wait 1 s
             return True
         except (TimeoutError, KafkaError, OSError):
             return False

@@ -35,6 +35,15 @@ class TokenBucketLimiter:
         self._buckets[key] = (tokens, now)
         return (cost - tokens) / self.rate if self.rate > 0 else 3600.0
 
+    def peek(self, key: str, cost: float = 1.0) -> float:
+        """Like `acquire` without taking anything: 0 when `cost` tokens are there."""
+        now = self.clock()
+        tokens, last = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens >= cost:
+            return 0.0
+        return (cost - tokens) / self.rate if self.rate > 0 else 3600.0
+
     def _prune(self, now: float) -> None:
         # Buckets that have refilled completely carry no state worth keeping.
         full = [k for k, (t, last) in self._buckets.items() if t + (now - last) * self.rate >= self.burst]

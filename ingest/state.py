@@ -8,6 +8,8 @@ from starlette.requests import Request
 
 from device_adapters.cloud.polar import PolarClient
 from ingest.auth import Authenticator
+from ingest.enrolment import Emitter
+from ingest.outbox import Relay
 from ingest.problems import Problem, retry_after
 from ingest.publisher import Publisher
 from ingest.ratelimit import TokenBucketLimiter
@@ -28,6 +30,24 @@ class Gateway:
     pepper: bytes
     polar: PolarClient | None
     sync_db: SyncPools
+    ip_limiter: TokenBucketLimiter | None = None  # routes without a credential, per client address
+    relay: Relay | None = None  # None: acceptance by broker acknowledgement (settings.acceptance)
+
+    def emitter(self) -> Emitter:
+        return Emitter(
+            self.publisher, self.relay is not None, self.relay, self.config.outbox_republish_after_s
+        )
+
+    def limit_address(self, request: Request) -> None:
+        """Per-address limit for routes that carry no credential (probes, docs, webhooks)."""
+        if self.ip_limiter is None:
+            return
+        wait = self.ip_limiter.acquire(request.client.host if request.client is not None else "-")
+        if wait > 0:
+            raise Problem(
+                429, "rate-limited", "too many requests from this address; slow down",
+                headers=retry_after(wait), extra={"retry_after_s": round(wait, 3)},
+            )
 
     def rate_limit(self, key: str) -> None:
         wait = self.limiter.acquire(key)

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
@@ -60,9 +60,24 @@ class Store:
         self.pool = pool
 
     @classmethod
-    async def open(cls, settings: Settings, max_size: int = 8) -> Store:
+    async def open(
+        cls,
+        settings: Settings,
+        max_size: int = 8,
+        acquire_timeout_s: float = 30.0,
+        role: Literal["writer", "owner"] = "writer",
+    ) -> Store:
+        """The gateway uses the writer role; operators' clinic-key commands the owner role (the
+        writer cannot change credential tables, see migration 0411)."""
+        # A short acquire timeout turns a database that is down (or saturated) into a prompt 503
+        # instead of requests that hang; connect_timeout bounds each reconnection attempt.
         pool = AsyncConnectionPool(
-            settings.dsn("writer"), min_size=1, max_size=max_size, open=False, kwargs={"autocommit": True}
+            settings.dsn(role),
+            min_size=1,
+            max_size=max_size,
+            open=False,
+            timeout=acquire_timeout_s,
+            kwargs={"autocommit": True, "connect_timeout": max(1, int(acquire_timeout_s))},
         )
         await pool.open(wait=True, timeout=15)
         return cls(pool)

@@ -15,12 +15,15 @@ from rtm.settings import Settings
 
 
 class SyncPools:
-    def __init__(self, writer: ConnectionPool[Any], reader: ConnectionPool[Any]) -> None:
+    def __init__(
+        self, writer: ConnectionPool[Any], reader: ConnectionPool[Any], acquire_timeout_s: float = 30.0
+    ) -> None:
         self._writer = writer
         self._reader = reader
+        self.acquire_timeout_s = acquire_timeout_s  # then PoolTimeout: the gateway answers 503
 
     @classmethod
-    def open(cls, settings: Settings, max_size: int = 4) -> SyncPools:
+    def open(cls, settings: Settings, max_size: int = 4, acquire_timeout_s: float = 30.0) -> SyncPools:
         """Blocking: call it from a worker thread at startup."""
         writer = pool("writer", settings, max_size=max_size, autocommit=True, timeout_s=15)
         try:
@@ -28,7 +31,7 @@ class SyncPools:
         except Exception:
             writer.close()
             raise
-        return cls(writer, reader)
+        return cls(writer, reader, acquire_timeout_s)
 
     def close(self) -> None:
         self._writer.close()
@@ -36,10 +39,10 @@ class SyncPools:
 
     @contextmanager
     def writer(self) -> Iterator[psycopg.Connection[Any]]:
-        with self._writer.connection() as conn:
+        with self._writer.connection(timeout=self.acquire_timeout_s) as conn:
             yield conn
 
     @contextmanager
     def reader(self) -> Iterator[psycopg.Connection[Any]]:
-        with self._reader.connection() as conn:
+        with self._reader.connection(timeout=self.acquire_timeout_s) as conn:
             yield conn

@@ -47,6 +47,8 @@ class ItemError:
 def classify(detail: str) -> str:
     """A stable code for a contract validation message (the contract reports text)."""
     text = detail.lower()
+    if "nul character" in text:
+        return "unstorable-text"
     if "nan" in text or "infinite" in text:
         return "non-finite"
     if "physical range" in text or ("sample_rate_hz" in text and ("greater" in text or "less" in text)):

@@ -52,7 +52,7 @@ class HkStepSample(BaseModel):
     quantityType: Literal["HKQuantityTypeIdentifierStepCount"] = "HKQuantityTypeIdentifierStepCount"
     startDate: AwareDatetime
     endDate: AwareDatetime
-    quantity: float = Field(ge=0)
+    quantity: float = Field(ge=0, strict=True)
     unit: Literal["count"] = "count"
     sourceRevision: HkSourceRevision | None = None
     device: HkDevice | None = None

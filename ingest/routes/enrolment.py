@@ -29,7 +29,7 @@ async def enrol_device(request: Request, body: enrolment.EnrolmentRequest) -> en
     clinic = await gw.auth.clinic(request)
     return await enrolment.enrol(
         gw.store,
-        gw.publisher,
+        gw.emitter(),
         gw.pepper,
         clinic.clinic_id,
         body,
@@ -48,7 +48,7 @@ async def revoke_device(request: Request, credential_id: str) -> Response:
     gw = gateway(request)
     clinic = await gw.auth.clinic(request)
     await enrolment.revoke(
-        gw.store, gw.publisher, credential_id, clinic.clinic_id, None, gw.config.retry_after_s
+        gw.store, gw.emitter(), credential_id, clinic.clinic_id, None, gw.config.retry_after_s
     )
     gw.auth.forget(credential_id)
     return Response(status_code=204)

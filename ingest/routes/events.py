@@ -11,8 +11,10 @@ from starlette.responses import Response
 from ingest.acceptance import accept, summary
 from ingest.bodies import (
     IMU_FRAME_MEDIA_TYPE,
-    decode_content,
+    content_encoding,
+    decode_bytes,
     media_type,
+    off_loop,
     parse_json,
     read_body,
     split_frames,
@@ -20,20 +22,23 @@ from ingest.bodies import (
 from ingest.problems import Problem
 from ingest.state import gateway, request_id
 from ingest.validation import validate_batch
+from rtm.contract import Event
 
 router = APIRouter(tags=["upload"])
 
 _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
-    202: {"description": "every event durably stored in Kafka (acks=all) or recognised as a duplicate"},
+    202: {"description": "every event committed to the outbox (relayed to Kafka until stored) or a duplicate"},
     400: {"description": "malformed body", **_PROBLEM},
     401: {"description": "missing or unknown device credential", **_PROBLEM},
     403: {"description": "revoked credential, or events outside the enrolment (by index)", **_PROBLEM},
     413: {"description": "body, decompressed body or event count over the limit", **_PROBLEM},
     415: {"description": "unsupported content type or encoding", **_PROBLEM},
+    409: {"description": "an event id accepted earlier with other content (by index); nothing accepted", **_PROBLEM},
     422: {"description": "invalid events, listed by index; nothing accepted", **_PROBLEM},
     429: {"description": "rate limited; see Retry-After", **_PROBLEM},
-    503: {"description": "broker unavailable; nothing lost, resend after Retry-After", **_PROBLEM},
+    503: {"description": "database (or, in broker mode, broker) unavailable; nothing accepted, resend after "
+          "Retry-After", **_PROBLEM},
 }
 
 
@@ -73,24 +78,31 @@ async def upload_events(request: Request) -> Response:
     if mt not in ("application/json", IMU_FRAME_MEDIA_TYPE):
         raise Problem(415, "unsupported-media-type", f"send application/json or {IMU_FRAME_MEDIA_TYPE}")
     cfg = gw.config
-    body = decode_content(request, await read_body(request, cfg.max_body_bytes), cfg.max_decoded_bytes)
-    items: list[Any]
-    if mt == IMU_FRAME_MEDIA_TYPE:
-        items = list(split_frames(body))
-    else:
-        doc = parse_json(body)
-        if not isinstance(doc, dict) or not isinstance(doc.get("events"), list):
-            raise Problem(400, "malformed-body", 'the body must be a JSON object {"events": [...]}')
-        items = doc["events"]
-    if not items:
-        raise Problem(400, "malformed-body", "the batch holds no events")
-    if len(items) > cfg.max_events_per_request:
-        raise Problem(
-            413,
-            "too-many-events",
-            f"{len(items)} events exceed {cfg.max_events_per_request} per request",
-            extra={"limit_events": cfg.max_events_per_request},
-        )
-    events = validate_batch(items, cred, cfg.clock_skew_s)
-    results = await accept(gw.store, gw.publisher, events, cfg.retry_after_s)
+    raw = await read_body(request, cfg.max_body_bytes)
+    encoding = content_encoding(request)
+
+    def parse() -> list[Event]:
+        body = decode_bytes(encoding, raw, cfg.max_decoded_bytes)
+        items: list[Any]
+        if mt == IMU_FRAME_MEDIA_TYPE:
+            items = list(split_frames(body))
+        else:
+            doc = parse_json(body)
+            if not isinstance(doc, dict) or not isinstance(doc.get("events"), list):
+                raise Problem(400, "malformed-body", 'the body must be a JSON object {"events": [...]}')
+            items = doc["events"]
+        if not items:
+            raise Problem(400, "malformed-body", "the batch holds no events")
+        if len(items) > cfg.max_events_per_request:
+            raise Problem(
+                413,
+                "too-many-events",
+                f"{len(items)} events exceed {cfg.max_events_per_request} per request",
+                extra={"limit_events": cfg.max_events_per_request},
+            )
+        return validate_batch(items, cred, cfg.clock_skew_s)
+
+    # A compressed body is offloaded whatever its size: what it inflates to is not known yet.
+    events = await off_loop(len(raw) if encoding in ("", "identity") else 1 << 62, cfg.offload_bytes, parse)
+    results = await accept(gw.store, gw.publisher, gw.relay, cfg, events)
     return accepted_response(summary(results, request_id(request)))

@@ -3,6 +3,8 @@ and scrapers; production keeps them off the public listener (or in front of a ne
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -19,27 +21,34 @@ async def healthz() -> Response:
     return Response(orjson.dumps({"status": "ok"}), media_type="application/json")
 
 
-@router.get("/readyz", summary="Readiness: the database and the broker answer")
+@router.get("/readyz", summary="Readiness: the gateway can accept (database; broker too in the broker mode)")
 async def readyz(request: Request) -> Response:
     gw = gateway(request)
-    checks: dict[str, str] = {}
-    try:
-        await gw.store.ping()
-        checks["database"] = "ok"
-    except Exception as exc:  # any failure means not ready
-        checks["database"] = type(exc).__name__
-    checks["broker"] = "ok" if await gw.publisher.ping() else "unreachable"
-    if any(v != "ok" for v in checks.values()):
+    gw.limit_address(request)  # it queries the database and the broker: not free to call
+
+    async def database() -> str:
+        try:
+            await gw.store.ping()
+            return "ok"
+        except Exception as exc:  # any failure means not ready
+            return type(exc).__name__
+
+    db, broker = await asyncio.gather(database(), gw.publisher.ping())
+    checks = {"database": db, "broker": "ok" if broker else "unreachable"}
+    # With the outbox, a broker that is away delays relaying, not acceptance: still ready.
+    required = ("database",) if gw.relay is not None else ("database", "broker")
+    if any(checks[k] != "ok" for k in required):
         raise Problem(
             503,
             "not-ready",
             "a dependency is unavailable",
-            headers={"Retry-After": "5"},
+            headers={"Retry-After": str(gw.config.retry_after_s)},
             extra={"checks": checks},
         )
     return Response(orjson.dumps({"status": "ready", "checks": checks}), media_type="application/json")
 
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=True)
-async def metrics() -> Response:
+async def metrics(request: Request) -> Response:
+    gateway(request).limit_address(request)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

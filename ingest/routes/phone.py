@@ -21,7 +21,7 @@ from device_adapters.context import DeviceContext
 from device_adapters.phone import health_connect as hc
 from device_adapters.phone import healthkit as hk
 from ingest.acceptance import accept, summary
-from ingest.bodies import decode_content, media_type, parse_json, read_body
+from ingest.bodies import content_encoding, decode_bytes, media_type, off_loop, parse_json, read_body
 from ingest.problems import Problem
 from ingest.routes.events import UPLOAD_RESPONSES, accepted_response
 from ingest.state import Gateway, gateway, request_id
@@ -38,8 +38,11 @@ async def _document(request: Request, gw: Gateway) -> dict[str, Any]:
     if media_type(request) != "application/json":
         raise Problem(415, "unsupported-media-type", "send application/json")
     cfg = gw.config
-    doc = parse_json(
-        decode_content(request, await read_body(request, cfg.max_body_bytes), cfg.max_decoded_bytes)
+    raw = await read_body(request, cfg.max_body_bytes)
+    encoding = content_encoding(request)
+    size = len(raw) if encoding in ("", "identity") else 1 << 62  # compressed: size unknown, offload
+    doc = await off_loop(
+        size, cfg.offload_bytes, lambda: parse_json(decode_bytes(encoding, raw, cfg.max_decoded_bytes))
     )
     if not isinstance(doc, dict):
         raise Problem(400, "malformed-body", "the body must be a JSON object")
@@ -158,17 +161,13 @@ async def _upload(
     pointers: list[str] = []
     errors: list[ItemError] = []
     now, skew = datetime.now(UTC), timedelta(seconds=gw.config.clock_skew_s)
-    _map(
-        items,
-        items_name,
-        model,
-        lambda r: to_event(r, ctx),
-        cred,
-        skew,
-        now,
-        events,
-        pointers,
-        errors,
+    # Validating thousands of records takes a while: large uploads are validated off the event loop.
+    await off_loop(
+        len(items),
+        gw.config.offload_records,
+        lambda: _map(
+            items, items_name, model, lambda r: to_event(r, ctx), cred, skew, now, events, pointers, errors
+        ),
     )
     ids = [deleted_id(v) for v in deleted]
     if errors:
@@ -185,7 +184,7 @@ async def _upload(
     )
     if errors:
         raise batch_problem(errors, len(items) + len(deleted))
-    results = await accept(gw.store, gw.publisher, events, gw.config.retry_after_s)
+    results = await accept(gw.store, gw.publisher, gw.relay, gw.config, events)
     return accepted_response(summary(results, request_id(request), pointers, unknown))
 
 

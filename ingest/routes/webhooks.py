@@ -1,7 +1,7 @@
 """Vendor webhooks. Verification and parsing live in device_adapters; this route decides what is
 accepted. Polar AccessLink: PING -> 200; ACTIVITY_SUMMARY -> fetch that day's step samples,
-publish them as ActivityIntervals, 200 only after the broker acknowledged; 503 on a broker or
-AccessLink failure so that Polar delivers the notification again. Notifications for unknown or
+accept them as ActivityIntervals (ingest.acceptance), 200 only once accepted; 503 on a database,
+broker (broker mode) or AccessLink failure so that Polar delivers the notification again. Notifications for unknown or
 revoked users, and other event types, are acknowledged and ignored (counted in metrics)."""
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ def _ok(request: Request, outcome: str, **extra: object) -> Response:
 @router.post("/v1/webhooks/polar", summary="Polar AccessLink webhook (signed with Polar-Webhook-Signature)")
 async def polar_webhook(request: Request) -> Response:
     gw = gateway(request)
+    gw.limit_address(request)
     secret = gw.config.polar_webhook_secret
     if secret is None or gw.polar is None:
         raise Problem(404, "not-found", "the Polar integration is not configured")
@@ -85,7 +86,7 @@ async def polar_webhook(request: Request) -> Response:
         checked = check_item(i, interval, cred, now, skew)
         if isinstance(checked, Event):
             events.append(checked)
-    results = await accept(gw.store, gw.publisher, events, gw.config.retry_after_s)
+    results = await accept(gw.store, gw.publisher, gw.relay, gw.config, events)
     accepted = sum(1 for r in results if r.status == "accepted")
     return _ok(
         request,

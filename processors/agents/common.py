@@ -16,6 +16,7 @@ from processors import metrics
 from processors.app import TOPICS, settings
 from processors.deadletter import dead_letter
 from processors.resilience import retry
+from processors.sink.outbox import marks
 from processors.sink.postgres import Conn, PostgresSink
 from processors.sink.raw import Refused
 from rtm import topics
@@ -69,10 +70,14 @@ async def decode_batch(events: Sequence[EventT[Any]], expect: type[E]) -> list[t
 Work = Callable[[Conn, list[E]], Sequence[Refused]]
 
 
-async def _write(name: str, work: Work[E], items: list[E]) -> Sequence[Refused]:
+async def _write(name: str, work: Work[E], decoded: Sequence[tuple[EventT[Any], E]]) -> Sequence[Refused]:
     """One transaction, retried with back-off while the database is away or the transaction lost a
-    deadlock or serialization conflict (nothing is acknowledged meanwhile)."""
-    return await retry(name, lambda: sink.run_async(name, lambda conn: work(conn, items), len(items)),
+    deadlock or serialization conflict (nothing is acknowledged meanwhile). The same transaction
+    settles the gateway's outbox rows of these events (sink/outbox.py): stored, or refused by the
+    sink itself and dead-lettered, either way republishing cannot change the answer."""
+    items = [e for _, e in decoded]
+    stored = marks([(e.id, ev.message.value) for ev, e in decoded])
+    return await retry(name, lambda: sink.run_async(name, lambda conn: work(conn, items), len(items), stored),
                        settings.retry_max_backoff_s)
 
 
@@ -84,14 +89,18 @@ async def store(name: str, decoded: Sequence[tuple[EventT[Any], E]], work: Work[
     by_id = {event.id: ev for ev, event in decoded}
     not_stored: set[uuid.UUID] = set()
     try:
-        refused = list(await _write(name, work, [e for _, e in decoded]))
+        refused = list(await _write(name, work, decoded))
     except psycopg.Error:
         refused = []
         for ev, event in decoded:
             try:
-                refused += await _write(name, work, [event])
+                refused += await _write(name, work, [(ev, event)])
             except psycopg.Error as exc:
                 await send_dead_letter(ev, "rejected_by_database", exc.diag.message_primary or type(exc).__name__)
+                # Dead-lettered is settled too: republishing cannot make the database take it.
+                settle = marks([(event.id, ev.message.value)])
+                await retry("outbox", lambda s=settle: sink.run_async("outbox", lambda conn: None, 0, s),  # type: ignore[misc]
+                            settings.retry_max_backoff_s)
                 not_stored.add(event.id)
     for r in refused:
         log.warning("%s: refused %s: %s", name, r.event_id, r.detail)

@@ -11,6 +11,7 @@ and lists, summaries and exports hold the caller's clinic only.
 (No `from __future__ import annotations` here: FastAPI must resolve the local Annotated aliases.)
 """
 
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -55,8 +56,21 @@ class TimerOut(BaseModel):
     timer_id: str
 
 
+# Fixed namespace of clinic-scoped entry ids: changing it would change every such id, so never do.
+_ENTRY_ID_NAMESPACE = uuid.UUID("0b9f3c2e-6d1a-5e8f-9a47-3c2d1e0f4b5a")
+
+
+def scoped_entry_id(clinic_id: str, client_id: str) -> str:
+    """A client-chosen entry id is an idempotency key of its clinic: the stored id is derived from
+    both, so two clinics choosing the same id neither collide nor learn of each other's entry."""
+    return str(uuid.uuid5(_ENTRY_ID_NAMESPACE, f"{clinic_id}|{client_id}"))
+
+
 def _month(text: str) -> date:
-    return date.fromisoformat(text + "-01")
+    try:
+        return date.fromisoformat(text + "-01")
+    except ValueError:  # e.g. 2026-13: the pattern lets it through, the calendar does not
+        raise HTTPException(status_code=400, detail=f"month {text!r} is not a calendar month (YYYY-MM)") from None
 
 
 def _refuse(exc: timeentries.TimeEntryError) -> HTTPException:
@@ -96,6 +110,8 @@ def eligibility_router(
     @router.post("/time-entries", status_code=201)
     def add_time_entry(who: Who, body: timeentries.NewTimeEntry, conn: Writer) -> timeentries.StoredEntry:
         _own_care(conn, who, body.patient_id, body.episode_id, body.practitioner_id)
+        if body.entry_id is not None:
+            body = body.model_copy(update={"entry_id": scoped_entry_id(who.clinic_id, body.entry_id)})
         try:
             return timeentries.add_entry(conn, body, actor=who.actor)
         except timeentries.TimeEntryError as exc:
@@ -108,6 +124,8 @@ def eligibility_router(
         _require(ownership.time_entry(conn, who.clinic_id, entry_id), "time entry")
         if body.episode_id is not None:
             _require(ownership.episode(conn, who.clinic_id, body.episode_id), "episode")
+        if body.entry_id is not None:
+            body = body.model_copy(update={"entry_id": scoped_entry_id(who.clinic_id, body.entry_id)})
         try:
             return timeentries.correct_entry(conn, entry_id, body, actor=who.actor)
         except timeentries.TimeEntryError as exc:

@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
 from processors import metrics
+from processors.sink.outbox import Mark, mark_stored
 from rtm.settings import Settings
 
 T = TypeVar("T")
@@ -48,18 +49,21 @@ class PostgresSink:
         if self._pool is not None:
             self._pool.close()
 
-    def run(self, name: str, work: Callable[[Conn], T], rows: int = 0) -> T:
-        """Run `work` in one transaction on a pooled writer connection."""
+    def run(self, name: str, work: Callable[[Conn], T], rows: int = 0, stored: Sequence[Mark] = ()) -> T:
+        """Run `work` in one transaction on a pooled writer connection; `stored` marks the
+        gateway's outbox rows of the events this transaction stores (see sink/outbox.py)."""
         started = time.perf_counter()
         if self._pool is None:
             self.start()
         assert self._pool is not None
         with self._pool.connection() as conn, conn.transaction():
             result = work(conn)
+            mark_stored(conn, stored)
         metrics.SINK_LATENCY.labels(name).observe(time.perf_counter() - started)
         metrics.SINK_BATCH_ROWS.labels(name).observe(rows)
         return result
 
-    async def run_async(self, name: str, work: Callable[[Conn], T], rows: int = 0) -> T:
-        return await asyncio.to_thread(self.run, name, work, rows)
+    async def run_async(self, name: str, work: Callable[[Conn], T], rows: int = 0,
+                        stored: Sequence[Mark] = ()) -> T:
+        return await asyncio.to_thread(self.run, name, work, rows, stored)
 

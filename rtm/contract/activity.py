@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from rtm.contract.base import AwareDatetime, Event, Identifier, time_key
+from rtm.contract.base import AwareDatetime, Event, Identifier, Storable, time_key
 
 ActivitySource = Literal["device", "health_connect", "healthkit", "vendor_cloud", "derived"]
 MAX_INTERVAL = timedelta(days=1)
@@ -26,15 +26,15 @@ class ActivityInterval(Event):
     source: ActivitySource
     # The source's own record id (Health Connect metadata id, HealthKit UUID, vendor id), when it
     # has one: part of the event id so that an edited record keeps its identity.
-    source_record_id: Annotated[str, Field(max_length=128)] | None = None
+    source_record_id: Annotated[str, Field(max_length=128), Storable] | None = None
     start: AwareDatetime
     end: AwareDatetime
-    steps: Annotated[int, Field(ge=0)]
-    active_minutes: Annotated[float, Field(ge=0)] | None = None
+    steps: Annotated[int, Field(ge=0, strict=True)]
+    active_minutes: Annotated[float, Field(ge=0, strict=True)] | None = None
     # The local clock offset the source recorded at start (Health Connect's startZoneOffset).
-    zone_offset_s: Annotated[int, Field(ge=-14 * 3600, le=14 * 3600)] | None = None
+    zone_offset_s: Annotated[int, Field(ge=-14 * 3600, le=14 * 3600, strict=True)] | None = None
     # HealthKit reports deletions: a deleted record withdraws an earlier interval with the same id.
-    deleted: bool = False
+    deleted: Annotated[bool, Field(strict=True)] = False
 
     def id_parts(self) -> tuple[str, ...]:
         stream = self.source_record_id or time_key(self.start)

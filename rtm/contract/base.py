@@ -19,6 +19,18 @@ EVENT_ID_NAMESPACE = uuid.UUID("6f3f9a52-3c1e-4c55-9a35-2a8c0a3f7e11")
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")]
 
 
+def _storable(value: str) -> str:
+    # PostgreSQL text and jsonb cannot hold U+0000: refuse it here rather than accept and then
+    # have the database refuse the stored event.
+    if "\x00" in value:
+        raise ValueError("contains a NUL character (U+0000), which cannot be stored")
+    return value
+
+
+# Put on every free-text field of the contract (identifiers are restricted by their pattern).
+Storable = AfterValidator(_storable)
+
+
 def _require_aware(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamp must carry a time-zone offset (UTC instants only)")
@@ -42,11 +54,11 @@ class Provenance(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    adapter: Annotated[str, Field(min_length=1, max_length=64)]
-    vendor: Annotated[str, Field(min_length=1, max_length=64)]
+    adapter: Annotated[str, Field(min_length=1, max_length=64), Storable]
+    vendor: Annotated[str, Field(min_length=1, max_length=64), Storable]
     device_id: Identifier
-    firmware: Annotated[str, Field(max_length=64)] | None = None
-    model: Annotated[str, Field(max_length=64)] | None = None
+    firmware: Annotated[str, Field(max_length=64), Storable] | None = None
+    model: Annotated[str, Field(max_length=64), Storable] | None = None
 
 
 class Event(BaseModel):
@@ -55,7 +67,9 @@ class Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     kind: ClassVar[str]
-    schema_version: int = 1
+    # Numbers and flags are strict across the contract: "12" or 100.7 for a count is an error,
+    # not something to coerce (floats accept integers; datetimes, ids and enums parse from text).
+    schema_version: Annotated[int, Field(strict=True)] = 1
     event_id: uuid.UUID | None = None
     patient_id: Identifier
     provenance: Provenance

@@ -36,8 +36,8 @@ class SessionMarker(Event):
     at: AwareDatetime
     exercise: Exercise
     body_site: BodySite = BodySite.UNKNOWN
-    prescribed_sets: Annotated[int, Field(ge=1, le=20)] | None = None
-    prescribed_reps: Annotated[int, Field(ge=1, le=200)] | None = None
+    prescribed_sets: Annotated[int, Field(ge=1, le=20, strict=True)] | None = None
+    prescribed_reps: Annotated[int, Field(ge=1, le=200, strict=True)] | None = None
 
     def id_parts(self) -> tuple[str, ...]:
         return (self.provenance.device_id, self.session_id, self.phase)
@@ -110,7 +110,7 @@ class TherapistTimeEntry(Event):
     activity: TimeActivity
     channel: TimeChannel
     started_at: AwareDatetime
-    minutes: Annotated[float, Field(gt=0, le=24 * 60)]
+    minutes: Annotated[float, Field(gt=0, le=24 * 60, strict=True)]
     service_date: date | None = None
     supersedes: Identifier | None = None
 

@@ -10,6 +10,7 @@ exactly round-trippable. Every other event is one JSON object with its `kind`.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from typing import Any
 
@@ -30,6 +31,12 @@ EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (ImuBatch, ActivityInterval, SessionMarker, DeviceAssignment, TimezoneChange, TherapistTimeEntry)
 }
+
+
+def content_digest(value: bytes) -> bytes:
+    """BLAKE2b-128 of an encoded event: what the gateway's dedup record and outbox keep, and what
+    the sink matches when it marks an outbox row stored (same id, same content)."""
+    return hashlib.blake2b(value, digest_size=16).digest()
 
 
 class DecodeError(ValueError):
@@ -103,7 +110,7 @@ def frame_length(data: bytes, pos: int = 0) -> int:
         raise DecodeError("malformed", "truncated frame header")
     try:
         header = orjson.loads(memoryview(data)[head_start : head_start + head_len])
-        n, offsets = int(header["n"]), header["offsets"]
+        n, offsets = _sample_count(header["n"]), header["offsets"]
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError) as exc:
         raise DecodeError("malformed", f"bad frame header ({exc})") from None
     if n < 0 or not isinstance(offsets, bool):
@@ -112,6 +119,13 @@ def frame_length(data: bytes, pos: int = 0) -> int:
     if end > len(data):
         raise DecodeError("malformed", "truncated sample data")
     return int(end - pos)
+
+
+def _sample_count(value: Any) -> int:
+    # Strict: 100.7 or "100" is a broken header, not something to round.
+    if type(value) is not int:
+        raise TypeError(f"n must be an integer, not {value!r}")
+    return value
 
 
 def decode_imu(data: bytes) -> ImuBatch:
@@ -123,8 +137,10 @@ def decode_imu(data: bytes) -> ImuBatch:
     start = _PREFIX.size
     try:
         header = orjson.loads(data[start : start + head_len])
-        n = int(header.pop("n"))
-        has_offsets = bool(header.pop("offsets"))
+        n = _sample_count(header.pop("n"))
+        has_offsets = header.pop("offsets")
+        if not isinstance(has_offsets, bool):
+            raise TypeError("offsets must be true or false")
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise DecodeError("malformed", f"IMU frame header: {exc}") from None
     body = memoryview(data)[start + head_len :]

@@ -102,7 +102,7 @@ class ImuBatch(Event):
     stream_id: Identifier
     body_site: BodySite
     t0: AwareDatetime
-    sample_rate_hz: Annotated[float, Field(ge=1.0, le=2000.0)]
+    sample_rate_hz: Annotated[float, Field(ge=1.0, le=2000.0, strict=True)]
     acc_unit: Literal["m/s^2", "g"] = "m/s^2"
     gyr_unit: Literal["rad/s", "deg/s"] = "rad/s"
     acc: XyzArray

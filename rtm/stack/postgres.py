@@ -96,12 +96,20 @@ def cluster_dir(settings: Settings) -> Path:
     return target
 
 
+def write_secret(path: Path, text: str) -> None:
+    """Create `path` readable by its owner only from the first byte on (never world-readable, not
+    even between a write and a chmod); an existing file is replaced."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
 def _password(settings: Settings, name: str) -> str:
     settings.secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = settings.secrets_dir / f"pg_{name}_password"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(24))
-        path.chmod(0o600)
+        write_secret(path, secrets.token_urlsafe(24))
     return path.read_text().strip()
 
 
@@ -173,7 +181,7 @@ def up(settings: Settings) -> PgStatus:
     as_user = _run_as_service_user()
     if not (data / "PG_VERSION").exists():
         pwfile = root / "initdb.pw"
-        pwfile.write_text(_password(settings, "admin") + "\n")
+        write_secret(pwfile, _password(settings, "admin") + "\n")
         if ids:
             os.chown(pwfile, *ids)
         try:

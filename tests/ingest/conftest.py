@@ -42,6 +42,14 @@ def gateway_config(**overrides: Any) -> GatewaySettings:
         "max_body_bytes": 4 << 20,
         "max_decoded_bytes": 8 << 20,
         "max_events_per_request": 500,
+        # Tests send many bad tokens and probe requests from one address: limits of their own.
+        "auth_failure_burst": 100_000,
+        "ip_burst": 100_000,
+        "clinic_burst": 100_000,
+        # No worker stores the gateway tests' events until the pipeline tests start one on the same
+        # topics; republishing them then would change what those tests read. The outbox tests that
+        # need the retry path set their own, short interval.
+        "outbox_republish_after_s": 3600.0,
     }
     base.update(overrides)
     return GatewaySettings(**base)

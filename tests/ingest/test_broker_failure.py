@@ -1,5 +1,6 @@
-"""A broker that dies while a client uploads: 503 with Retry-After, nothing recorded as accepted,
-and the resend after recovery lands exactly once. Uses a private broker, never the shared one."""
+"""The `broker` acceptance mode (Apache Kafka): a broker that dies while a client uploads gets 503
+with Retry-After, nothing recorded as accepted, and the resend after recovery lands exactly once.
+Uses a private broker, never the shared one."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def test_broker_stopped_mid_upload(db_settings: Settings, polar_fake: PolarFake)
     broker = PrivateBroker(db_settings).start()
     try:
         care = make_care(db_settings)
-        with build_client(broker.settings, polar_fake, publish_timeout_s=2.0) as client:
+        with build_client(broker.settings, polar_fake, publish_timeout_s=2.0, acceptance="broker") as client:
             dev = enrol(client, care)
             before = imu_batch(dev, stream="a")
             ok = client.post(

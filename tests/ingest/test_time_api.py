@@ -44,10 +44,10 @@ class Clinic:
         return body
 
 
-def clinic_with_key(db: psycopg.Connection[Any]) -> Clinic:
+def clinic_with_key(db: psycopg.Connection[Any], owner_db: psycopg.Connection[Any]) -> Clinic:
     s = Scenario(db)
     key_id, secret, token = new_token(CLINIC_PREFIX)
-    db.execute(
+    owner_db.execute(  # an operator's act: the writer role cannot create clinic keys
         "insert into ingest_clinic_keys (key_id, clinic_id, secret_hash) values (%s, %s, %s)",
         (key_id, s.clinic, hash_secret(PEPPER.encode(), secret)),
     )
@@ -55,13 +55,13 @@ def clinic_with_key(db: psycopg.Connection[Any]) -> Clinic:
 
 
 @pytest.fixture()
-def a(db: psycopg.Connection[Any]) -> Clinic:
-    return clinic_with_key(db)
+def a(db: psycopg.Connection[Any], owner_db: psycopg.Connection[Any]) -> Clinic:
+    return clinic_with_key(db, owner_db)
 
 
 @pytest.fixture()
-def b(db: psycopg.Connection[Any]) -> Clinic:
-    return clinic_with_key(db)
+def b(db: psycopg.Connection[Any], owner_db: psycopg.Connection[Any]) -> Clinic:
+    return clinic_with_key(db, owner_db)
 
 
 def test_create_correct_void_list_and_audit_trail(client: TestClient, a: Clinic) -> None:
@@ -241,3 +241,19 @@ def test_no_patient_data_in_logs(client: TestClient, a: Clinic, b: Clinic, caplo
     assert "/v1/time-entries" in text  # the access log names the route template
     for secret in (a.s.patient, a.s.episode, entry, "pt-jane"):
         assert secret not in text
+
+
+def test_a_client_chosen_entry_id_reveals_nothing_about_another_clinic(
+    client: TestClient, a: Clinic, b: Clinic
+) -> None:
+    first = client.post("/v1/time-entries", json=a.entry(entry_id="visit-0042"), headers=a.headers())
+    assert first.status_code == 201, first.text
+    # Clinic B picks the same id: its own entry, not a 409 that would tell it A has one.
+    other = client.post("/v1/time-entries", json=b.entry(entry_id="visit-0042"), headers=b.headers())
+    assert other.status_code == 201, other.text
+    assert other.json()["entry_id"] != first.json()["entry_id"]
+    # Within a clinic the id still makes retries idempotent, and other content under it is a conflict.
+    again = client.post("/v1/time-entries", json=b.entry(entry_id="visit-0042"), headers=b.headers())
+    assert again.status_code == 201 and again.json()["entry_id"] == other.json()["entry_id"]
+    changed = client.post("/v1/time-entries", json=b.entry(entry_id="visit-0042", minutes="20"), headers=b.headers())
+    assert_problem(changed, 409, "conflict")
