@@ -97,6 +97,20 @@ def derived(conn: Conn, patients: list[str]) -> dict[str, tuple[int, str]]:
     return out
 
 
+def rows_of(conn: Conn, table: str, patients: list[str]) -> set[str]:
+    return {str(r[0]) for r in conn.execute(
+        f"select t::text from (select {DERIVED[table]} from {table} where patient_id = any(%s)) t",  # noqa: S608
+        (patients,),
+    )}
+
+
+def explain_difference(conn: Conn, reference: Conn, table: str, patients: list[str], limit: int = 20) -> list[str]:
+    """The rows of a derived table that only one of the two runs has (the first few of each)."""
+    mine, theirs = rows_of(conn, table, patients), rows_of(reference, table, patients)
+    return ([f"only in this run:  {r}" for r in sorted(mine - theirs)[:limit]]
+            + [f"only in clean run: {r}" for r in sorted(theirs - mine)[:limit]])
+
+
 def differing(a: dict[str, tuple[int, str]], b: dict[str, tuple[int, str]]) -> list[str]:
     return [f"{t} ({a[t][0]} vs {b[t][0]} rows)" for t in DERIVED if a.get(t) != b.get(t)]
 

@@ -103,7 +103,8 @@ async def _phase(stack: FaultStack, fault: Fault | None, uploads: dict[Device, l
 
 
 def _judge(stack: FaultStack, name: str, ledger: Ledger, patients: list[str], opt: Options, started: float,
-           notes: list[str], reference: dict[str, tuple[int, str]] | None) -> report.Row:
+           notes: list[str], reference: dict[str, tuple[int, str]] | None, clean_db: str | None = None
+           ) -> report.Row:
     s, more = checks.settle(_connect(stack.settings), ledger.acked, patients, stack.revive, opt.quiet_s,
                             opt.settle_timeout_s)
     notes = notes + more
@@ -117,8 +118,22 @@ def _judge(stack: FaultStack, name: str, ledger: Ledger, patients: list[str], op
         equal = not diff
         if diff:
             notes.append("differs: " + ", ".join(diff))
+            if clean_db is not None:
+                _write_differences(stack, name, patients, clean_db, diff)
     return report.Row(name, s.acknowledged, s.stored, len(s.missing), s.duplicated, equal,
                       time.monotonic() - started, notes)
+
+
+def _write_differences(stack: FaultStack, name: str, patients: list[str], clean_db: str, diff: list[str]) -> None:
+    """Rows that differ from the clean run, into differences.txt in the run's folder (kept when a
+    target is missed)."""
+    clean_settings = stack.settings.model_copy(update={"pg_database": clean_db})
+    lines = [f"== {name}"]
+    with _connect(stack.settings)() as conn, _connect(clean_settings)() as ref:
+        for table in (d.split(" ")[0] for d in diff):
+            lines += [f"-- {table}", *checks.explain_difference(conn, ref, table, patients)]
+    with open(stack.root / "differences.txt", "a") as out:
+        out.write("\n".join(lines) + "\n")
 
 
 def _slices(faults: list[Fault], cohort: Cohort, per_fault: int) -> list[list[SimPatient]]:
@@ -144,6 +159,7 @@ def run_once(stack: FaultStack, faults: list[Fault], cohort: Cohort, per_fault: 
             raise RuntimeError(f"the clean run did not store its cohort: {report.table([clean])}")
         with _connect(stack.settings)() as conn:
             references = [checks.derived(conn, p) for p in ids]
+        clean_db = stack.settings.pg_database
     finally:
         stack.end_run()
     say(f"clean run: {clean.acknowledged} events stored in {clean.seconds:.0f} s")
@@ -159,7 +175,7 @@ def run_once(stack: FaultStack, faults: list[Fault], cohort: Cohort, per_fault: 
             ledger = Ledger()
             notes += asyncio.run(_phase(stack, fault, _uploads(devices, items, patients), ledger, opt,
                                         random.Random(f"{opt.seed}-{fault.name}")))
-            row = _judge(stack, fault.name, ledger, pids, opt, started, notes, ref)
+            row = _judge(stack, fault.name, ledger, pids, opt, started, notes, ref, clean_db)
             say(report.table([row]).splitlines()[-1])
             rows.append(row)
     finally:
