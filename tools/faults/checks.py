@@ -33,6 +33,10 @@ DERIVED: dict[str, str] = {
                            "reason, data_days, minutes, explanation_hash",
 }
 
+# Not compared, only to say what kind of difference a per-minute one is: the hourly step totals.
+HOURLY = ("activity_minutes/hour", "select date_trunc('hour', time) as hour, patient_id, device_id, sum(steps) "
+          "from activity_minutes where patient_id = any(%s) group by 1, 2, 3")
+
 Conn = psycopg.Connection[Any]
 
 
@@ -94,12 +98,18 @@ def derived(conn: Conn, patients: list[str]) -> dict[str, tuple[int, str]]:
         ).fetchone()
         assert row is not None
         out[table] = (int(row[0]), str(row[1]))
+    row = conn.execute(
+        f"select count(*), coalesce(md5(string_agg(t::text, '|' order by t::text)), '') from ({HOURLY[1]}) t",
+        (patients,),
+    ).fetchone()
+    assert row is not None
+    out[HOURLY[0]] = (int(row[0]), str(row[1]))
     return out
 
 
 def rows_of(conn: Conn, table: str, patients: list[str]) -> set[str]:
     return {str(r[0]) for r in conn.execute(
-        f"select t::text from (select {DERIVED[table]} from {table} where patient_id = any(%s)) t",  # noqa: S608
+        f"select t::text from (select {DERIVED[table]} from {table} where patient_id = any(%s)) t",
         (patients,),
     )}
 
@@ -112,7 +122,13 @@ def explain_difference(conn: Conn, reference: Conn, table: str, patients: list[s
 
 
 def differing(a: dict[str, tuple[int, str]], b: dict[str, tuple[int, str]]) -> list[str]:
-    return [f"{t} ({a[t][0]} vs {b[t][0]} rows)" for t in DERIVED if a.get(t) != b.get(t)]
+    """The derived tables that differ, with their row counts (this run vs the clean run)."""
+    out = []
+    for t in DERIVED:
+        if a.get(t) != b.get(t):
+            same_hours = t == "activity_minutes" and a.get(HOURLY[0]) == b.get(HOURLY[0])
+            out.append(f"{t} ({a[t][0]} vs {b[t][0]} rows{'; hourly totals equal' if same_hours else ''})")
+    return out
 
 
 def pending(conn: Conn, patients: list[str]) -> tuple[int, int]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import time
 import zlib
 from collections.abc import Awaitable, Callable
@@ -15,11 +16,12 @@ from functools import cache
 import aiohttp
 
 from tools.faults.load import Device, Upload, conflicting, poisoned
-from tools.faults.stack import FaultStack, http_status
+from tools.faults.stack import FaultStack, http_status, rss_mib
 
 BOMB_MIB = 60  # what the issue measured: an 89 KiB body inflating to 60 MiB of JSON
 STORM_COPIES = 5  # each request sent this many times at once
 HEALTH_PROBE_S = 0.1
+RSS_SAMPLE_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,12 @@ class Fault:
 async def _broker_restart(ctx: Context) -> list[str]:
     started = time.monotonic()
     await asyncio.to_thread(ctx.stack.restart_broker, ctx.outage_s)
+    return [f"broker down {time.monotonic() - started:.1f} s"]
+
+
+async def _broker_crash(ctx: Context) -> list[str]:
+    started = time.monotonic()
+    await asyncio.to_thread(ctx.stack.restart_broker, ctx.outage_s, True)
     return [f"broker down {time.monotonic() - started:.1f} s"]
 
 
@@ -84,18 +92,24 @@ async def _gzip_bomb(ctx: Context) -> list[str]:
     body = bomb_body()
     device = ctx.devices[0]
     worst_probe = 0.0
-    peak_rss = 0.0
+    peak_rss = [0.0]
     done = asyncio.Event()
+    stop_sampling = threading.Event()
 
     async def probe() -> None:
-        nonlocal worst_probe, peak_rss
+        nonlocal worst_probe
         while not done.is_set():
             t = time.monotonic()
             await asyncio.to_thread(http_status, f"{gw.url}/healthz", 30.0)
             worst_probe = max(worst_probe, time.monotonic() - t)
-            peak_rss = max(peak_rss, ctx.stack.rss().get("gateway", 0.0))
             await asyncio.sleep(HEALTH_PROBE_S)
 
+    def sample_rss() -> None:  # a thread of its own: a blocked gateway must not block the sampling
+        while not stop_sampling.wait(RSS_SAMPLE_S):
+            peak_rss[0] = max(peak_rss[0], rss_mib(gw.proc.pid) or 0.0)
+
+    sampler = threading.Thread(target=sample_rss, daemon=True)
+    sampler.start()
     prober = asyncio.create_task(probe())
     started = time.monotonic()
     try:
@@ -110,8 +124,10 @@ async def _gzip_bomb(ctx: Context) -> list[str]:
     took = time.monotonic() - started
     done.set()
     await prober
+    stop_sampling.set()
+    sampler.join()
     return [f"bomb {len(body) >> 10} KiB -> {BOMB_MIB} MiB: {answer} in {took:.1f} s, "
-            f"/healthz worst {worst_probe:.1f} s, gateway RSS peak {peak_rss:,.0f} MiB"]
+            f"/healthz worst {worst_probe:.1f} s, gateway RSS peak {peak_rss[0]:,.0f} MiB"]
 
 
 def _storm(uploads: dict[Device, list[Upload]], rng: random.Random) -> dict[Device, list[Upload]]:
@@ -156,6 +172,8 @@ def _conflicting_resend(uploads: dict[Device, list[Upload]], rng: random.Random)
 FAULTS: tuple[Fault, ...] = (
     Fault("broker-restart", "the broker is stopped (SIGTERM) under load and started again empty; topics "
           "recreated as `rtm up` does", inject=_broker_restart),
+    Fault("broker-crash", "the broker is killed (SIGKILL) under load and started again empty; topics recreated",
+          inject=_broker_crash),
     Fault("database-restart", "PostgreSQL is stopped (fast shutdown) under load and started again",
           inject=_database_restart),
     Fault("worker-sigkill", "a worker is SIGKILLed under load; a replacement starts at once", inject=_worker_kill),

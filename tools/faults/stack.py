@@ -5,7 +5,6 @@ touched: stopping this database or broker disturbs nobody else."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -210,7 +209,3 @@ class FaultStack:
 
     def logs(self) -> list[Path]:
         return sorted(self.settings.state_dir.glob("*.log"))
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").lower() in ("1", "true", "yes")
