@@ -76,10 +76,11 @@ async def _gateway_restart(ctx: Context) -> list[str]:
 def bomb_body(mib: int = BOMB_MIB) -> bytes:
     """gzip of `{"events": [{"kind": "activity_interval"}, ...]}` inflating to `mib` MiB."""
     unit = b'{"kind":"activity_interval"},'
-    chunk = unit * ((1 << 20) // len(unit))
+    per_chunk = (1 << 20) // len(unit)
+    units = (mib << 20) // len(unit) + 1
     z = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     parts = [z.compress(b'{"events":[')]
-    parts += [z.compress(chunk) for _ in range(mib)]
+    parts += [z.compress(unit * min(per_chunk, units - k)) for k in range(0, units, per_chunk)]
     parts += [z.compress(b'{"kind":"activity_interval"}]}'), z.flush()]
     return b"".join(parts)
 

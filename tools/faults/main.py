@@ -136,14 +136,23 @@ def _write_differences(stack: FaultStack, name: str, patients: list[str], clean_
         out.write("\n".join(lines) + "\n")
 
 
-def _slices(faults: list[Fault], cohort: Cohort, per_fault: int) -> list[list[SimPatient]]:
-    return [cohort.patients[i * per_fault:(i + 1) * per_fault] for i in range(len(faults))]
+def _slices(n: int, cohort: Cohort, per_fault: int, items: dict[str, list[Item]]) -> list[list[SimPatient]]:
+    """`per_fault` patients for each of `n` faults, dealt so that every slice has about as many
+    events (patients who never wore their device leave nothing for a fault to act on)."""
+    order = sorted(cohort.patients, key=lambda p: (-len(items[p.patient_id]), p.index))
+    slices: list[list[SimPatient]] = [[] for _ in range(n)]
+    load = [0] * n
+    for p in order:
+        k = min((i for i in range(n) if len(slices[i]) < per_fault), key=lambda i: (load[i], i))
+        slices[k].append(p)
+        load[k] += len(items[p.patient_id])
+    return [sorted(s, key=lambda p: p.index) for s in slices]
 
 
 def run_once(stack: FaultStack, faults: list[Fault], cohort: Cohort, per_fault: int, opt: Options,
              say: Callable[[str], None]) -> list[report.Row]:
     items = cohort_items(cohort, cohort.patients)
-    slices = _slices(faults, cohort, per_fault)
+    slices = _slices(len(faults), cohort, per_fault, items)
     ids = [[p.patient_id for p in s] for s in slices]
 
     say("clean run: every slice uploaded without faults")
