@@ -170,11 +170,9 @@ def _conflicting_resend(uploads: dict[Device, list[Upload]], rng: random.Random)
     return out
 
 
+# The broker faults come last: on the local broker they can leave the workers unable to start
+# (faust's own topics come back with the wrong partition count), which would blur every later row.
 FAULTS: tuple[Fault, ...] = (
-    Fault("broker-restart", "the broker is stopped (SIGTERM) under load and started again empty; topics "
-          "recreated as `rtm up` does", inject=_broker_restart),
-    Fault("broker-crash", "the broker is killed (SIGKILL) under load and started again empty; topics recreated",
-          inject=_broker_crash),
     Fault("database-restart", "PostgreSQL is stopped (fast shutdown) under load and started again",
           inject=_database_restart),
     Fault("worker-sigkill", "a worker is SIGKILLed under load; a replacement starts at once", inject=_worker_kill),
@@ -187,5 +185,9 @@ FAULTS: tuple[Fault, ...] = (
     Fault("gzip-bomb", f"one device posts a gzip body inflating to {BOMB_MIB} MiB while the others upload",
           inject=_gzip_bomb, at=0.2),
     Fault("conflicting-resend", "an IMU batch resent with the same id and other samples", shape=_conflicting_resend),
+    Fault("broker-restart", "the broker is stopped (SIGTERM) under load and started again empty; topics "
+          "recreated as `rtm up` does", inject=_broker_restart),
+    Fault("broker-crash", "the broker is killed (SIGKILL) under load and started again empty; topics recreated",
+          inject=_broker_crash),
 )
 BY_NAME = {f.name: f for f in FAULTS}

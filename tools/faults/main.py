@@ -124,6 +124,23 @@ def _judge(stack: FaultStack, name: str, ledger: Ledger, patients: list[str], op
                       time.monotonic() - started, notes)
 
 
+def _recover(stack: FaultStack, ledger: Ledger, patients: list[str], opt: Options, missing: int) -> str:
+    """After a fault that left events missing or work pending, restart the workers (the pipeline
+    did not recover by itself) so that the next fault is judged on its own, and say how much of
+    what was missing was only stuck. The row keeps the count from before this help."""
+    stack.restarts["worker (harness)"] = stack.restarts.get("worker (harness)", 0) + 1
+    try:
+        stack.restart_workers()
+    except RuntimeError:
+        return "workers restarted by the harness did not become ready"
+    s, _ = checks.settle(_connect(stack.settings), ledger.acked, patients, stack.revive, opt.quiet_s,
+                         opt.settle_timeout_s)
+    if not missing:
+        return "workers restarted by the harness (work was pending)"
+    return (f"workers restarted by the harness: {missing - len(s.missing)} of {missing} missing then stored, "
+            f"{len(s.missing)} lost")
+
+
 def _write_differences(stack: FaultStack, name: str, patients: list[str], clean_db: str, diff: list[str]) -> None:
     """Rows that differ from the clean run, into differences.txt in the run's folder (kept when a
     target is missed)."""
@@ -185,6 +202,8 @@ def run_once(stack: FaultStack, faults: list[Fault], cohort: Cohort, per_fault: 
             notes += asyncio.run(_phase(stack, fault, _uploads(devices, items, patients), ledger, opt,
                                         random.Random(f"{opt.seed}-{fault.name}")))
             row = _judge(stack, fault.name, ledger, pids, opt, started, notes, ref, clean_db)
+            if row.missing or any(n.startswith("not settled") for n in row.notes):
+                row.notes.append(_recover(stack, ledger, pids, opt, row.missing))
             say(report.table([row]).splitlines()[-1])
             rows.append(row)
     finally:

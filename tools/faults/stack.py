@@ -173,6 +173,13 @@ class FaultStack:
         victim.kill()
         self.workers[index] = start_worker(self.settings, port=free_port(), wait=False)
 
+    def restart_workers(self) -> None:
+        """Replace every worker (SIGKILL: a stuck worker may ignore SIGTERM) and wait until ready."""
+        for w in self.workers:
+            w.kill()
+        self.workers = [start_worker(self.settings, port=free_port(), wait=False) for _ in self.workers]
+        wait_ready(self.workers)
+
     def restart_gateway(self, sig: signal.Signals = signal.SIGTERM) -> None:
         """Stop the gateway (SIGTERM: in-flight requests finish) and start it again on its port."""
         assert self.gateway is not None
@@ -191,7 +198,10 @@ class FaultStack:
         if self.gateway is not None and self.gateway.proc.poll() is not None:
             notes.append(f"gateway exited (rc {self.gateway.proc.returncode}), restarted")
             self.restarts["gateway"] = self.restarts.get("gateway", 0) + 1
-            self.gateway = start_gateway(self.settings, self.gateway.port, self.gateway_env)
+            try:
+                self.gateway = start_gateway(self.settings, self.gateway.port, self.gateway_env)
+            except RuntimeError as exc:
+                notes.append(str(exc))
         return notes
 
     def rss(self) -> dict[str, float]:
