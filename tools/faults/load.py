@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time as clock
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -80,6 +81,7 @@ class Ledger:
     statuses: Counter[str] = field(default_factory=Counter)
     requests: int = 0
     uploads_done: int = 0
+    slowest_s: float = 0.0  # the longest a request waited for its answer (or for nothing)
 
     def merge(self, other: Ledger) -> None:
         self.acked.update(other.acked)
@@ -216,11 +218,12 @@ class Client:
     backoff_max_s: float = 5.0
     request_timeout_s: float = 30.0
 
-    async def _post(self, http: aiohttp.ClientSession, up: Upload, items: list[Item],
-                    gzip: bool = False) -> tuple[int | None, dict[str, Any], float | None]:
+    async def _post(self, http: aiohttp.ClientSession, up: Upload,
+                    items: list[Item]) -> tuple[int | None, dict[str, Any], float | None]:
         body, media = request_body(items)
         headers = {"Authorization": f"Bearer {up.device.token}", "Content-Type": media}
         self.ledger.requests += 1
+        sent = clock.monotonic()
         try:
             async with http.post(f"{self.base_url}/v1/events", data=body, headers=headers) as resp:
                 raw = await resp.read()
@@ -232,6 +235,8 @@ class Client:
                 return resp.status, doc if isinstance(doc, dict) else {}, float(retry) if retry else None
         except (aiohttp.ClientError, TimeoutError, ValueError):
             return None, {}, None
+        finally:
+            self.ledger.slowest_s = max(self.ledger.slowest_s, clock.monotonic() - sent)
 
     async def send(self, http: aiohttp.ClientSession, up: Upload) -> None:
         """Send until every item is acknowledged or refused for good, or the deadline passes."""

@@ -91,6 +91,7 @@ async def _phase(stack: FaultStack, fault: Fault | None, uploads: dict[Device, l
         waiter.cancel()
         notes += await fault.inject(Context(stack, list(uploads), opt.outage_s))
     await load
+    notes.append(f"slowest answer {ledger.slowest_s:.1f} s")
     if ledger.unacked:
         notes.append(f"{len(ledger.unacked)} never acknowledged")
     if ledger.refused:
@@ -121,7 +122,7 @@ def _judge(stack: FaultStack, name: str, ledger: Ledger, patients: list[str], op
             if clean_db is not None:
                 _write_differences(stack, name, patients, clean_db, diff)
     return report.Row(name, s.acknowledged, s.stored, len(s.missing), s.duplicated, equal,
-                      time.monotonic() - started, notes)
+                      time.monotonic() - started, notes, absent=len(s.missing) - s.other_content)
 
 
 def _recover(stack: FaultStack, ledger: Ledger, patients: list[str], opt: Options, missing: int) -> str:
@@ -137,8 +138,8 @@ def _recover(stack: FaultStack, ledger: Ledger, patients: list[str], opt: Option
                          opt.settle_timeout_s)
     if not missing:
         return "workers restarted by the harness (work was pending)"
-    return (f"workers restarted by the harness: {missing - len(s.missing)} of {missing} missing then stored, "
-            f"{len(s.missing)} lost")
+    still = len(s.missing) - s.other_content
+    return f"workers restarted by the harness: {missing - still} of {missing} absent then stored, {still} lost"
 
 
 def _write_differences(stack: FaultStack, name: str, patients: list[str], clean_db: str, diff: list[str]) -> None:
@@ -202,8 +203,8 @@ def run_once(stack: FaultStack, faults: list[Fault], cohort: Cohort, per_fault: 
             notes += asyncio.run(_phase(stack, fault, _uploads(devices, items, patients), ledger, opt,
                                         random.Random(f"{opt.seed}-{fault.name}")))
             row = _judge(stack, fault.name, ledger, pids, opt, started, notes, ref, clean_db)
-            if row.missing or any(n.startswith("not settled") for n in row.notes):
-                row.notes.append(_recover(stack, ledger, pids, opt, row.missing))
+            if row.needs_recovery():
+                row.notes.append(_recover(stack, ledger, pids, opt, row.absent))
             say(report.table([row]).splitlines()[-1])
             rows.append(row)
     finally:
@@ -236,8 +237,8 @@ def soak(stack: FaultStack, faults: list[Fault], args: argparse.Namespace, opt: 
     try:
         cycle = 0
         while time.monotonic() - t0 < args.soak:
-            fault = faults[(cycle // args.soak_fault_every) % len(faults)] if cycle % args.soak_fault_every == 0 \
-                else None
+            every = args.soak_fault_every
+            fault = faults[(cycle // every) % len(faults)] if cycle % every == every - 1 else None
             cohort = make_cohort(args.soak_patients, args.days, args.seed + 1000 + cycle)
             started = time.monotonic()
             devices = _prepare(stack, cohort, cohort.patients)
@@ -245,8 +246,11 @@ def soak(stack: FaultStack, faults: list[Fault], args: argparse.Namespace, opt: 
             ledger = Ledger()
             notes = asyncio.run(_phase(stack, fault, _uploads(devices, items, cohort.patients), ledger, opt,
                                        random.Random(cycle)))
-            row = _judge(stack, f"{cycle:03d} {fault.name if fault else 'load'}", ledger,
-                         [p.patient_id for p in cohort.patients], opt, started, notes, None)
+            pids = [p.patient_id for p in cohort.patients]
+            row = _judge(stack, f"{cycle:03d} {fault.name if fault else 'load'}", ledger, pids, opt, started, notes,
+                         None)
+            if row.needs_recovery():
+                row.notes.append(_recover(stack, ledger, pids, opt, row.absent))
             rss = samples[-1][1] if samples else {}
             row.notes.append("RSS " + " ".join(f"{k} {v:.0f}" for k, v in sorted(rss.items())))
             say(report.table([row]).splitlines()[-1])
@@ -269,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--pace", type=float, default=0.15, help="seconds between one device's requests")
     p.add_argument("--outage", type=float, default=2.0, help="seconds a stopped broker or database stays down")
-    p.add_argument("--quiet", type=float, default=20.0,
+    p.add_argument("--quiet", type=float, default=15.0,
                    help="after a fault, give up waiting once nothing changed for this long (s)")
     p.add_argument("--settle-timeout", type=float, default=120.0)
     p.add_argument("--phase-timeout", type=float, default=120.0,
@@ -312,23 +316,27 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     ok = False
     try:
-        stack.start_cluster()
-        if args.soak:
-            rows, samples = soak(stack, faults, args, opt, say)
-            mem, verdict = report.memory_table(samples, args.rss_growth_mib)
-            print("\n" + report.table(rows) + "\n\n" + mem)
-            s = report.summary(rows, 0, seconds=round(time.monotonic() - started), memory=verdict,
-                               memory_flat=all(v["flat"] for v in verdict.values()))
-            ok = report.targets_met(s) and s["memory_flat"]
-        else:
-            cohort = make_cohort(len(faults) * args.patients_per_fault, args.days, args.seed)
-            say(f"cohort: {len(cohort.patients)} patients x {args.days} days (seed {args.seed}), "
-                f"{args.patients_per_fault} per fault; private stack in {stack.root}")
-            rows = run_once(stack, faults, cohort, args.patients_per_fault, opt, say)
-            print("\n" + report.table(rows))
-            s = report.summary(rows, report.MIN_FAULTS if not args.only else len(faults),
-                               seconds=round(time.monotonic() - started), restarts=stack.restarts)
-            ok = report.targets_met(s)
+        try:
+            stack.start_cluster()
+            if args.soak:
+                rows, samples = soak(stack, faults, args, opt, say)
+                mem, verdict = report.memory_table(samples, args.rss_growth_mib)
+                print("\n" + report.table(rows) + "\n\n" + mem)
+                s = report.summary(rows, 0, seconds=round(time.monotonic() - started), memory=verdict,
+                                   memory_flat=all(v["flat"] for v in verdict.values()), restarts=stack.restarts)
+                ok = report.targets_met(s) and s["memory_flat"]
+            else:
+                cohort = make_cohort(len(faults) * args.patients_per_fault, args.days, args.seed)
+                say(f"cohort: {len(cohort.patients)} patients x {args.days} days (seed {args.seed}), "
+                    f"{args.patients_per_fault} per fault; private stack in {stack.root}")
+                rows = run_once(stack, faults, cohort, args.patients_per_fault, opt, say)
+                print("\n" + report.table(rows))
+                s = report.summary(rows, report.MIN_FAULTS if not args.only else len(faults),
+                                   seconds=round(time.monotonic() - started), restarts=stack.restarts)
+                ok = report.targets_met(s)
+        except RuntimeError as exc:  # the private stack or the clean run failed: no verdict possible
+            print(f"rtm faults: {exc}; logs in {stack.root}", file=sys.stderr)
+            return 1
         print(f"targets (faults >= {s['min_faults']}, missing = 0, duplicated = 0, derived equal): "
               f"{'met' if ok else 'NOT met'}; logs: {stack.root if not ok or args.keep_logs else 'removed'}")
         print(report.json_line(s))

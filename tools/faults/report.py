@@ -20,6 +20,11 @@ class Row:
     derived_equal: bool | None  # None: nothing to compare with (soak)
     seconds: float
     notes: list[str] = field(default_factory=list)
+    absent: int = 0  # of the missing: no row at all (the others are stored with other content)
+
+    def needs_recovery(self) -> bool:
+        """Events absent or work left pending: the workers may be stuck."""
+        return self.absent > 0 or any(n.startswith("not settled") for n in self.notes)
 
 
 def table(rows: list[Row]) -> str:
