@@ -1,5 +1,5 @@
 """The fault harness itself: a reduced `rtm faults` (two faults, one patient each, one day) on its own
-private stack, and its pure parts (summary, targets, durations, the bomb)."""
+private stack; the judge's stored-exactly-once check on a real database; its pure parts."""
 
 from __future__ import annotations
 
@@ -7,12 +7,18 @@ import json
 import subprocess
 import sys
 import zlib
+from datetime import UTC, datetime, timedelta
 
+import numpy as np
+import psycopg
 import pytest
 
+from rtm.contract import ImuBatch
 from rtm.settings import PROJECT_ROOT
 from tools.faults import report
+from tools.faults.checks import stored_events
 from tools.faults.injectors import BOMB_MIB, FAULTS, bomb_body
+from tools.faults.load import Item, conflicting
 from tools.faults.main import parse_duration
 
 REDUCED = ("worker-sigkill", "duplicate-storm")
@@ -82,3 +88,34 @@ def test_durations() -> None:
     assert parse_duration("1h") == 3600
     with pytest.raises(Exception, match="not a duration"):
         parse_duration("soon")
+
+
+def _stored_batch(db: psycopg.Connection, item: Item, frame: bytes) -> None:
+    db.execute(
+        """insert into imu_batches (time, event_id, patient_id, device_id, stream_id, body_site, sample_rate_hz,
+                                    n_samples, duration_s, schema_version, frame, provenance)
+           values (now(), %s, %s, 'dev-judge', 's', 'thigh_left', 50, 10, 0.2, 1, %s, '{}')""",
+        (item.event_id, item.patient_id, frame),
+    )
+
+
+@pytest.mark.integration
+def test_the_judge_finds_what_is_missing_or_other(db: psycopg.Connection) -> None:
+    rng = np.random.default_rng(3)
+    t0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+    def batch(k: int) -> Item:
+        return Item.of(ImuBatch.model_validate({
+            "patient_id": "pat-judge", "stream_id": "s", "body_site": "thigh_left", "sample_rate_hz": 50.0,
+            "t0": t0 + timedelta(seconds=k), "acc": rng.normal(0, 1, (10, 3)).astype(np.float32),
+            "gyr": rng.normal(0, 1, (10, 3)).astype(np.float32),
+            "provenance": {"adapter": "t", "vendor": "t", "device_id": "dev-judge"},
+        }))
+
+    kept, lost, changed = batch(0), batch(1), batch(2)
+    other = conflicting(changed)
+    _stored_batch(db, kept, kept.body)
+    _stored_batch(db, changed, changed.body)  # the first version stays; the second was acknowledged
+    found = stored_events(db, {kept.event_id: kept, lost.event_id: lost, other.event_id: other})
+    assert (found.acknowledged, found.stored, found.duplicated, found.other_content) == (3, 1, 0, 1)
+    assert set(found.missing) == {lost.event_id, other.event_id}

@@ -274,7 +274,7 @@ class Client:
                 delay = max(delay, retry_after)
             attempt += 1
             if loop.time() + delay > self.deadline:
-                self.ledger.unacked.update(i.event_id for i in items)
+                self.ledger.unacked.update(i.event_id for i in items if i.event_id not in self.ledger.acked)
                 return
             await asyncio.sleep(delay)
 
