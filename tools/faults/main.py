@@ -139,7 +139,8 @@ def _recover(stack: FaultStack, ledger: Ledger, patients: list[str], opt: Option
     if not missing:
         return "workers restarted by the harness (work was pending)"
     still = len(s.missing) - s.other_content
-    return f"workers restarted by the harness: {missing - still} of {missing} absent then stored, {still} lost"
+    return (f"workers restarted by the harness: {missing - still} of {missing} absent then stored, "
+            f"{still} still absent")
 
 
 def _write_differences(stack: FaultStack, name: str, patients: list[str], clean_db: str, diff: list[str]) -> None:
