@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     register_ingest(sub)
     register_eligibility(sub)
 
+    # Parsed by the tool itself (its options follow the name): see main() below.
+    sub.add_parser(
+        "faults", add_help=False,
+        help="run a simulated cohort through the local stack while injecting faults (rtm faults --help)",
+    )
+
     p = sub.add_parser(
         "bench",
         help="run a benchmark: " + "; ".join(f"{k} ({v[1]})" for k, v in sorted(BENCHMARKS.items())),
@@ -128,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from rtm.stack import StackError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["faults"]:  # a developer tool with options of its own, imported only when asked for
+        return _load("tools.faults.main:main")(argv[1:])
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
