@@ -196,7 +196,7 @@ async def create_clinic_token(settings: Any) -> str:
     from ingest.settings import GatewaySettings
     from ingest.store import Store
 
-    store = await Store.open(settings, max_size=1)
+    store = await Store.open(settings, max_size=1, role="owner")  # credentials: the owner's to write
     try:
         key = await create_clinic_key(store, GatewaySettings().pepper_bytes(settings.secrets_dir), CLINIC_ID,
                                       "rtm faults")
