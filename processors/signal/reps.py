@@ -35,7 +35,7 @@ class RepParams:
     """Parameters of set segmentation and repetition counting (angles in degrees)."""
 
     smooth_hz: float = 4.0  # low-pass of the rate: reps are < 2 Hz, tremor and impacts are not
-    drift_hz: float = 0.02  # high-pass of the integrated rotation: below a 10 s hold + slow rep
+    drift_hz: float = 0.0  # high-pass of the integrated rotation (0: off; windows are detrended)
     block_rate_hz: float = 10.0  # rate of the block means the windows are computed on
     window_s: float = 12.0  # >= 2 cycles of the slowest rep (0.2 Hz) plus a hold
     hop_s: float = 1.0
@@ -116,11 +116,22 @@ class Windows:
 
 def integrated_rotation(t: FloatArray, gyr: FloatArray, rate_hz: float,
                         params: RepParams = DEFAULT_REPS) -> tuple[FloatArray, FloatArray]:
-    """(raw, drift-free) integrated rotation (N, 3) in degrees of the low-passed rate (rad/s)."""
-    w = lowpass_zero_phase(gyr, min(params.smooth_hz, 0.4 * rate_hz), rate_hz)
+    """Integrated rotation (N, 3, degrees): of the rate as measured (for ROM), and of the
+    low-passed rate with slow drift removed (for counting)."""
     dt = np.diff(t, prepend=t[0])[:, None]
-    raw = np.rad2deg(np.cumsum(0.5 * (w + np.concatenate((w[:1], w[:-1]))) * dt, axis=0))
-    return raw, highpass(raw, params.drift_hz, rate_hz)
+    tc = (t - t.mean())[:, None]
+
+    def integrate(w: FloatArray) -> FloatArray:
+        x = np.rad2deg(np.cumsum(0.5 * (w + np.concatenate((w[:1], w[:-1]))) * dt, axis=0))
+        # a constant bias left by the fusion (no rest seen) is a ramp: remove the best-fit line
+        x = x - x.mean(axis=0)
+        return np.asarray(x - tc * ((tc * x).sum(axis=0) / max(float((tc * tc).sum()), 1e-12)))
+
+    raw = integrate(gyr)
+    smooth = integrate(lowpass_zero_phase(gyr, min(params.smooth_hz, 0.4 * rate_hz), rate_hz))
+    if params.drift_hz <= 0.0:
+        return raw, smooth
+    return raw, highpass(smooth, params.drift_hz, rate_hz)
 
 
 def vertical_acceleration(acc: FloatArray, up: FloatArray, rate_hz: float,
@@ -144,7 +155,10 @@ def rotation_windows(phi: FloatArray, vert_acc: FloatArray, rate_hz: float,
     hop = max(round(params.hop_s * block_rate), 1)
     starts = np.arange(0, nb - w + 1, hop)
     win = np.lib.stride_tricks.sliding_window_view(xb, w, axis=1)[:, starts, :].transpose(1, 0, 2)
+    # remove each window's mean and linear trend (residual gyroscope drift, posture changes)
+    ramp = np.arange(w, dtype=np.float64) - 0.5 * (w - 1)
     win = win - win.mean(axis=2, keepdims=True)
+    win = win - ramp * ((win * ramp).sum(axis=2, keepdims=True) / float((ramp * ramp).sum()))
     cov = np.einsum("wit,wjt->wij", win, win) / w
     evals, evecs = np.linalg.eigh(cov)
     axis = evecs[:, :, -1]
@@ -192,7 +206,7 @@ class Candidate:
     start: int
     stop: int
     period_s: float
-    windows: IntArray  # indices of the windows overlapping the span
+    windows: IntArray  # indices of its repetitive windows
 
 
 def repetitive_spans(win: Windows, params: RepParams = DEFAULT_REPS) -> list[Candidate]:
@@ -235,14 +249,14 @@ def repetitive_spans(win: Windows, params: RepParams = DEFAULT_REPS) -> list[Can
             a = mid
         if b - a < 3:
             continue
-        wins = np.flatnonzero((win.stop > a) & (win.start < b))
-        out.append(Candidate(a, b, period, wins))
+        out.append(Candidate(a, b, period, members))
     return out
 
 
 def follow_axis(win: Windows, cand: Candidate) -> FloatArray:
-    """Unit movement axis (N, 3) at every sample of a candidate: the window axes, sign-chained
-    from window to window and linearly interpolated between window centres."""
+    """Unit movement axis (N, 3) at every sample of a candidate: the axes of its repetitive
+    windows, sign-chained from window to window, linearly interpolated between window centres
+    and held beyond the first and last (never the axis of rest or of other motion)."""
     ax = win.axis[cand.windows].copy()
     flips = np.concatenate(([1.0], np.sign(np.einsum("ij,ij->i", ax[1:], ax[:-1]))))
     flips[flips == 0] = 1.0
