@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.signal import find_peaks
 
-from .filters import Blocks, highpass, lowpass_zero_phase
+from .filters import Blocks, highpass, lowpass_zero_phase, runs
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
@@ -41,7 +41,9 @@ class RepParams:
     hop_s: float = 1.0
     min_period_s: float = 0.5  # fastest rep cycle looked for (2 Hz)
     max_period_s: float = 8.0  # slowest (0.2 Hz with a hold at either end)
-    min_periodicity: float = 0.3  # autocorrelation at the period: 3 alike cycles of 12 s give ~0.67
+    acf_of_rate: bool = False
+    seed_periodicity: float = 0.3  # autocorrelation at the period of a clearly repetitive window ...
+    min_periodicity: float = 0.3  # ... and of the windows around it (3 alike cycles give ~0.67)
     min_amplitude_deg: float = 4.0  # RMS rotation about the axis of a repetitive window
     axis_agree_deg: float = 35.0  # consecutive windows of one set share their axis
     merge_gap_s: float = 10.0  # repetitive stretches closer than this are one candidate set
@@ -108,6 +110,8 @@ class Windows:
     stop: IntArray
     axis: FloatArray  # (W, 3) principal axis of the integrated rotation
     amplitude_deg: FloatArray  # RMS rotation about it
+    planarity: FloatArray  # share of the rotation about it (1: one axis, 1/3: isotropic)
+    cov: FloatArray  # (W, 3, 3) second moments of the integrated rotation
     periodicity: FloatArray  # autocorrelation at the period (0..1)
     period_s: FloatArray
     walking: BoolArray
@@ -163,8 +167,11 @@ def rotation_windows(phi: FloatArray, vert_acc: FloatArray, rate_hz: float,
     evals, evecs = np.linalg.eigh(cov)
     axis = evecs[:, :, -1]
     amplitude = np.sqrt(np.maximum(evals[:, -1], 0.0))
-    # vector autocorrelation (orientation-free), biased so that few cycles score low
-    spec = np.fft.rfft(win, n=2 * w, axis=2)
+    # vector autocorrelation (orientation-free) of the angular rate, which is zero at rest, so
+    # that rest around a set does not count as repeating; biased, so that few cycles score low
+    rate_b = np.diff(xb, axis=1, prepend=xb[:, :1])
+    rwin = np.lib.stride_tricks.sliding_window_view(rate_b, w, axis=1)[:, starts, :].transpose(1, 0, 2)
+    spec = np.fft.rfft(rwin if params.acf_of_rate else win, n=2 * w, axis=2)
     acf = np.fft.irfft((spec * spec.conj()).real.sum(axis=1), n=2 * w, axis=1)[:, :w]
     acf = acf / np.maximum(acf[:, :1], 1e-12)
     lo = max(int(params.min_period_s * block_rate), 1)
@@ -196,7 +203,8 @@ def rotation_windows(phi: FloatArray, vert_acc: FloatArray, rate_hz: float,
     bstart = blocks.starts
     stop_b = starts + w
     stop = np.where(stop_b < nb, bstart[np.minimum(stop_b, nb - 1)], n)
-    return Windows(bstart[starts], stop, axis, amplitude, periodicity, period, walking, n)
+    planarity = evals[:, -1] / np.maximum(evals.sum(axis=1), 1e-12)
+    return Windows(bstart[starts], stop, axis, amplitude, planarity, cov, periodicity, period, walking, n)
 
 
 @dataclass(frozen=True)
@@ -212,11 +220,18 @@ class Candidate:
 def repetitive_spans(win: Windows, params: RepParams = DEFAULT_REPS) -> list[Candidate]:
     """Candidate sets: runs of repetitive, non-walking windows, split at gaps and walking.
 
-    The axis may turn within a candidate (the sensor or the limb changes orientation): it is
-    followed window by window (:func:`follow_axis`).
     """
-    ok = ((win.periodicity >= params.min_periodicity) & (win.amplitude_deg >= params.min_amplitude_deg)
-          & ~win.walking)
+    # hysteresis: a run of windows repeating at least weakly is a candidate when one of them
+    # repeats clearly (pauses and holds inside a set lower the autocorrelation of its windows)
+    moving = (win.amplitude_deg >= params.min_amplitude_deg) & ~win.walking
+    weak = moving & (win.periodicity >= params.min_periodicity)
+    strong = moving & (win.periodicity >= params.seed_periodicity)
+    r0, r1 = runs(weak)
+    cs = np.concatenate(([0], np.cumsum(strong)))
+    ok = np.zeros(weak.size, dtype=bool)
+    for a, b in zip(r0, r1, strict=True):
+        if cs[b] > cs[a]:
+            ok[a:b] = True
     idx = np.flatnonzero(ok)
     if idx.size == 0:
         return []
@@ -253,18 +268,11 @@ def repetitive_spans(win: Windows, params: RepParams = DEFAULT_REPS) -> list[Can
     return out
 
 
-def follow_axis(win: Windows, cand: Candidate) -> FloatArray:
-    """Unit movement axis (N, 3) at every sample of a candidate: the axes of its repetitive
-    windows, sign-chained from window to window, linearly interpolated between window centres
-    and held beyond the first and last (never the axis of rest or of other motion)."""
-    ax = win.axis[cand.windows].copy()
-    flips = np.concatenate(([1.0], np.sign(np.einsum("ij,ij->i", ax[1:], ax[:-1]))))
-    flips[flips == 0] = 1.0
-    ax *= np.cumprod(flips)[:, None]
-    centre = 0.5 * (win.start[cand.windows] + win.stop[cand.windows])
-    x = np.arange(cand.start, cand.stop, dtype=np.float64)
-    out = np.stack([np.interp(x, centre, ax[:, k]) for k in range(3)], axis=1)
-    return np.asarray(out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12))
+def candidate_axis(win: Windows, cand: Candidate) -> FloatArray:
+    """The movement axis of a candidate: principal axis of its repetitive windows' summed
+    second moments (sign-free, dominated by the largest, most sustained rotation)."""
+    _, vecs = np.linalg.eigh(win.cov[cand.windows].sum(axis=0))
+    return np.asarray(vecs[:, -1])
 
 
 def _first_at_or_below(x: FloatArray, level: float, reverse: bool = False) -> int:
@@ -397,18 +405,18 @@ def detect_sets(t: FloatArray, gyr: FloatArray, acc: FloatArray, up: FloatArray,
     out: list[RepSet] = []
     for cand in repetitive_spans(win, params):
         a, b = cand.start, cand.stop
-        axes = follow_axis(win, cand)
-        theta = np.einsum("ij,ij->i", phi[a:b], axes)
-        raw_theta = np.einsum("ij,ij->i", raw[a:b], axes)
-        reps = count_cycles(t[a:b], theta, cand.period_s, params, open_ends=(a == 0, b == t.size),
+        axis = candidate_axis(win, cand)
+        theta = phi[a:b] @ axis
+        raw_theta = raw[a:b] @ axis
+        open_ends = (int(win.start[cand.windows[0]]) == 0, int(win.stop[cand.windows[-1]]) >= t.size)
+        reps = count_cycles(t[a:b], theta, cand.period_s, params, open_ends=(a == 0 and open_ends[0],
+                                                                             b == t.size and open_ends[1]),
                             level_deg=raw_theta)
         for group in split_sets(reps, params):
             rom = rep_ranges(t[a:b], raw_theta, group)
             reps_rom = [Rep(r.start_s, r.peak_s, r.end_s, float(x), r.partial, r.paused_before, r.held)
                         for r, x in zip(group, rom, strict=True)]
-            mean_axis = axes.mean(axis=0)
-            mean_axis /= max(float(np.linalg.norm(mean_axis)), 1e-12)
-            out.append(RepSet(flag_reps(reps_rom, params), mean_axis, cand.period_s, a, b))
+            out.append(RepSet(flag_reps(reps_rom, params), axis, cand.period_s, a, b))
     return out
 
 
