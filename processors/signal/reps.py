@@ -54,6 +54,7 @@ class RepParams:
     min_rep_s: float = 0.3
     max_rep_s: float = 20.0
     min_reps: int = 3  # fewer reps is not a set
+    dwell_margin: float = 0.05  # share of time more at one extreme than the other that decides the start posture
     onset_frac: float = 0.05  # a rep starts/ends where it leaves/regains its trough by this share
     partial_frac: float = 0.7  # ROM below this share of the set median is a partial rep
     pause_s: float = 2.0  # time between reps longer than this is a pause
@@ -337,6 +338,7 @@ def _cycles_one_way(t: FloatArray, p: FloatArray, dist: int, rate: float, params
     troughs = np.array([int(edges[i]) + int(np.argmin(p[edges[i]:edges[i + 1] + 1]))
                         for i in range(peaks.size + 1)], dtype=np.intp)
     reps: list[Rep] = []
+    half_win = max(int(0.05 * rate), 1)
     for i, pk in enumerate(peaks):
         tl, tr = int(troughs[i]), int(troughs[i + 1])
         top = float(p[pk])
@@ -359,14 +361,21 @@ def _cycles_one_way(t: FloatArray, p: FloatArray, dist: int, rate: float, params
         if not params.min_rep_s <= dur <= params.max_rep_s:
             continue
         held = float(np.count_nonzero(p[s:e + 1] >= top - 0.1 * rom)) / rate > params.hold_s
-        reps.append(Rep(float(t[s]), float(t[pk]), float(t[e]), rom, False, False, held))
-    # the start posture is where the trace starts and ends: troughs there, peaks away from it
-    lo_level = float(np.median(p[troughs])) if troughs.size else 0.0
+        # ROM on the unsmoothed rotation: peak (the extreme near the smoothed peak) minus trough
+        lv_top = float(level[max(pk - half_win, 0):pk + half_win + 1].max())
+        lv_l, lv_r = float(level[tl]), float(level[tr])
+        lv_low = lv_r if pk == 0 else lv_l if pk == n - 1 else min(lv_l, lv_r)
+        reps.append(Rep(float(t[s]), float(t[pk]), float(t[e]), lv_top - lv_low, False, False, held))
+    # the start posture is where the segment dwells (rest between reps, pauses) rather than
+    # where it turns; without dwelling (reps back to back), where the trace starts and ends
+    lo_level = float(np.median(p[troughs]))
     hi_level = float(np.median(p[peaks]))
     span = max(hi_level - lo_level, 1e-9)
+    core = p[int(troughs[0]):int(troughs[-1]) + 1]
+    dwell = (float(np.mean(core > hi_level - 0.2 * span)) - float(np.mean(core < lo_level + 0.2 * span)))
     k = max(int(0.5 * rate), 1)
     edge = 0.5 * (float(np.median(p[:k])) + float(np.median(p[-k:])))
-    score = (edge - lo_level) / span
+    score = dwell if abs(dwell) >= params.dwell_margin else (edge - lo_level) / span - 0.5
     return reps, score
 
 
@@ -413,29 +422,5 @@ def detect_sets(t: FloatArray, gyr: FloatArray, acc: FloatArray, up: FloatArray,
                                                                              b == t.size and open_ends[1]),
                             level_deg=raw_theta)
         for group in split_sets(reps, params):
-            rom = rep_ranges(t[a:b], raw_theta, group)
-            reps_rom = [Rep(r.start_s, r.peak_s, r.end_s, float(x), r.partial, r.paused_before, r.held)
-                        for r, x in zip(group, rom, strict=True)]
-            out.append(RepSet(flag_reps(reps_rom, params), axis, cand.period_s, a, b))
+            out.append(RepSet(flag_reps(group, params), axis, cand.period_s, a, b))
     return out
-
-
-def rep_ranges(t: FloatArray, theta: FloatArray, reps: list[Rep]) -> FloatArray:
-    """Segment rotation per rep (degrees) from the raw integrated rotation about the axis.
-
-    Drift is removed per set: the start posture recurs before every rep, so the line through
-    the rep troughs is the residual gyroscope drift (bias not seen at rest).
-    """
-    if not reps:
-        return np.zeros(0)
-    s = np.minimum(np.searchsorted(t, [r.start_s for r in reps]), t.size - 1)
-    e = np.minimum(np.searchsorted(t, [r.end_s for r in reps]), t.size - 1)
-    pk = np.minimum(np.searchsorted(t, [r.peak_s for r in reps]), t.size - 1)
-    tt = np.concatenate((t[s], t[e]))
-    yy = np.concatenate((theta[s], theta[e]))
-    sign = 1.0 if np.median(theta[pk]) >= np.median(yy) else -1.0
-    if len(reps) >= 2:
-        slope = float(np.polyfit(tt - tt.mean(), yy, 1)[0])
-        theta = theta - slope * (t - tt.mean())
-    th = sign * theta
-    return np.asarray(th[pk] - np.minimum(th[s], th[e]))
