@@ -46,6 +46,7 @@ class RepParams:
     min_periodicity: float = 0.3  # ... and of the windows around it (3 alike cycles give ~0.67)
     min_amplitude_deg: float = 4.0  # RMS rotation about the axis of a repetitive window
     axis_agree_deg: float = 35.0  # consecutive windows of one set share their axis
+    reach: float = 0.5  # windows a candidate set extends beyond its repetitive windows
     merge_gap_s: float = 10.0  # repetitive stretches closer than this are one candidate set
     min_rom_deg: float = 10.0  # smallest typical rep of a set (below: tremor, fidgeting)
     rel_prominence: float = 0.2  # a rep reaches this share of the set's typical rep ...
@@ -54,6 +55,7 @@ class RepParams:
     min_rep_s: float = 0.3
     max_rep_s: float = 20.0
     min_reps: int = 3  # fewer reps is not a set
+    edge_tolerance: float = 0.4  # first/last reps deviating more (ROM, duration) are trimmed
     dwell_margin: float = 0.05  # share of time more at one extreme than the other that decides the start posture
     onset_frac: float = 0.05  # a rep starts/ends where it leaves/regains its trough by this share
     partial_frac: float = 0.7  # ROM below this share of the set median is a partial rep
@@ -249,8 +251,9 @@ def repetitive_spans(win: Windows, params: RepParams = DEFAULT_REPS) -> list[Can
         # a set's first and last reps sit at the edge of its repetitive windows: look half a
         # window further on both sides, never into walking
         first, last = int(members[0]), int(members[-1])
-        a = max(int(win.start[first]) - half, 0)
-        b = min(int(win.stop[last]) + half, win.n_samples)
+        reach = int(round(params.reach * span))
+        a = max(int(win.start[first]) - reach, 0)
+        b = min(int(win.stop[last]) + reach, win.n_samples)
         # walking is the middle half of a walking window
         prev_walk = np.flatnonzero(win.walking[:first])
         if prev_walk.size:
@@ -392,16 +395,40 @@ def flag_reps(reps: list[Rep], params: RepParams = DEFAULT_REPS) -> tuple[Rep, .
     return tuple(out)
 
 
-def split_sets(reps: list[Rep], params: RepParams = DEFAULT_REPS) -> list[list[Rep]]:
-    """Split consecutive reps at gaps longer than ``merge_gap_s``; drop runs under ``min_reps``."""
+def _unlike(rep: Rep, rom: float, dur: float, params: RepParams) -> bool:
+    """A rep unlike the set's typical one (ROM ``rom``, duration ``dur``): at a set's edge it is
+    the posture change, step or fidget next to the set, not one of its reps."""
+    return (abs(rep.rom_deg - rom) > params.edge_tolerance * rom
+            or rep.duration_s > (1.0 + params.edge_tolerance) * dur + params.hold_s)
+
+
+def split_sets(reps: list[Rep], params: RepParams = DEFAULT_REPS,
+               core: tuple[float, float] = (-np.inf, np.inf)) -> list[list[Rep]]:
+    """Split consecutive reps at gaps longer than ``merge_gap_s``, trim reps unlike the set's
+    typical one from both ends where they lie outside the ``core`` time span (the repetitive
+    windows) and drop runs under ``min_reps``."""
     if not reps:
         return []
     starts = np.array([r.start_s for r in reps])
     ends = np.array([r.end_s for r in reps])
     breaks = np.flatnonzero(starts[1:] - ends[:-1] > params.merge_gap_s) + 1
     bounds = np.concatenate(([0], breaks, [len(reps)]))
-    return [reps[int(a):int(b)] for a, b in zip(bounds[:-1], bounds[1:], strict=True)
-            if b - a >= params.min_reps]
+    out: list[list[Rep]] = []
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        group = reps[int(a):int(b)]
+        if len(group) < params.min_reps:
+            continue
+        rom = float(np.median([r.rom_deg for r in group]))
+        dur = float(np.median([r.duration_s for r in group]))
+        lo, hi = 0, len(group)
+        while (hi - lo > params.min_reps and group[lo].peak_s < core[0]
+               and _unlike(group[lo], rom, dur, params)):
+            lo += 1
+        while (hi - lo > params.min_reps and group[hi - 1].peak_s > core[1]
+               and _unlike(group[hi - 1], rom, dur, params)):
+            hi -= 1
+        out.append(group[lo:hi])
+    return out
 
 
 def detect_sets(t: FloatArray, gyr: FloatArray, acc: FloatArray, up: FloatArray, rate_hz: float,
@@ -421,6 +448,7 @@ def detect_sets(t: FloatArray, gyr: FloatArray, acc: FloatArray, up: FloatArray,
         reps = count_cycles(t[a:b], theta, cand.period_s, params, open_ends=(a == 0 and open_ends[0],
                                                                              b == t.size and open_ends[1]),
                             level_deg=raw_theta)
-        for group in split_sets(reps, params):
+        core = (float(t[int(win.start[cand.windows[0]])]), float(t[int(win.stop[cand.windows[-1]]) - 1]))
+        for group in split_sets(reps, params, core):
             out.append(RepSet(flag_reps(group, params), axis, cand.period_s, a, b))
     return out
