@@ -114,7 +114,7 @@ class Windows:
     axis: FloatArray  # (W, 3) principal axis of the integrated rotation
     amplitude_deg: FloatArray  # RMS rotation about it
     planarity: FloatArray  # share of the rotation about it (1: one axis, 1/3: isotropic)
-    cov: FloatArray  # (W, 3, 3) second moments of the integrated rotation
+    rcov: FloatArray  # (W, 3, 3) lag-one-period covariance of the integrated rotation
     periodicity: FloatArray  # autocorrelation at the period (0..1)
     period_s: FloatArray
     walking: BoolArray
@@ -191,6 +191,15 @@ def rotation_windows(phi: FloatArray, vert_acc: FloatArray, rate_hz: float,
         first = np.argmax(vals >= best[:, None] - 0.1 * np.abs(best[:, None]), axis=1)
         periodicity = np.where(np.isfinite(best), best, 0.0)
         period = (lo + first) / block_rate
+    # the rotation that repeats: covariance of the window's angular rate with itself one period
+    # later (symmetrised); a posture change or a secondary wobble hardly contributes to it
+    lag = np.clip(np.rint(np.nan_to_num(period, nan=0.0) * block_rate).astype(np.intp), 0, w - 1)
+    tt = np.arange(w)
+    later = np.where(tt[None, :] + lag[:, None] < w, tt[None, :] + lag[:, None], 0)
+    shifted = np.take_along_axis(rwin, np.broadcast_to(later[:, None, :], rwin.shape), axis=2)
+    valid = (tt[None, :] + lag[:, None] < w)[:, None, :]
+    lagged = np.einsum("wit,wjt->wij", rwin * valid, shifted * valid) / w
+    rcov = 0.5 * (lagged + lagged.transpose(0, 2, 1))
     # walking: the body bounces once per step, i.e. twice per limb-swing cycle, so the vertical
     # acceleration repeats after half the rotation period (an exercise's moves up and down)
     vb = blocks.mean(vert_acc[None, :])[0]
@@ -207,7 +216,7 @@ def rotation_windows(phi: FloatArray, vert_acc: FloatArray, rate_hz: float,
     stop_b = starts + w
     stop = np.where(stop_b < nb, bstart[np.minimum(stop_b, nb - 1)], n)
     planarity = evals[:, -1] / np.maximum(evals.sum(axis=1), 1e-12)
-    return Windows(bstart[starts], stop, axis, amplitude, planarity, cov, periodicity, period, walking, n)
+    return Windows(bstart[starts], stop, axis, amplitude, planarity, rcov, periodicity, period, walking, n)
 
 
 @dataclass(frozen=True)
@@ -274,8 +283,8 @@ def repetitive_spans(win: Windows, params: RepParams = DEFAULT_REPS) -> list[Can
 
 def candidate_axis(win: Windows, cand: Candidate) -> FloatArray:
     """The movement axis of a candidate: principal axis of its repetitive windows' summed
-    second moments (sign-free, dominated by the largest, most sustained rotation)."""
-    _, vecs = np.linalg.eigh(win.cov[cand.windows].sum(axis=0))
+    lag-one-period covariance (sign-free; the rotation that repeats, not a posture change)."""
+    _, vecs = np.linalg.eigh(win.rcov[cand.windows].sum(axis=0))
     return np.asarray(vecs[:, -1])
 
 
