@@ -56,7 +56,7 @@ class RepParams:
     max_rep_s: float = 20.0
     min_reps: int = 3  # fewer reps is not a set
     edge_tolerance: float = 0.4  # first/last reps deviating more (ROM, duration) are trimmed
-    dwell_margin: float = 0.05  # share of time more at one extreme than the other that decides the start posture
+    spread_margin: float = 0.02  # level spread (share of ROM) that tells the start posture from the peak
     onset_frac: float = 0.05  # a rep starts/ends where it leaves/regains its trough by this share
     partial_frac: float = 0.7  # ROM below this share of the set median is a partial rep
     pause_s: float = 2.0  # time between reps longer than this is a pause
@@ -378,17 +378,22 @@ def _cycles_one_way(t: FloatArray, p: FloatArray, dist: int, rate: float, params
         lv_l, lv_r = float(level[tl]), float(level[tr])
         lv_low = lv_r if pk == 0 else lv_l if pk == n - 1 else min(lv_l, lv_r)
         reps.append(Rep(float(t[s]), float(t[pk]), float(t[e]), lv_top - lv_low, False, False, held))
-    # the start posture is where the segment dwells (rest between reps, pauses) rather than
-    # where it turns; without dwelling (reps back to back), where the trace starts and ends
-    lo_level = float(np.median(p[troughs]))
-    hi_level = float(np.median(p[peaks]))
+    # the start posture is the extreme every rep starts from: partial and low-amplitude reps
+    # change how far a rep goes, not where it starts, so the start levels vary least. Without
+    # such reps (all alike), the start posture is where the trace starts and ends.
+    lo_level = float(np.median(level[troughs]))
+    hi_level = float(np.median(level[peaks]))
     span = max(hi_level - lo_level, 1e-9)
-    core = p[int(troughs[0]):int(troughs[-1]) + 1]
-    dwell = (float(np.mean(core > hi_level - 0.2 * span)) - float(np.mean(core < lo_level + 0.2 * span)))
+    spread = (_mad(level[troughs]) - _mad(level[peaks])) / span
     k = max(int(0.5 * rate), 1)
     edge = 0.5 * (float(np.median(p[:k])) + float(np.median(p[-k:])))
-    score = dwell if abs(dwell) >= params.dwell_margin else (edge - lo_level) / span - 0.5
+    lo_p, hi_p = float(np.median(p[troughs])), float(np.median(p[peaks]))
+    score = spread if abs(spread) >= params.spread_margin else (edge - lo_p) / max(hi_p - lo_p, 1e-9) - 0.5
     return reps, score
+
+
+def _mad(x: FloatArray) -> float:
+    return float(np.median(np.abs(x - np.median(x)))) if x.size else 0.0
 
 
 def flag_reps(reps: list[Rep], params: RepParams = DEFAULT_REPS) -> tuple[Rep, ...]:
