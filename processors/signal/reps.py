@@ -190,7 +190,12 @@ def rotation_windows(phi: FloatArray, vert_acc: FloatArray, rate_hz: float,
         # earliest peak close to the best one: the period, not a multiple of it
         first = np.argmax(vals >= best[:, None] - 0.1 * np.abs(best[:, None]), axis=1)
         periodicity = np.where(np.isfinite(best), best, 0.0)
-        period = (lo + first) / block_rate
+        # parabolic interpolation of the peak: the period between block lags
+        k = lo + first
+        ym, y0, yp = (acf[np.arange(k.size), k + d] for d in (-1, 0, 1))
+        den = ym - 2.0 * y0 + yp
+        frac = np.where(np.abs(den) > 1e-12, 0.5 * (ym - yp) / np.where(np.abs(den) > 1e-12, den, 1.0), 0.0)
+        period = (k + np.clip(frac, -0.5, 0.5)) / block_rate
     # the rotation that repeats: covariance of the window's angular rate with itself one period
     # later (symmetrised); a posture change or a secondary wobble hardly contributes to it
     lag = np.clip(np.rint(np.nan_to_num(period, nan=0.0) * block_rate).astype(np.intp), 0, w - 1)
@@ -208,8 +213,10 @@ def rotation_windows(phi: FloatArray, vert_acc: FloatArray, rate_hz: float,
     vspec = np.fft.rfft(vw, n=2 * w, axis=1)
     vacf = np.fft.irfft((vspec * vspec.conj()).real, n=2 * w, axis=1)[:, :w]
     energy = np.maximum(vacf[:, 0], 1e-12)
-    half = np.clip(np.rint(0.5 * np.nan_to_num(period, nan=0.0) * block_rate).astype(np.intp), 1, w - 1)
-    bounce = vacf[np.arange(starts.size), half] / energy
+    half = np.clip(0.5 * np.nan_to_num(period, nan=0.0) * block_rate, 1.0, w - 2.0)
+    h0 = np.floor(half).astype(np.intp)
+    rows = np.arange(starts.size)
+    bounce = (vacf[rows, h0] * (h0 + 1 - half) + vacf[rows, h0 + 1] * (half - h0)) / energy
     vrms = np.sqrt(energy / w)
     walking = (bounce >= params.walk_bounce_corr) & (vrms >= params.walk_bounce_ms2)
     bstart = blocks.starts
