@@ -273,10 +273,10 @@ def repetitive_spans(win: Windows, params: RepParams = DEFAULT_REPS) -> list[Can
         # walking is the middle half of a walking window
         prev_walk = np.flatnonzero(win.walking[:first])
         if prev_walk.size:
-            a = max(a, int(win.stop[prev_walk[-1]]) - half // 2)
+            a = max(a, int(win.stop[prev_walk[-1]]) - half // 3)
         next_walk = np.flatnonzero(win.walking[last + 1:])
         if next_walk.size:
-            b = min(b, int(win.start[last + 1 + next_walk[0]]) + half // 2)
+            b = min(b, int(win.start[last + 1 + next_walk[0]]) + half // 3)
         if out and a < out[-1].stop:  # overlapping reach of two candidates: split the overlap
             mid = (a + out[-1].stop) // 2
             prev = out[-1]
