@@ -51,7 +51,7 @@ class RepParams:
     min_rom_deg: float = 10.0  # smallest typical rep of a set (below: tremor, fidgeting)
     rel_prominence: float = 0.2  # a rep reaches this share of the set's typical rep ...
     max_level_change: float = 0.5  # start and end levels of a rep differ by at most this x ROM
-    period_distance: float = 0.5  # ... and is at least this share of the period from the last
+    period_distance: float = 0.6  # ... and is at least this share of the period from the last (tempo varies +-15 %)
     min_rep_s: float = 0.3
     max_rep_s: float = 20.0
     min_reps: int = 3  # fewer reps is not a set
