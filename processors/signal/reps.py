@@ -103,6 +103,7 @@ class RepSet:
     period_s: float
     start: int  # sample span of the candidate set
     stop: int
+    start_spread: float = 0.0  # spread of the rep start levels, share of the median ROM
 
 
 @dataclass(frozen=True)
@@ -471,5 +472,8 @@ def detect_sets(t: FloatArray, gyr: FloatArray, acc: FloatArray, up: FloatArray,
                             level_deg=raw_theta)
         core = (float(t[int(win.start[cand.windows[0]])]), float(t[int(win.stop[cand.windows[-1]]) - 1]))
         for group in split_sets(reps, params, core):
-            out.append(RepSet(flag_reps(group, params), axis, cand.period_s, a, b))
+            idx = np.minimum(np.searchsorted(t[a:b], [r.start_s for r in group]), b - a - 1)
+            rom = float(np.median([r.rom_deg for r in group]))
+            spread = _mad(raw_theta[idx]) / max(rom, 1e-9)
+            out.append(RepSet(flag_reps(group, params), axis, cand.period_s, a, b, spread))
     return out
