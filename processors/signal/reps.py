@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.signal import find_peaks
 
-from .filters import Blocks, highpass, lowpass_zero_phase, runs
+from .filters import Blocks, highpass, lowpass_zero_phase
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
@@ -32,38 +32,39 @@ BoolArray = NDArray[np.bool_]
 
 @dataclass(frozen=True)
 class RepParams:
-    """Parameters of set segmentation and repetition counting (angles in degrees)."""
+    """Parameters of set segmentation and repetition counting (angles in degrees).
 
-    smooth_hz: float = 4.0  # low-pass of the rate: reps are < 2 Hz, tremor and impacts are not
-    drift_hz: float = 0.0  # high-pass of the integrated rotation (0: off; windows are detrended)
+    The main ones (sensitivity reported by ``rtm bench signal --sensitivity``) are
+    ``window_s``, ``min_periodicity``, ``rel_prominence`` and ``period_distance``.
+    """
+
+    smooth_hz: float = 4.0  # low-pass of the rotation: reps are < 2 Hz, tremor and impacts are not
     block_rate_hz: float = 10.0  # rate of the block means the windows are computed on
     window_s: float = 12.0  # >= 2 cycles of the slowest rep (0.2 Hz) plus a hold
     hop_s: float = 1.0
     min_period_s: float = 0.5  # fastest rep cycle looked for (2 Hz)
-    max_period_s: float = 8.0  # slowest (0.2 Hz with a hold at either end)
-    acf_of_rate: bool = False
-    seed_periodicity: float = 0.3  # autocorrelation at the period of a clearly repetitive window ...
-    min_periodicity: float = 0.3  # ... and of the windows around it (3 alike cycles give ~0.67)
-    min_amplitude_deg: float = 4.0  # RMS rotation about the axis of a repetitive window
-    axis_agree_deg: float = 35.0  # consecutive windows of one set share their axis
+    max_period_s: float = 8.0  # slowest (0.2 Hz with a hold)
+    min_periodicity: float = 0.3  # autocorrelation at the period (3 alike cycles in a window: ~0.67)
+    min_amplitude_deg: float = 4.0  # RMS rotation about the axis of a repetitive window (ROM ~ 11)
     reach: float = 0.5  # windows a candidate set extends beyond its repetitive windows
     merge_gap_s: float = 10.0  # repetitive stretches closer than this are one candidate set
     min_rom_deg: float = 10.0  # smallest typical rep of a set (below: tremor, fidgeting)
     rel_prominence: float = 0.2  # a rep reaches this share of the set's typical rep ...
+    period_distance: float = 0.6  # ... and is at least this share of the period from the last (tempo +-15 %)
     max_level_change: float = 0.5  # start and end levels of a rep differ by at most this x ROM
-    period_distance: float = 0.6  # ... and is at least this share of the period from the last (tempo varies +-15 %)
     min_rep_s: float = 0.3
     max_rep_s: float = 20.0
     min_reps: int = 3  # fewer reps is not a set
     edge_tolerance: float = 0.4  # first/last reps deviating more (ROM, duration) are trimmed
-    spread_margin: float = 0.02  # level spread (share of ROM) that tells the start posture from the peak
+    spread_margin: float = 0.02  # level spread (share of ROM) telling the start posture from the peak
     onset_frac: float = 0.05  # a rep starts/ends where it leaves/regains its trough by this share
     partial_frac: float = 0.7  # ROM below this share of the set median is a partial rep
     pause_s: float = 2.0  # time between reps longer than this is a pause
     hold_s: float = 1.5  # time within 10 % of the peak longer than this is a hold
-    bounce_band_hz: tuple[float, float] = (0.5, 5.0)  # body bounce of steps (1.3-2.2 Hz)
+    bounce_hz: float = 0.5  # high-pass of the vertical acceleration (steps: 1.3-2.2 Hz)
     walk_bounce_corr: float = 0.55  # vertical-acceleration autocorrelation at half the period ...
     walk_bounce_ms2: float = 0.5  # ... with this RMS: steps, not an exercise (see rotation_windows)
+
 
 DEFAULT_REPS = RepParams()
 
@@ -122,42 +123,34 @@ class Windows:
     n_samples: int
 
 
-def integrated_rotation(t: FloatArray, gyr: FloatArray, rate_hz: float,
-                        params: RepParams = DEFAULT_REPS) -> tuple[FloatArray, FloatArray]:
-    """Integrated rotation (N, 3, degrees): of the rate as measured (for ROM), and of the
-    low-passed rate with slow drift removed (for counting)."""
-    dt = np.diff(t, prepend=t[0])[:, None]
-    tc = (t - t.mean())[:, None]
-
-    def integrate(w: FloatArray) -> FloatArray:
-        x = np.rad2deg(np.cumsum(0.5 * (w + np.concatenate((w[:1], w[:-1]))) * dt, axis=0))
-        # a constant bias left by the fusion (no rest seen) is a ramp: remove the best-fit line
-        x = x - x.mean(axis=0)
-        return np.asarray(x - tc * ((tc * x).sum(axis=0) / max(float((tc * tc).sum()), 1e-12)))
-
-    raw = integrate(gyr)
-    smooth = integrate(lowpass_zero_phase(gyr, min(params.smooth_hz, 0.4 * rate_hz), rate_hz))
-    if params.drift_hz <= 0.0:
-        return raw, smooth
-    return raw, highpass(smooth, params.drift_hz, rate_hz)
+def integrated_rotation(t: FloatArray, gyr: FloatArray) -> FloatArray:
+    """Integrated rotation (3, N, degrees) of the angular rate (N, 3, rad/s). A constant bias
+    left by the fusion (no rest seen) would be a ramp: the best-fit line is removed."""
+    dt = np.diff(t, prepend=t[0])
+    x = np.rad2deg(np.cumsum(np.ascontiguousarray(gyr.T) * dt, axis=1))
+    x -= x.mean(axis=1, keepdims=True)
+    tc = t - t.mean()
+    x -= np.outer(x @ tc / max(float(tc @ tc), 1e-12), tc)
+    return np.asarray(x)
 
 
 def vertical_acceleration(acc: FloatArray, up: FloatArray, rate_hz: float,
                           params: RepParams = DEFAULT_REPS) -> FloatArray:
-    """Band-passed vertical acceleration (m/s², gravity removed) from ``up`` (N, 3) unit vectors."""
+    """Vertical specific force (m/s²) from ``up`` (N, 3) unit vectors, low-passed below the
+    block rate's Nyquist frequency (heel-strike transients would alias into the step band)."""
     a = np.einsum("ij,ij->i", acc, up)[:, None]
-    lo, hi = params.bounce_band_hz
-    return highpass(lowpass_zero_phase(a, min(hi, 0.4 * rate_hz), rate_hz), lo, rate_hz)[:, 0]
+    return lowpass_zero_phase(a, min(0.5 * params.block_rate_hz, 0.4 * rate_hz), rate_hz)[:, 0]
 
 
 def rotation_windows(phi: FloatArray, vert_acc: FloatArray, rate_hz: float,
                      params: RepParams = DEFAULT_REPS) -> Windows:
-    """Dominant axis, amplitude, periodicity and period of ``phi`` (N, 3) in sliding windows, and
-    whether the window is walking (``vert_acc``: vertical acceleration without gravity, m/s²)."""
-    n = phi.shape[0]
+    """Dominant axis, amplitude, periodicity and period of ``phi`` (3, N) in sliding windows, and
+    whether the window is walking (``vert_acc``: vertical specific force, m/s²). Windows are
+    computed on ~``block_rate_hz`` block means (themselves a low-pass)."""
+    n = phi.shape[1]
     blocks = Blocks.make(n, rate_hz, params.block_rate_hz)
     block_rate = rate_hz / blocks.size
-    xb = blocks.mean(np.ascontiguousarray(phi.T))  # (3, B)
+    xb = blocks.mean(phi)  # (3, B)
     nb = xb.shape[1]
     w = min(max(round(params.window_s * block_rate), 4), nb)
     hop = max(round(params.hop_s * block_rate), 1)
@@ -171,11 +164,10 @@ def rotation_windows(phi: FloatArray, vert_acc: FloatArray, rate_hz: float,
     evals, evecs = np.linalg.eigh(cov)
     axis = evecs[:, :, -1]
     amplitude = np.sqrt(np.maximum(evals[:, -1], 0.0))
-    # vector autocorrelation (orientation-free) of the angular rate, which is zero at rest, so
-    # that rest around a set does not count as repeating; biased, so that few cycles score low
+    # vector autocorrelation (orientation-free), biased so that few cycles score low
     rate_b = np.diff(xb, axis=1, prepend=xb[:, :1])
     rwin = np.lib.stride_tricks.sliding_window_view(rate_b, w, axis=1)[:, starts, :].transpose(1, 0, 2)
-    spec = np.fft.rfft(rwin if params.acf_of_rate else win, n=2 * w, axis=2)
+    spec = np.fft.rfft(win, n=2 * w, axis=2)
     acf = np.fft.irfft((spec * spec.conj()).real.sum(axis=1), n=2 * w, axis=1)[:, :w]
     acf = acf / np.maximum(acf[:, :1], 1e-12)
     lo = max(int(params.min_period_s * block_rate), 1)
@@ -208,7 +200,7 @@ def rotation_windows(phi: FloatArray, vert_acc: FloatArray, rate_hz: float,
     rcov = 0.5 * (lagged + lagged.transpose(0, 2, 1))
     # walking: the body bounces once per step, i.e. twice per limb-swing cycle, so the vertical
     # acceleration repeats after half the rotation period (an exercise's moves up and down)
-    vb = blocks.mean(vert_acc[None, :])[0]
+    vb = highpass(blocks.mean(vert_acc[None, :]).T, params.bounce_hz, block_rate)[:, 0]
     vw = np.lib.stride_tricks.sliding_window_view(vb, w)[starts]
     vw = vw - vw.mean(axis=1, keepdims=True)
     vspec = np.fft.rfft(vw, n=2 * w, axis=1)
@@ -238,20 +230,9 @@ class Candidate:
 
 
 def repetitive_spans(win: Windows, params: RepParams = DEFAULT_REPS) -> list[Candidate]:
-    """Candidate sets: runs of repetitive, non-walking windows, split at gaps and walking.
-
-    """
-    # hysteresis: a run of windows repeating at least weakly is a candidate when one of them
-    # repeats clearly (pauses and holds inside a set lower the autocorrelation of its windows)
-    moving = (win.amplitude_deg >= params.min_amplitude_deg) & ~win.walking
-    weak = moving & (win.periodicity >= params.min_periodicity)
-    strong = moving & (win.periodicity >= params.seed_periodicity)
-    r0, r1 = runs(weak)
-    cs = np.concatenate(([0], np.cumsum(strong)))
-    ok = np.zeros(weak.size, dtype=bool)
-    for a, b in zip(r0, r1, strict=True):
-        if cs[b] > cs[a]:
-            ok[a:b] = True
+    """Candidate sets: runs of repetitive, non-walking windows, split at gaps and walking."""
+    ok = ((win.amplitude_deg >= params.min_amplitude_deg) & ~win.walking
+          & (win.periodicity >= params.min_periodicity))
     idx = np.flatnonzero(ok)
     if idx.size == 0:
         return []
@@ -271,7 +252,6 @@ def repetitive_spans(win: Windows, params: RepParams = DEFAULT_REPS) -> list[Can
         reach = int(round(params.reach * span))
         a = max(int(win.start[first]) - reach, 0)
         b = min(int(win.stop[last]) + reach, win.n_samples)
-        # walking is the middle half of a walking window
         prev_walk = np.flatnonzero(win.walking[:first])
         if prev_walk.size:
             a = max(a, int(win.stop[prev_walk[-1]]) - half // 3)
@@ -309,57 +289,81 @@ def count_cycles(t: FloatArray, angle_deg: FloatArray, period_s: float | None = 
                  level_deg: FloatArray | None = None) -> list[Rep]:
     """Repetitions in a 1-D segment rotation (degrees, any offset and sign) of one candidate set.
 
-    Peaks are excursions away from the start posture; the polarity is the one whose troughs
-    the trace starts and ends nearest to (the start posture), unless given. Each rep spans
+    Peaks (by topographic prominence, at least ``period_distance`` x ``period_s`` apart and
+    ``rel_prominence`` of the set's typical rep) are excursions away from the start posture,
+    whose side is chosen by :func:`_start_side` unless ``polarity`` is given. Each rep spans
     from leaving its preceding trough to regaining its following one; ROM is the peak minus
-    the lower trough. Partial, pause and hold flags are set per set (:func:`flag_reps`).
-    ``open_ends`` says whether the recording was cut at the start / end of ``angle_deg``: a rep
-    cut there counts when it got at least ``rel_prominence`` of a typical rep. ``level_deg``
-    (default ``angle_deg``) is the drift-free-but-not-high-passed rotation on which a rep must
-    end where it started (a posture change does not).
+    the lower trough on ``level_deg`` (default ``angle_deg``), the unsmoothed rotation, on
+    which a rep must also end where it started (a posture change does not). ``open_ends`` says
+    whether the recording was cut at the start / end: a rep cut there counts when it got at
+    least ``rel_prominence`` of a typical rep. Partial and pause flags: :func:`flag_reps`.
     """
     n = t.size
     if n < 3 or float(np.ptp(angle_deg)) < params.min_rom_deg:
         return []
     rate = (n - 1) / float(t[-1] - t[0])
+    level_all = angle_deg if level_deg is None else level_deg
     p_period = period_s if period_s and np.isfinite(period_s) else 2.0 * params.min_period_s
     dist = max(int(params.period_distance * p_period * rate), int(0.5 * params.min_rep_s * rate), 1)
-    best: list[Rep] = []
-    best_score = np.inf
+    options = []
     for pol in ((polarity,) if polarity is not None else (1.0, -1.0)):
-        level = pol * (angle_deg if level_deg is None else level_deg)
-        reps, score = _cycles_one_way(t, pol * angle_deg, dist, rate, params, open_ends, level)
-        if score < best_score:
-            best, best_score = reps, score
-    return best
+        found = _peaks_and_troughs(pol * angle_deg, dist, params, open_ends)
+        if found is not None:
+            options.append((_start_side(pol * angle_deg, pol * level_all, *found[:2], rate, params), pol, found))
+    if not options:
+        return []
+    _, pol, (peaks, troughs, typical) = min(options, key=lambda o: o[0])
+    return _reps(t, pol * angle_deg, pol * level_all, peaks, troughs, typical, rate, params)
 
 
-def _cycles_one_way(t: FloatArray, p: FloatArray, dist: int, rate: float, params: RepParams,
-                    open_ends: tuple[bool, bool], level: FloatArray) -> tuple[list[Rep], float]:
+def _peaks_and_troughs(p: FloatArray, dist: int, params: RepParams, open_ends: tuple[bool, bool]
+                       ) -> tuple[IntArray, IntArray, float] | None:
+    """Peaks of ``p`` prominent relative to the typical one, the troughs between them, and the
+    typical prominence (median of the upper half: robust to many small swings)."""
     n = p.size
     # an open end may be a peak: a sample below it outside lets find_peaks see it
     drop = float(np.ptp(p)) + 1.0
     ext = np.concatenate(([p[0] - drop] if open_ends[0] else [], p, [p[-1] - drop] if open_ends[1] else []))
     peaks, props = find_peaks(ext, prominence=params.min_rom_deg * params.rel_prominence, distance=dist)
-    if open_ends[0]:
-        peaks -= 1
+    peaks = peaks - int(open_ends[0])
     keep = (peaks >= 0) & (peaks < n)
-    peaks = peaks[keep]
-    props = {k: v[keep] for k, v in props.items()}
+    peaks, prom = peaks[keep], props["prominences"][keep]
     if peaks.size == 0:
-        return [], np.inf
-    prom = props["prominences"]
-    big = np.sort(prom)[prom.size // 2:]
-    typical = float(np.median(big))
+        return None
+    typical = float(np.median(np.sort(prom)[prom.size // 2:]))
     if typical < params.min_rom_deg:
-        return [], np.inf
+        return None
     peaks = peaks[prom >= params.rel_prominence * typical]
     edges = np.concatenate(([0], peaks, [n - 1]))
     troughs = np.array([int(edges[i]) + int(np.argmin(p[edges[i]:edges[i + 1] + 1]))
                         for i in range(peaks.size + 1)], dtype=np.intp)
+    return peaks, troughs, typical
+
+
+def _start_side(p: FloatArray, level: FloatArray, peaks: IntArray, troughs: IntArray, rate: float,
+                params: RepParams) -> float:
+    """Score (lower is better) of ``p``'s troughs being the start posture.
+
+    The start posture is the extreme every rep starts from: partial and low-amplitude reps
+    change how far a rep goes, not where it starts, so the start levels vary least. With all
+    reps alike (no such evidence), the start posture is where the trace starts and ends.
+    """
+    lo, hi = float(np.median(level[troughs])), float(np.median(level[peaks]))
+    spread = (_mad(level[troughs]) - _mad(level[peaks])) / max(hi - lo, 1e-9)
+    if abs(spread) >= params.spread_margin:
+        return spread
+    k = max(int(0.5 * rate), 1)
+    edge = 0.5 * (float(np.median(p[:k])) + float(np.median(p[-k:])))
+    lo_p, hi_p = float(np.median(p[troughs])), float(np.median(p[peaks]))
+    return (edge - lo_p) / max(hi_p - lo_p, 1e-9) - 0.5
+
+
+def _reps(t: FloatArray, p: FloatArray, level: FloatArray, peaks: IntArray, troughs: IntArray,
+          typical: float, rate: float, params: RepParams) -> list[Rep]:
+    n = p.size
     reps: list[Rep] = []
-    half_win = max(int(0.05 * rate), 1)
-    for i, pk in enumerate(peaks):
+    near = max(int(0.05 * rate), 1)
+    for i, pk in enumerate(peaks.tolist()):
         tl, tr = int(troughs[i]), int(troughs[i + 1])
         top = float(p[pk])
         low_l, low_r = float(p[tl]), float(p[tr])
@@ -377,27 +381,15 @@ def _cycles_one_way(t: FloatArray, p: FloatArray, dist: int, rate: float, params
             continue
         s = tl + _first_at_or_below(p[tl:pk + 1], low_l + params.onset_frac * (top - low_l), reverse=True)
         e = pk + _first_at_or_below(p[pk:tr + 1], low_r + params.onset_frac * (top - low_r))
-        dur = float(t[e] - t[s])
-        if not params.min_rep_s <= dur <= params.max_rep_s:
+        if not params.min_rep_s <= float(t[e] - t[s]) <= params.max_rep_s:
             continue
         held = float(np.count_nonzero(p[s:e + 1] >= top - 0.1 * rom)) / rate > params.hold_s
-        # ROM on the unsmoothed rotation: peak (the extreme near the smoothed peak) minus trough
-        lv_top = float(level[max(pk - half_win, 0):pk + half_win + 1].max())
+        # ROM on the unsmoothed rotation: its extreme near the smoothed peak minus the trough
+        lv_top = float(level[max(pk - near, 0):pk + near + 1].max())
         lv_l, lv_r = float(level[tl]), float(level[tr])
         lv_low = lv_r if pk == 0 else lv_l if pk == n - 1 else min(lv_l, lv_r)
         reps.append(Rep(float(t[s]), float(t[pk]), float(t[e]), lv_top - lv_low, False, False, held))
-    # the start posture is the extreme every rep starts from: partial and low-amplitude reps
-    # change how far a rep goes, not where it starts, so the start levels vary least. Without
-    # such reps (all alike), the start posture is where the trace starts and ends.
-    lo_level = float(np.median(level[troughs]))
-    hi_level = float(np.median(level[peaks]))
-    span = max(hi_level - lo_level, 1e-9)
-    spread = (_mad(level[troughs]) - _mad(level[peaks])) / span
-    k = max(int(0.5 * rate), 1)
-    edge = 0.5 * (float(np.median(p[:k])) + float(np.median(p[-k:])))
-    lo_p, hi_p = float(np.median(p[troughs])), float(np.median(p[peaks]))
-    score = spread if abs(spread) >= params.spread_margin else (edge - lo_p) / max(hi_p - lo_p, 1e-9) - 0.5
-    return reps, score
+    return reps
 
 
 def _mad(x: FloatArray) -> float:
@@ -458,14 +450,14 @@ def detect_sets(t: FloatArray, gyr: FloatArray, acc: FloatArray, up: FloatArray,
     """Sets of repetitions in one contiguous recording (``gyr`` bias-corrected, rad/s; ``up`` the
     fused vertical in the sensor frame). Rep ROMs are segment rotation about the movement axis.
     """
-    raw, phi = integrated_rotation(t, gyr, rate_hz, params)
-    win = rotation_windows(phi, vertical_acceleration(acc, up, rate_hz, params), rate_hz, params)
+    raw = integrated_rotation(t, gyr)
+    win = rotation_windows(raw, vertical_acceleration(acc, up, rate_hz, params), rate_hz, params)
     out: list[RepSet] = []
     for cand in repetitive_spans(win, params):
         a, b = cand.start, cand.stop
         axis = candidate_axis(win, cand)
-        theta = phi[a:b] @ axis
-        raw_theta = raw[a:b] @ axis
+        raw_theta = axis @ raw[:, a:b]
+        theta = lowpass_zero_phase(raw_theta[:, None], min(params.smooth_hz, 0.4 * rate_hz), rate_hz)[:, 0]
         open_ends = (int(win.start[cand.windows[0]]) == 0, int(win.stop[cand.windows[-1]]) >= t.size)
         reps = count_cycles(t[a:b], theta, cand.period_s, params, open_ends=(a == 0 and open_ends[0],
                                                                              b == t.size and open_ends[1]),
