@@ -142,11 +142,38 @@ def vertical_acceleration(acc: FloatArray, up: FloatArray, rate_hz: float,
     return lowpass_zero_phase(a, min(0.5 * params.block_rate_hz, 0.4 * rate_hz), rate_hz)[:, 0]
 
 
+def _autocorrelation(x: FloatArray, nfft: int) -> FloatArray:
+    """Biased autocorrelation along the last axis (summed over axis 1 when 3-D) via the FFT."""
+    spec = np.fft.rfft(x, n=nfft, axis=-1)
+    power = spec.real * spec.real + spec.imag * spec.imag
+    if power.ndim == 3:
+        power = power.sum(axis=1)
+    return np.asarray(np.fft.irfft(power, n=nfft, axis=-1)[:, :x.shape[-1]])
+
+
+def _period(acf: FloatArray, lo: int, hi: int) -> tuple[FloatArray, FloatArray]:
+    """Height of the autocorrelation's period peak and the period (in lags, sub-lag by parabolic
+    interpolation): the earliest peak in ``lo..hi`` close to the best one, not a multiple of it."""
+    rows = np.arange(acf.shape[0])
+    mid = acf[:, lo:hi + 1]
+    is_pk = (mid > acf[:, lo - 1:hi]) & (mid >= acf[:, lo + 1:hi + 2])
+    vals = np.where(is_pk, mid, -np.inf)
+    best = vals.max(axis=1)
+    k = lo + np.argmax(vals >= best[:, None] - 0.1 * np.abs(best[:, None]), axis=1)
+    ym, y0, yp = acf[rows, k - 1], acf[rows, k], acf[rows, k + 1]
+    den = ym - 2.0 * y0 + yp
+    safe = np.abs(den) > 1e-12
+    frac = np.where(safe, 0.5 * (ym - yp) / np.where(safe, den, 1.0), 0.0)
+    found = np.isfinite(best)
+    return np.where(found, best, 0.0), np.where(found, k + np.clip(frac, -0.5, 0.5), np.nan)
+
+
 def rotation_windows(phi: FloatArray, vert_acc: FloatArray, rate_hz: float,
                      params: RepParams = DEFAULT_REPS) -> Windows:
     """Dominant axis, amplitude, periodicity and period of ``phi`` (3, N) in sliding windows, and
     whether the window is walking (``vert_acc``: vertical specific force, m/s²). Windows are
-    computed on ~``block_rate_hz`` block means (themselves a low-pass)."""
+    computed on ~``block_rate_hz`` block means (themselves a low-pass); periodicity only where
+    the rotation is large enough to be a rep."""
     n = phi.shape[1]
     blocks = Blocks.make(n, rate_hz, params.block_rate_hz)
     block_rate = rate_hz / blocks.size
@@ -155,68 +182,56 @@ def rotation_windows(phi: FloatArray, vert_acc: FloatArray, rate_hz: float,
     w = min(max(round(params.window_s * block_rate), 4), nb)
     hop = max(round(params.hop_s * block_rate), 1)
     starts = np.arange(0, nb - w + 1, hop)
+    nw = starts.size
     win = np.lib.stride_tricks.sliding_window_view(xb, w, axis=1)[:, starts, :].transpose(1, 0, 2)
     # remove each window's mean and linear trend (residual gyroscope drift, posture changes)
     ramp = np.arange(w, dtype=np.float64) - 0.5 * (w - 1)
     win = win - win.mean(axis=2, keepdims=True)
     win = win - ramp * ((win * ramp).sum(axis=2, keepdims=True) / float((ramp * ramp).sum()))
-    cov = np.einsum("wit,wjt->wij", win, win) / w
-    evals, evecs = np.linalg.eigh(cov)
-    axis = evecs[:, :, -1]
+    evals, evecs = np.linalg.eigh(np.matmul(win, win.transpose(0, 2, 1)) / w)
     amplitude = np.sqrt(np.maximum(evals[:, -1], 0.0))
-    # vector autocorrelation (orientation-free), biased so that few cycles score low
-    rate_b = np.diff(xb, axis=1, prepend=xb[:, :1])
-    rwin = np.lib.stride_tricks.sliding_window_view(rate_b, w, axis=1)[:, starts, :].transpose(1, 0, 2)
-    spec = np.fft.rfft(win, n=2 * w, axis=2)
-    acf = np.fft.irfft((spec * spec.conj()).real.sum(axis=1), n=2 * w, axis=1)[:, :w]
-    acf = acf / np.maximum(acf[:, :1], 1e-12)
+    periodicity = np.zeros(nw)
+    period = np.full(nw, np.nan)
+    rcov = np.zeros((nw, 3, 3))
+    walking = np.zeros(nw, dtype=bool)
+    act = np.flatnonzero(amplitude >= params.min_amplitude_deg)
     lo = max(int(params.min_period_s * block_rate), 1)
     hi = min(int(np.ceil(params.max_period_s * block_rate)), w - 2)
-    if hi <= lo + 1:
-        periodicity = np.zeros(starts.size)
-        period = np.full(starts.size, np.nan)
-    else:
-        mid = acf[:, lo:hi + 1]
-        is_pk = (mid > acf[:, lo - 1:hi]) & (mid >= acf[:, lo + 1:hi + 2])
-        vals = np.where(is_pk, mid, -np.inf)
-        best = vals.max(axis=1)
-        # earliest peak close to the best one: the period, not a multiple of it
-        first = np.argmax(vals >= best[:, None] - 0.1 * np.abs(best[:, None]), axis=1)
-        periodicity = np.where(np.isfinite(best), best, 0.0)
-        # parabolic interpolation of the peak: the period between block lags
-        k = lo + first
-        ym, y0, yp = (acf[np.arange(k.size), k + d] for d in (-1, 0, 1))
-        den = ym - 2.0 * y0 + yp
-        frac = np.where(np.abs(den) > 1e-12, 0.5 * (ym - yp) / np.where(np.abs(den) > 1e-12, den, 1.0), 0.0)
-        period = (k + np.clip(frac, -0.5, 0.5)) / block_rate
-    # the rotation that repeats: covariance of the window's angular rate with itself one period
-    # later (symmetrised); a posture change or a secondary wobble hardly contributes to it
-    lag = np.clip(np.rint(np.nan_to_num(period, nan=0.0) * block_rate).astype(np.intp), 0, w - 1)
-    tt = np.arange(w)
-    later = np.where(tt[None, :] + lag[:, None] < w, tt[None, :] + lag[:, None], 0)
-    shifted = np.take_along_axis(rwin, np.broadcast_to(later[:, None, :], rwin.shape), axis=2)
-    valid = (tt[None, :] + lag[:, None] < w)[:, None, :]
-    lagged = np.einsum("wit,wjt->wij", rwin * valid, shifted * valid) / w
-    rcov = 0.5 * (lagged + lagged.transpose(0, 2, 1))
-    # walking: the body bounces once per step, i.e. twice per limb-swing cycle, so the vertical
-    # acceleration repeats after half the rotation period (an exercise's moves up and down)
-    vb = highpass(blocks.mean(vert_acc[None, :]).T, params.bounce_hz, block_rate)[:, 0]
-    vw = np.lib.stride_tricks.sliding_window_view(vb, w)[starts]
-    vw = vw - vw.mean(axis=1, keepdims=True)
-    vspec = np.fft.rfft(vw, n=2 * w, axis=1)
-    vacf = np.fft.irfft((vspec * vspec.conj()).real, n=2 * w, axis=1)[:, :w]
-    energy = np.maximum(vacf[:, 0], 1e-12)
-    half = np.clip(0.5 * np.nan_to_num(period, nan=0.0) * block_rate, 1.0, w - 2.0)
-    h0 = np.floor(half).astype(np.intp)
-    rows = np.arange(starts.size)
-    bounce = (vacf[rows, h0] * (h0 + 1 - half) + vacf[rows, h0 + 1] * (half - h0)) / energy
-    vrms = np.sqrt(energy / w)
-    walking = (bounce >= params.walk_bounce_corr) & (vrms >= params.walk_bounce_ms2)
-    bstart = blocks.starts
+    if act.size and hi > lo + 1:
+        nfft = 1 << int(np.ceil(np.log2(2 * w)))
+        # vector autocorrelation (orientation-free), biased so that few cycles score low
+        acf = _autocorrelation(win[act], nfft)
+        per, lag_f = _period(acf / np.maximum(acf[:, :1], 1e-12), lo, hi)
+        periodicity[act] = per
+        period[act] = lag_f / block_rate
+        # the rotation that repeats: covariance of the window's angular rate with itself one
+        # period later (symmetrised); a posture change or a secondary wobble hardly adds to it
+        rate_b = np.diff(xb, axis=1, prepend=xb[:, :1])
+        rwin = np.lib.stride_tricks.sliding_window_view(rate_b, w, axis=1)[:, starts[act], :].transpose(1, 0, 2)
+        lag = np.clip(np.rint(np.nan_to_num(lag_f, nan=0.0)).astype(np.intp), 0, w - 1)
+        tt = np.arange(w)
+        valid = tt[None, :] + lag[:, None] < w
+        later = np.where(valid, tt[None, :] + lag[:, None], 0)
+        shifted = np.take_along_axis(rwin, np.broadcast_to(later[:, None, :], rwin.shape), axis=2)
+        lagged = np.matmul(rwin * valid[:, None, :], shifted.transpose(0, 2, 1)) / w
+        rcov[act] = 0.5 * (lagged + lagged.transpose(0, 2, 1))
+        # walking: the body bounces once per step, i.e. twice per limb-swing cycle, so the
+        # vertical acceleration repeats after half the rotation period (an exercise's does not)
+        vb = highpass(blocks.mean(vert_acc[None, :]).T, params.bounce_hz, block_rate)[:, 0]
+        vw = np.lib.stride_tricks.sliding_window_view(vb, w)[starts[act]]
+        vacf = _autocorrelation(vw - vw.mean(axis=1, keepdims=True), nfft)
+        energy = np.maximum(vacf[:, 0], 1e-12)
+        half = np.clip(0.5 * np.nan_to_num(lag_f, nan=0.0), 1.0, w - 2.0)
+        h0 = np.floor(half).astype(np.intp)
+        rows = np.arange(act.size)
+        bounce = (vacf[rows, h0] * (h0 + 1 - half) + vacf[rows, h0 + 1] * (half - h0)) / energy
+        walking[act] = (np.isfinite(lag_f) & (bounce >= params.walk_bounce_corr)
+                        & (np.sqrt(energy / w) >= params.walk_bounce_ms2))
     stop_b = starts + w
-    stop = np.where(stop_b < nb, bstart[np.minimum(stop_b, nb - 1)], n)
+    stop = np.where(stop_b < nb, blocks.starts[np.minimum(stop_b, nb - 1)], n)
     planarity = evals[:, -1] / np.maximum(evals.sum(axis=1), 1e-12)
-    return Windows(bstart[starts], stop, axis, amplitude, planarity, rcov, periodicity, period, walking, n)
+    return Windows(blocks.starts[starts], stop, evecs[:, :, -1], amplitude, planarity, rcov, periodicity,
+                   period, walking, n)
 
 
 @dataclass(frozen=True)
@@ -330,7 +345,7 @@ def _peaks_and_troughs(p: FloatArray, dist: int, params: RepParams, open_ends: t
     peaks, prom = peaks[keep], props["prominences"][keep]
     if peaks.size == 0:
         return None
-    typical = float(np.median(np.sort(prom)[prom.size // 2:]))
+    typical = _med(np.sort(prom)[prom.size // 2:])
     if typical < params.min_rom_deg:
         return None
     peaks = peaks[prom >= params.rel_prominence * typical]
@@ -348,13 +363,13 @@ def _start_side(p: FloatArray, level: FloatArray, peaks: IntArray, troughs: IntA
     change how far a rep goes, not where it starts, so the start levels vary least. With all
     reps alike (no such evidence), the start posture is where the trace starts and ends.
     """
-    lo, hi = float(np.median(level[troughs])), float(np.median(level[peaks]))
+    lo, hi = _med(level[troughs]), _med(level[peaks])
     spread = (_mad(level[troughs]) - _mad(level[peaks])) / max(hi - lo, 1e-9)
     if abs(spread) >= params.spread_margin:
         return spread
     k = max(int(0.5 * rate), 1)
-    edge = 0.5 * (float(np.median(p[:k])) + float(np.median(p[-k:])))
-    lo_p, hi_p = float(np.median(p[troughs])), float(np.median(p[peaks]))
+    edge = 0.5 * (_med(p[:k]) + _med(p[-k:]))
+    lo_p, hi_p = _med(p[troughs]), _med(p[peaks])
     return (edge - lo_p) / max(hi_p - lo_p, 1e-9) - 0.5
 
 
@@ -392,15 +407,22 @@ def _reps(t: FloatArray, p: FloatArray, level: FloatArray, peaks: IntArray, trou
     return reps
 
 
+def _med(x: FloatArray) -> float:
+    """Median of a small array (np.median's overhead dominates at the sizes used here)."""
+    v = np.sort(np.asarray(x, dtype=np.float64).ravel())
+    k = v.size // 2
+    return float(v[k] if v.size % 2 else 0.5 * (v[k - 1] + v[k])) if v.size else float("nan")
+
+
 def _mad(x: FloatArray) -> float:
-    return float(np.median(np.abs(x - np.median(x)))) if x.size else 0.0
+    return _med(np.abs(x - _med(x))) if x.size else 0.0
 
 
 def flag_reps(reps: list[Rep], params: RepParams = DEFAULT_REPS) -> tuple[Rep, ...]:
     """Mark partial reps (ROM below ``partial_frac`` of the set median) and pauses before reps."""
     if not reps:
         return ()
-    med = float(np.median([r.rom_deg for r in reps]))
+    med = _med(np.array([r.rom_deg for r in reps]))
     out = []
     for i, r in enumerate(reps):
         paused = i > 0 and r.start_s - reps[i - 1].end_s > params.pause_s
@@ -432,8 +454,8 @@ def split_sets(reps: list[Rep], params: RepParams = DEFAULT_REPS,
         group = reps[int(a):int(b)]
         if len(group) < params.min_reps:
             continue
-        rom = float(np.median([r.rom_deg for r in group]))
-        dur = float(np.median([r.duration_s for r in group]))
+        rom = _med(np.array([r.rom_deg for r in group]))
+        dur = _med(np.array([r.duration_s for r in group]))
         lo, hi = 0, len(group)
         while (hi - lo > params.min_reps and group[lo].peak_s < core[0]
                and _unlike(group[lo], rom, dur, params)):
@@ -465,7 +487,7 @@ def detect_sets(t: FloatArray, gyr: FloatArray, acc: FloatArray, up: FloatArray,
         core = (float(t[int(win.start[cand.windows[0]])]), float(t[int(win.stop[cand.windows[-1]]) - 1]))
         for group in split_sets(reps, params, core):
             idx = np.minimum(np.searchsorted(t[a:b], [r.start_s for r in group]), b - a - 1)
-            rom = float(np.median([r.rom_deg for r in group]))
+            rom = _med(np.array([r.rom_deg for r in group]))
             spread = _mad(raw_theta[idx]) / max(rom, 1e-9)
             out.append(RepSet(flag_reps(group, params), axis, cand.period_s, a, b, spread))
     return out
