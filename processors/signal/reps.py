@@ -183,32 +183,49 @@ def rotation_windows(phi: FloatArray, vert_acc: FloatArray, rate_hz: float,
     hop = max(round(params.hop_s * block_rate), 1)
     starts = np.arange(0, nb - w + 1, hop)
     nw = starts.size
-    win = np.lib.stride_tricks.sliding_window_view(xb, w, axis=1)[:, starts, :].transpose(1, 0, 2)
-    # remove each window's mean and linear trend (residual gyroscope drift, posture changes)
+    # total rotation energy of every window after removing its mean and linear trend, from
+    # prefix sums (O(blocks)): only windows with enough rotation are examined further
     ramp = np.arange(w, dtype=np.float64) - 0.5 * (w - 1)
-    win = win - win.mean(axis=2, keepdims=True)
-    win = win - ramp * ((win * ramp).sum(axis=2, keepdims=True) / float((ramp * ramp).sum()))
-    evals, evecs = np.linalg.eigh(np.matmul(win, win.transpose(0, 2, 1)) / w)
-    amplitude = np.sqrt(np.maximum(evals[:, -1], 0.0))
+    idx_b = np.arange(nb, dtype=np.float64)
+    pre = np.concatenate((np.zeros((3, 3, 1)), np.cumsum(np.stack((xb, xb * xb, xb * idx_b)), axis=2)), axis=2)
+    s1, s2, si = (pre[k][:, starts + w] - pre[k][:, starts] for k in range(3))
+    sr = si - (starts + 0.5 * (w - 1)) * s1  # sum of ramp * x
+    energy_all = (s2 - s1 * s1 / w - sr * sr / float(ramp @ ramp)).sum(axis=0)
+    amplitude = np.sqrt(np.maximum(energy_all, 0.0) / w)  # upper bound of the RMS about the axis
+    axis = np.zeros((nw, 3))
+    planarity = np.zeros(nw)
     periodicity = np.zeros(nw)
     period = np.full(nw, np.nan)
     rcov = np.zeros((nw, 3, 3))
     walking = np.zeros(nw, dtype=bool)
     act = np.flatnonzero(amplitude >= params.min_amplitude_deg)
+    if act.size:
+        win = np.lib.stride_tricks.sliding_window_view(xb, w, axis=1)[:, starts[act], :].transpose(1, 0, 2)
+        win = win - win.mean(axis=2, keepdims=True)
+        win = win - ramp * ((win * ramp).sum(axis=2, keepdims=True) / float(ramp @ ramp))
+        evals, evecs = np.linalg.eigh(np.matmul(win, win.transpose(0, 2, 1)) / w)
+        axis[act] = evecs[:, :, -1]
+        amplitude[act] = np.sqrt(np.maximum(evals[:, -1], 0.0))
+        planarity[act] = evals[:, -1] / np.maximum(evals.sum(axis=1), 1e-12)
+        keep = amplitude[act] >= params.min_amplitude_deg
+        act, win = act[keep], win[keep]
     lo = max(int(params.min_period_s * block_rate), 1)
     hi = min(int(np.ceil(params.max_period_s * block_rate)), w - 2)
     if act.size and hi > lo + 1:
         nfft = 1 << int(np.ceil(np.log2(2 * w)))
         # vector autocorrelation (orientation-free), biased so that few cycles score low
-        acf = _autocorrelation(win[act], nfft)
+        acf = _autocorrelation(win, nfft)
         per, lag_f = _period(acf / np.maximum(acf[:, :1], 1e-12), lo, hi)
         periodicity[act] = per
         period[act] = lag_f / block_rate
+        rep = per >= params.min_periodicity
+        act, lag_f = act[rep], lag_f[rep]
+    if act.size and hi > lo + 1:
         # the rotation that repeats: covariance of the window's angular rate with itself one
         # period later (symmetrised); a posture change or a secondary wobble hardly adds to it
         rate_b = np.diff(xb, axis=1, prepend=xb[:, :1])
         rwin = np.lib.stride_tricks.sliding_window_view(rate_b, w, axis=1)[:, starts[act], :].transpose(1, 0, 2)
-        lag = np.clip(np.rint(np.nan_to_num(lag_f, nan=0.0)).astype(np.intp), 0, w - 1)
+        lag = np.clip(np.rint(lag_f).astype(np.intp), 0, w - 1)
         tt = np.arange(w)
         valid = tt[None, :] + lag[:, None] < w
         later = np.where(valid, tt[None, :] + lag[:, None], 0)
@@ -221,17 +238,15 @@ def rotation_windows(phi: FloatArray, vert_acc: FloatArray, rate_hz: float,
         vw = np.lib.stride_tricks.sliding_window_view(vb, w)[starts[act]]
         vacf = _autocorrelation(vw - vw.mean(axis=1, keepdims=True), nfft)
         energy = np.maximum(vacf[:, 0], 1e-12)
-        half = np.clip(0.5 * np.nan_to_num(lag_f, nan=0.0), 1.0, w - 2.0)
+        half = np.clip(0.5 * lag_f, 1.0, w - 2.0)
         h0 = np.floor(half).astype(np.intp)
         rows = np.arange(act.size)
         bounce = (vacf[rows, h0] * (h0 + 1 - half) + vacf[rows, h0 + 1] * (half - h0)) / energy
-        walking[act] = (np.isfinite(lag_f) & (bounce >= params.walk_bounce_corr)
-                        & (np.sqrt(energy / w) >= params.walk_bounce_ms2))
+        walking[act] = (bounce >= params.walk_bounce_corr) & (np.sqrt(energy / w) >= params.walk_bounce_ms2)
     stop_b = starts + w
     stop = np.where(stop_b < nb, blocks.starts[np.minimum(stop_b, nb - 1)], n)
-    planarity = evals[:, -1] / np.maximum(evals.sum(axis=1), 1e-12)
-    return Windows(blocks.starts[starts], stop, evecs[:, :, -1], amplitude, planarity, rcov, periodicity,
-                   period, walking, n)
+    return Windows(blocks.starts[starts], stop, axis, amplitude, planarity, rcov, periodicity, period,
+                   walking, n)
 
 
 @dataclass(frozen=True)
