@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.signal import find_peaks
 
-from .filters import Blocks, highpass, lowpass_zero_phase
+from .filters import Blocks, highpass, moving_mean
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
@@ -38,7 +38,7 @@ class RepParams:
     ``window_s``, ``min_periodicity``, ``rel_prominence`` and ``period_distance``.
     """
 
-    smooth_hz: float = 4.0  # low-pass of the rotation: reps are < 2 Hz, tremor and impacts are not
+    smooth_hz: float = 4.0  # smoothing of the rotation: reps are < 2 Hz, tremor and impacts are not
     block_rate_hz: float = 10.0  # rate of the block means the windows are computed on
     window_s: float = 12.0  # >= 2 cycles of the slowest rep (0.2 Hz) plus a hold
     hop_s: float = 1.0
@@ -136,10 +136,11 @@ def integrated_rotation(t: FloatArray, gyr: FloatArray) -> FloatArray:
 
 def vertical_acceleration(acc: FloatArray, up: FloatArray, rate_hz: float,
                           params: RepParams = DEFAULT_REPS) -> FloatArray:
-    """Vertical specific force (m/s²) from ``up`` (N, 3) unit vectors, low-passed below the
-    block rate's Nyquist frequency (heel-strike transients would alias into the step band)."""
-    a = np.einsum("ij,ij->i", acc, up)[:, None]
-    return lowpass_zero_phase(a, min(0.5 * params.block_rate_hz, 0.4 * rate_hz), rate_hz)[:, 0]
+    """Vertical specific force (m/s²) from ``up`` (N, 3) unit vectors, smoothed over one block
+    (with the block means, a triangular filter: heel-strike transients would alias into the
+    step band)."""
+    a = np.einsum("ij,ij->i", acc, up)
+    return moving_mean(a, max(int(rate_hz / params.block_rate_hz), 1))
 
 
 def _autocorrelation(x: FloatArray, nfft: int) -> FloatArray:
@@ -494,7 +495,8 @@ def detect_sets(t: FloatArray, gyr: FloatArray, acc: FloatArray, up: FloatArray,
         a, b = cand.start, cand.stop
         axis = candidate_axis(win, cand)
         raw_theta = axis @ raw[:, a:b]
-        theta = lowpass_zero_phase(raw_theta[:, None], min(params.smooth_hz, 0.4 * rate_hz), rate_hz)[:, 0]
+        # a centred moving mean over half a period of smooth_hz: -3 dB near smooth_hz
+        theta = moving_mean(raw_theta, max(int(rate_hz / (2.0 * params.smooth_hz)), 1))
         open_ends = (int(win.start[cand.windows[0]]) == 0, int(win.stop[cand.windows[-1]]) >= t.size)
         reps = count_cycles(t[a:b], theta, cand.period_s, params, open_ends=(a == 0 and open_ends[0],
                                                                              b == t.size and open_ends[1]),
