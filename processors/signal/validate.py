@@ -179,7 +179,8 @@ class RepsBenchmark:
 RATES_HZ = (25.0, 50.0, 100.0, 200.0)
 
 
-def evaluate_reps_synthetic(seed: int = 20260101, rounds: int = 6, daily_s: float = 600.0) -> RepsBenchmark:
+def evaluate_reps_synthetic(seed: int = 20260101, rounds: int = 6, daily_s: float = 600.0,
+                            params: AnalysisParams = DEFAULT_ANALYSIS) -> RepsBenchmark:
     """Sets of every exercise at random rates, plus ``daily_s`` of non-exercise motion each."""
     rng = np.random.default_rng(seed)
     sets = within = false_s = false_d = 0
@@ -190,7 +191,7 @@ def evaluate_reps_synthetic(seed: int = 20260101, rounds: int = 6, daily_s: floa
         for ex in MODELLED_EXERCISES:
             sensor = synth.SensorModel(rate_hz=float(rng.choice(RATES_HZ)))
             ses = synth.simulate_session(rng, ex, sensor=sensor)
-            est = analyze_exercise(ses.recording, ex).reps
+            est = analyze_exercise(ses.recording, ex, params).reps
             peaks = np.array([r.peak_s for r in est])
             in_set = np.zeros(peaks.size, dtype=bool)
             for st in ses.sets:
@@ -210,7 +211,7 @@ def evaluate_reps_synthetic(seed: int = 20260101, rounds: int = 6, daily_s: floa
     for ex in MODELLED_EXERCISES:
         sensor = synth.SensorModel(rate_hz=float(rng.choice(RATES_HZ)))
         day = synth.simulate_daily_motion(rng, ex, daily_s, sensor=sensor)
-        false_d += analyze_exercise(day.recording, ex).n_reps
+        false_d += analyze_exercise(day.recording, ex, params).n_reps
         daily += float(day.recording.t[-1] - day.recording.t[0])
     return RepsBenchmark(sets, within, np.asarray(errs), false_s, non_ex, false_d, daily,
                          {k: 100.0 * float(np.mean(v)) for k, v in per_ex.items()})
