@@ -55,6 +55,9 @@ class RepParams:
     min_rep_s: float = 0.3
     max_rep_s: float = 20.0
     min_reps: int = 3  # fewer reps is not a set
+    min_windows: int = 3  # ... nor repetition seen in fewer window positions (hop_s apart)
+    max_rom_dispersion: float = 0.25  # median |ROM - median| of a set's reps / median ROM (real sets <= 0.2)
+    max_start_spread: float = 0.2  # same for the level reps start from (the start posture)
     edge_tolerance: float = 0.4  # first/last reps deviating more (ROM, duration) are trimmed
     spread_margin: float = 0.02  # level spread (share of ROM) telling the start posture from the peak
     onset_frac: float = 0.05  # a rep starts/ends where it leaves/regains its trough by this share
@@ -504,7 +507,13 @@ def detect_sets(t: FloatArray, gyr: FloatArray, acc: FloatArray, up: FloatArray,
         core = (float(t[int(win.start[cand.windows[0]])]), float(t[int(win.stop[cand.windows[-1]]) - 1]))
         for group in split_sets(reps, params, core):
             idx = np.minimum(np.searchsorted(t[a:b], [r.start_s for r in group]), b - a - 1)
-            rom = _med(np.array([r.rom_deg for r in group]))
+            roms = np.array([r.rom_deg for r in group])
+            rom = _med(roms)
             spread = _mad(raw_theta[idx]) / max(rom, 1e-9)
+            # a set is alike reps from one start posture, repeating for a while; bursts of
+            # fidgeting or handling the device are not (their excursions vary in size and level)
+            if (cand.windows.size < params.min_windows or _mad(roms) > params.max_rom_dispersion * rom
+                    or spread > params.max_start_spread):
+                continue
             out.append(RepSet(flag_reps(group, params), axis, cand.period_s, a, b, spread))
     return out
