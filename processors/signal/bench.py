@@ -14,15 +14,15 @@ import math
 import sys
 import time
 from dataclasses import dataclass, replace
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
 from . import validate
 from .analysis import AnalysisParams
-from .reps import DEFAULT_REPS
 from .datasets import ENV_VAR, shared_data_dir
 from .errors import DatasetUnavailableError
+from .reps import DEFAULT_REPS
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,8 @@ def _sensitivity(out: TextIO, quick: bool) -> None:
     print("parameter | value | SPAR within +-1 % | SPAR MAE | synthetic within +-1 % | false / 10 min", file=out)
     for name, values in SENSITIVITY.items():
         for v in values:
-            params = AnalysisParams(reps=replace(DEFAULT_REPS, **{name: v}))
+            changed: dict[str, Any] = {name: v}
+            params = AnalysisParams(reps=replace(DEFAULT_REPS, **changed))
             syn = validate.evaluate_reps_synthetic(rounds=1 if quick else 3, daily_s=120.0, params=params)
             try:
                 spar = validate.evaluate_spar(params=params)

@@ -17,6 +17,7 @@ holds at either end countable. Walking is excluded by its step bounce.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -157,13 +158,17 @@ def _autocorrelation(x: FloatArray, nfft: int) -> FloatArray:
 
 def _period(acf: FloatArray, lo: int, hi: int) -> tuple[FloatArray, FloatArray]:
     """Height of the autocorrelation's period peak and the period (in lags, sub-lag by parabolic
-    interpolation): the earliest peak in ``lo..hi`` close to the best one, not a multiple of it."""
+    interpolation): the earliest peak in ``lo..hi`` close to the best one when the best is a
+    multiple of it (the period, not a multiple), else the best (not a faster secondary wobble)."""
     rows = np.arange(acf.shape[0])
     mid = acf[:, lo:hi + 1]
     is_pk = (mid > acf[:, lo - 1:hi]) & (mid >= acf[:, lo + 1:hi + 2])
     vals = np.where(is_pk, mid, -np.inf)
     best = vals.max(axis=1)
-    k = lo + np.argmax(vals >= best[:, None] - 0.1 * np.abs(best[:, None]), axis=1)
+    k_best = lo + np.argmax(vals, axis=1)
+    k_first = lo + np.argmax(vals >= best[:, None] - 0.1 * np.abs(best[:, None]), axis=1)
+    ratio = k_best / np.maximum(k_first, 1)
+    k = np.where(np.abs(ratio - np.rint(ratio)) <= 0.15, k_first, k_best)
     ym, y0, yp = acf[rows, k - 1], acf[rows, k], acf[rows, k + 1]
     den = ym - 2.0 * y0 + yp
     safe = np.abs(den) > 1e-12
@@ -275,7 +280,7 @@ def repetitive_spans(win: Windows, params: RepParams = DEFAULT_REPS) -> list[Can
     walked = np.concatenate(([0], np.cumsum(win.walking)))
     crossed = (walked[idx[1:]] - walked[idx[:-1] + 1]) > 0
     label = np.concatenate(([0], np.cumsum((gap_s > params.merge_gap_s) | crossed)))
-    half = int(round(0.5 * span))
+    half = round(0.5 * span)
     out: list[Candidate] = []
     for lab in range(int(label[-1]) + 1):
         members = idx[label == lab]
@@ -283,7 +288,7 @@ def repetitive_spans(win: Windows, params: RepParams = DEFAULT_REPS) -> list[Can
         # a set's first and last reps sit at the edge of its repetitive windows: look half a
         # window further on both sides, never into walking
         first, last = int(members[0]), int(members[-1])
-        reach = int(round(params.reach * span))
+        reach = round(params.reach * span)
         a = max(int(win.start[first]) - reach, 0)
         b = min(int(win.stop[last]) + reach, win.n_samples)
         prev_walk = np.flatnonzero(win.walking[:first])
@@ -303,10 +308,21 @@ def repetitive_spans(win: Windows, params: RepParams = DEFAULT_REPS) -> list[Can
     return out
 
 
-def candidate_axis(win: Windows, cand: Candidate) -> FloatArray:
-    """The movement axis of a candidate: principal axis of its repetitive windows' summed
-    lag-one-period covariance (sign-free; the rotation that repeats, not a posture change)."""
-    _, vecs = np.linalg.eigh(win.rcov[cand.windows].sum(axis=0))
+def candidate_axis(win: Windows, cand: Candidate, phi: FloatArray, rate_hz: float) -> FloatArray:
+    """The movement axis of a candidate: principal axis of the lag-one-period covariance of its
+    angular rate smoothed over half a period (the rate of ``phi``, (3, N) degrees): what
+    repeats at the rep's pace; a posture change does not repeat and a faster secondary wobble,
+    even one in step with the reps, is smoothed out."""
+    period = float(np.nanmedian(win.period_s[cand.windows]))
+    a, b = int(win.start[cand.windows[0]]), int(win.stop[cand.windows[-1]])
+    lag = round(period * rate_hz)
+    if not np.isfinite(period) or b - a < 2 * lag + 3:
+        _, vecs = np.linalg.eigh(win.rcov[cand.windows].sum(axis=0))
+        return np.asarray(vecs[:, -1])
+    x = np.ascontiguousarray(phi[:, a:b].T)
+    bp = np.diff(moving_mean(x, max(lag // 2, 1)), axis=0)
+    c = bp[:-lag].T @ bp[lag:]
+    _, vecs = np.linalg.eigh(c + c.T)
     return np.asarray(vecs[:, -1])
 
 
@@ -469,7 +485,7 @@ def split_sets(reps: list[Rep], params: RepParams = DEFAULT_REPS,
     breaks = np.flatnonzero(starts[1:] - ends[:-1] > params.merge_gap_s) + 1
     bounds = np.concatenate(([0], breaks, [len(reps)]))
     out: list[list[Rep]] = []
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+    for a, b in itertools.pairwise(bounds):
         group = reps[int(a):int(b)]
         if len(group) < params.min_reps:
             continue
@@ -496,7 +512,7 @@ def detect_sets(t: FloatArray, gyr: FloatArray, acc: FloatArray, up: FloatArray,
     out: list[RepSet] = []
     for cand in repetitive_spans(win, params):
         a, b = cand.start, cand.stop
-        axis = candidate_axis(win, cand)
+        axis = candidate_axis(win, cand, raw, rate_hz)
         raw_theta = axis @ raw[:, a:b]
         # a centred moving mean over half a period of smooth_hz: -3 dB near smooth_hz
         theta = moving_mean(raw_theta, max(int(rate_hz / (2.0 * params.smooth_hz)), 1))

@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 
 from . import synth
 from .exercises import AP_AXIS, ML_AXIS, Exercise, ExerciseSpec, Posture, Segment, spec_for
+from .recording import ImuRecording
 
 FloatArray = NDArray[np.float64]
 
@@ -39,6 +40,7 @@ UNMODELLED: dict[str, ExerciseSpec] = {
 CASES = ("cut_close", "holds", "blocks", "slow_wobble", "vertical_axis", "unknown", "surrounded")
 
 CLEAN = synth.RepStyle(p_partial=0.0, p_pause=0.0, p_hold=0.0)
+DEFAULT_SENSOR = synth.SensorModel()
 
 
 def _concat(trajs: list[synth.JointTrajectory], rate_hz: float) -> synth.JointTrajectory:
@@ -53,7 +55,7 @@ def _concat(trajs: list[synth.JointTrajectory], rate_hz: float) -> synth.JointTr
         reps.extend(replace(r, start_s=r.start_s + offset, peak_s=r.peak_s + offset, end_s=r.end_s + offset)
                     for r in tr.reps)
         offset += float(tr.t[-1])
-    n = int(round(offset * rate_hz)) + 1
+    n = round(offset * rate_hz) + 1
     grid = np.arange(n) / rate_hz
     angle = np.interp(grid, np.concatenate(t_parts), np.concatenate(a_parts))
     return synth.JointTrajectory(grid, angle, tuple(reps))
@@ -65,7 +67,7 @@ def _cut(traj: synth.JointTrajectory, rng: np.random.Generator, rate_hz: float) 
     t0 = float(rng.uniform(first.start_s, first.start_s + 0.3 * (first.peak_s - first.start_s)))
     t1 = float(rng.uniform(last.end_s - 0.3 * (last.end_s - last.peak_s), last.end_s))
     keep = (traj.t >= t0) & (traj.t <= t1)
-    grid = np.arange(int(round((t1 - t0) * rate_hz)) + 1) / rate_hz
+    grid = np.arange(round((t1 - t0) * rate_hz) + 1) / rate_hz
     angle = np.interp(grid + t0, traj.t[keep], traj.angle_deg[keep])
     reps = tuple(replace(r, start_s=max(r.start_s - t0, 0.0), peak_s=r.peak_s - t0,
                          end_s=min(r.end_s - t0, float(grid[-1]))) for r in traj.reps)
@@ -100,7 +102,7 @@ def _donning_track(rng: np.random.Generator, duration_s: float, fine: float, yaw
     return tr
 
 
-def simulate_case(rng: np.random.Generator, case: str, sensor: synth.SensorModel = synth.SensorModel(),
+def simulate_case(rng: np.random.Generator, case: str, sensor: synth.SensorModel = DEFAULT_SENSOR,
                   exercise: Exercise | str | None = None) -> tuple[str, synth.SyntheticSession]:
     """One recording of a hard ``case`` (see :data:`CASES`); returns the name to analyse it with
     (a modelled exercise, or an unmodelled name for the generic path) and the session."""
@@ -136,7 +138,6 @@ def simulate_case(rng: np.random.Generator, case: str, sensor: synth.SensorModel
         traj = synth.rep_trajectory(rng, n_reps=int(rng.integers(5, 9)), rom_deg=rom,
                                     tempo_hz=float(rng.uniform(0.2, 0.35)), style=CLEAN, rate_hz=fine)
         wobble = np.cross(spec.axis, VERTICAL if abs(spec.axis[2]) < 0.9 else ML_AXIS)
-        sensor = replace(sensor, gyr_bias_drift_dps=max(sensor.gyr_bias_drift_dps, 0.5))
     else:  # vertical_axis, unknown, surrounded: clean reps of the exercise
         traj = synth.rep_trajectory(rng, n_reps=int(rng.integers(8, 16)), rom_deg=rom, tempo_hz=tempo,
                                     style=replace(CLEAN, p_partial=0.1), rate_hz=fine)
@@ -163,7 +164,24 @@ def simulate_case(rng: np.random.Generator, case: str, sensor: synth.SensorModel
         pieces.append(("rest", synth._non_exercise_track(rng, "rest", spec, float(rng.uniform(3.0, 8.0)), fine, yaw)))
         pieces.append(("set", track))
         pieces.append(("rest", synth._non_exercise_track(rng, "rest", spec, float(rng.uniform(3.0, 8.0)), fine, yaw)))
-    return name, synth._assemble(rng, pieces, fine, sensor, spec.exercise, [(traj, yaw)])
+    ses = synth._assemble(rng, pieces, fine, sensor, spec.exercise, [(traj, yaw)])
+    if case == "slow_wobble":
+        ses = _with_bias_walk(rng, ses, BIAS_WALK_DPS)
+    return name, ses
+
+
+BIAS_WALK_DPS = 0.5  # RMS of the slow gyroscope bias change over a set (MEMS bias instability)
+
+
+def _with_bias_walk(rng: np.random.Generator, ses: synth.SyntheticSession, rms_dps: float) -> synth.SyntheticSession:
+    """Add a random walk of the gyroscope bias (integrated white noise, zero at the start)."""
+    rec = ses.recording
+    steps = rng.standard_normal((rec.t.size, 3)) * np.sqrt(np.diff(rec.t, prepend=rec.t[0]))[:, None]
+    walk = np.cumsum(steps, axis=0)
+    walk *= np.deg2rad(rms_dps) / max(float(np.sqrt(np.mean(walk * walk))), 1e-12)
+    gyr = rec.gyr + walk
+    out = ImuRecording(rec.t, rec.acc, gyr, acc_range=rec.acc_range, gyr_range=rec.gyr_range)
+    return replace(ses, recording=out, gyr_bias=ses.gyr_bias + walk.mean(axis=0))
 
 
 def _other_track(rng: np.random.Generator, kind: str, spec: ExerciseSpec, fine: float) -> synth._Track:
@@ -174,7 +192,7 @@ def _other_track(rng: np.random.Generator, kind: str, spec: ExerciseSpec, fine: 
 
 
 def simulate_donning(rng: np.random.Generator, exercise: Exercise | str, duration_s: float,
-                     sensor: synth.SensorModel = synth.SensorModel()) -> synth.SyntheticSession:
+                     sensor: synth.SensorModel = DEFAULT_SENSOR) -> synth.SyntheticSession:
     """Non-exercise motion only: putting the device on and taking it off, walking and fidgeting."""
     spec = spec_for(exercise)
     fine = synth._fine_rate(sensor)

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-
 from scipy.signal import find_peaks
 
 from . import synth, synth_reps
