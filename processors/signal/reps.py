@@ -61,6 +61,7 @@ class RepParams:
     max_start_spread: float = 0.2  # same for the level reps start from (the start posture)
     edge_tolerance: float = 0.4  # first/last reps deviating more (ROM, duration) are trimmed
     spread_margin: float = 0.02  # level spread (share of ROM) telling the start posture from the peak
+    dwell_margin: float = 0.05  # share of time resting more at one extreme than at the other
     onset_frac: float = 0.05  # a rep starts/ends where it leaves/regains its trough by this share
     partial_frac: float = 0.7  # ROM below this share of the set median is a partial rep
     pause_s: float = 2.0  # time between reps longer than this is a pause
@@ -355,15 +356,17 @@ def count_cycles(t: FloatArray, angle_deg: FloatArray, period_s: float | None = 
     level_all = angle_deg if level_deg is None else level_deg
     p_period = period_s if period_s and np.isfinite(period_s) else 2.0 * params.min_period_s
     dist = max(int(params.period_distance * p_period * rate), int(0.5 * params.min_rep_s * rate), 1)
-    options = []
-    for pol in ((polarity,) if polarity is not None else (1.0, -1.0)):
-        found = _peaks_and_troughs(pol * angle_deg, dist, params, open_ends)
-        if found is not None:
-            options.append((_start_side(pol * angle_deg, pol * level_all, *found[:2], rate, params), pol, found))
-    if not options:
+    if polarity is None:
+        found = _peaks_and_troughs(angle_deg, dist, params, open_ends)
+        if found is None:
+            polarity = -1.0
+        else:
+            polarity = 1.0 if _start_side(angle_deg, level_all, found[0], found[1], rate, params) <= 0 else -1.0
+    found = _peaks_and_troughs(polarity * angle_deg, dist, params, open_ends)
+    if found is None:
         return []
-    _, pol, (peaks, troughs, typical) = min(options, key=lambda o: o[0])
-    return _reps(t, pol * angle_deg, pol * level_all, peaks, troughs, typical, rate, params)
+    peaks, troughs, typical = found
+    return _reps(t, polarity * angle_deg, polarity * level_all, peaks, troughs, typical, rate, params)
 
 
 def _peaks_and_troughs(p: FloatArray, dist: int, params: RepParams, open_ends: tuple[bool, bool]
@@ -390,21 +393,35 @@ def _peaks_and_troughs(p: FloatArray, dist: int, params: RepParams, open_ends: t
     return peaks, troughs, typical
 
 
+def _detrended_mad(idx: IntArray, x: FloatArray) -> float:
+    """MAD of ``x`` after removing its least-squares line against ``idx`` (drift over the set)."""
+    if idx.size < 3:
+        return _mad(x)
+    i = idx - idx.mean()
+    return _mad(x - x.mean() - i * (float(i @ (x - x.mean())) / max(float(i @ i), 1e-12)))
+
+
 def _start_side(p: FloatArray, level: FloatArray, peaks: IntArray, troughs: IntArray, rate: float,
                 params: RepParams) -> float:
-    """Score (lower is better) of ``p``'s troughs being the start posture.
+    """Negative when the troughs of ``p`` are the start posture, positive when its peaks are.
 
     The start posture is the extreme every rep starts from: partial and low-amplitude reps
     change how far a rep goes, not where it starts, so the start levels vary least. With all
-    reps alike (no such evidence), the start posture is where the trace starts and ends.
+    reps alike, it is the extreme the segment rests at longer; with neither (reps back to back),
+    where the trace starts and ends.
     """
     lo, hi = _med(level[troughs]), _med(level[peaks])
-    spread = (_mad(level[troughs]) - _mad(level[peaks])) / max(hi - lo, 1e-9)
+    span = max(hi - lo, 1e-9)
+    spread = (_detrended_mad(troughs, level[troughs]) - _detrended_mad(peaks, level[peaks])) / span
     if abs(spread) >= params.spread_margin:
         return spread
+    lo_p, hi_p = _med(p[troughs]), _med(p[peaks])
+    near = 0.15 * (hi_p - lo_p)
+    dwell = float(np.mean(p > hi_p - near)) - float(np.mean(p < lo_p + near))
+    if abs(dwell) >= params.dwell_margin:
+        return dwell
     k = max(int(0.5 * rate), 1)
     edge = 0.5 * (_med(p[:k]) + _med(p[-k:]))
-    lo_p, hi_p = _med(p[troughs]), _med(p[peaks])
     return (edge - lo_p) / max(hi_p - lo_p, 1e-9) - 0.5
 
 
