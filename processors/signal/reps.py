@@ -310,10 +310,10 @@ def repetitive_spans(win: Windows, params: RepParams = DEFAULT_REPS) -> list[Can
 
 
 def candidate_axis(win: Windows, cand: Candidate, phi: FloatArray, rate_hz: float) -> FloatArray:
-    """The movement axis of a candidate: principal axis of the lag-one-period covariance of its
-    angular rate smoothed over half a period (the rate of ``phi``, (3, N) degrees): what
-    repeats at the rep's pace; a posture change does not repeat and a faster secondary wobble,
-    even one in step with the reps, is smoothed out."""
+    """The movement axis of a candidate: principal axis of the second moments of its angular
+    rate smoothed over half a period (the rate of ``phi``, (3, N) degrees), over its repetitive
+    windows: the reps dominate it, and a faster secondary wobble, even one in step with the
+    reps, is smoothed out."""
     period = float(np.nanmedian(win.period_s[cand.windows]))
     a, b = int(win.start[cand.windows[0]]), int(win.stop[cand.windows[-1]])
     lag = round(period * rate_hz)
@@ -321,9 +321,8 @@ def candidate_axis(win: Windows, cand: Candidate, phi: FloatArray, rate_hz: floa
         _, vecs = np.linalg.eigh(win.rcov[cand.windows].sum(axis=0))
         return np.asarray(vecs[:, -1])
     x = np.ascontiguousarray(phi[:, a:b].T)
-    bp = np.diff(moving_mean(x, max(lag // 2, 1)), axis=0)
-    c = bp[:-lag].T @ bp[lag:]
-    _, vecs = np.linalg.eigh(c + c.T)
+    rate = np.diff(moving_mean(x, max(lag // 2, 1)), axis=0)
+    _, vecs = np.linalg.eigh(rate.T @ rate)
     return np.asarray(vecs[:, -1])
 
 

@@ -126,7 +126,8 @@ def simulate_case(rng: np.random.Generator, case: str, sensor: synth.SensorModel
         traj = synth.rep_trajectory(rng, n_reps=int(rng.integers(8, 13)), rom_deg=rom, tempo_hz=tempo,
                                     style=style, rate_hz=fine)
     elif case == "blocks":
-        held = replace(CLEAN, p_hold=1.0, hold_s=(4.5, 5.5), lead_in_s=(0.0, 0.5))
+        # blocks join end to start: no baseline jitter, so the joints are continuous
+        held = replace(CLEAN, p_hold=1.0, hold_s=(4.5, 5.5), lead_in_s=(0.0, 0.5), baseline_jitter_deg=0.0)
         fast = replace(CLEAN, lead_in_s=(0.0, 0.5), rest_between_s=(0.0, 0.2))
         low = replace(fast, rom_spread=0.1)
         traj = _concat([
