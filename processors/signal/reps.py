@@ -59,7 +59,7 @@ class RepParams:
     min_windows: int = 3  # ... nor repetition seen in fewer window positions (hop_s apart)
     max_rom_dispersion: float = 0.25  # median |ROM - median| of a set's reps / median ROM (real sets <= 0.2)
     max_start_spread: float = 0.2  # same for the level reps start from (the start posture)
-    edge_tolerance: float = 0.4  # first/last reps deviating more (ROM, duration) are trimmed
+    edge_tolerance: float = 0.4  # first/last reps whose ROM deviates more are trimmed
     spread_margin: float = 0.02  # level spread (share of ROM) telling the start posture from the peak
     dwell_margin: float = 0.05  # share of time resting more at one extreme than at the other
     onset_frac: float = 0.05  # a rep starts/ends where it leaves/regains its trough by this share
@@ -68,7 +68,8 @@ class RepParams:
     hold_s: float = 1.5  # time within 10 % of the peak longer than this is a hold
     bounce_hz: float = 0.5  # high-pass of the vertical acceleration (steps: 1.3-2.2 Hz)
     walk_bounce_corr: float = 0.55  # vertical-acceleration autocorrelation at half the period ...
-    walk_bounce_ms2: float = 0.5  # ... with this RMS: steps, not an exercise (see rotation_windows)
+    walk_bounce_ms2: float = 0.5  # ... with this RMS: steps, not an exercise (see rotation_windows) ...
+    walk_period_s: tuple[float, float] = (0.8, 1.7)  # ... at a stride period of 70-150 steps/min
 
 
 DEFAULT_REPS = RepParams()
@@ -252,7 +253,9 @@ def rotation_windows(phi: FloatArray, vert_acc: FloatArray, rate_hz: float,
         h0 = np.floor(half).astype(np.intp)
         rows = np.arange(act.size)
         bounce = (vacf[rows, h0] * (h0 + 1 - half) + vacf[rows, h0 + 1] * (half - h0)) / energy
-        walking[act] = (bounce >= params.walk_bounce_corr) & (np.sqrt(energy / w) >= params.walk_bounce_ms2)
+        stride = lag_f / block_rate
+        walking[act] = ((bounce >= params.walk_bounce_corr) & (np.sqrt(energy / w) >= params.walk_bounce_ms2)
+                        & (stride >= params.walk_period_s[0]) & (stride <= params.walk_period_s[1]))
     stop_b = starts + w
     stop = np.where(stop_b < nb, blocks.starts[np.minimum(stop_b, nb - 1)], n)
     return Windows(blocks.starts[starts], stop, axis, amplitude, planarity, rcov, periodicity, period,
@@ -482,11 +485,10 @@ def flag_reps(reps: list[Rep], params: RepParams = DEFAULT_REPS) -> tuple[Rep, .
     return tuple(out)
 
 
-def _unlike(rep: Rep, rom: float, dur: float, params: RepParams) -> bool:
-    """A rep unlike the set's typical one (ROM ``rom``, duration ``dur``): at a set's edge it is
-    the posture change, step or fidget next to the set, not one of its reps."""
-    return (abs(rep.rom_deg - rom) > params.edge_tolerance * rom
-            or rep.duration_s > (1.0 + params.edge_tolerance) * dur + params.hold_s)
+def _unlike(rep: Rep, rom: float, params: RepParams) -> bool:
+    """A rep unlike the set's typical one (ROM ``rom``): at a set's edge it is the posture
+    change, step or fidget next to the set, not one of its reps."""
+    return abs(rep.rom_deg - rom) > params.edge_tolerance * rom
 
 
 def split_sets(reps: list[Rep], params: RepParams = DEFAULT_REPS,
@@ -506,13 +508,12 @@ def split_sets(reps: list[Rep], params: RepParams = DEFAULT_REPS,
         if len(group) < params.min_reps:
             continue
         rom = _med(np.array([r.rom_deg for r in group]))
-        dur = _med(np.array([r.duration_s for r in group]))
         lo, hi = 0, len(group)
         while (hi - lo > params.min_reps and group[lo].peak_s < core[0]
-               and _unlike(group[lo], rom, dur, params)):
+               and _unlike(group[lo], rom, params)):
             lo += 1
         while (hi - lo > params.min_reps and group[hi - 1].peak_s > core[1]
-               and _unlike(group[hi - 1], rom, dur, params)):
+               and _unlike(group[hi - 1], rom, params)):
             hi -= 1
         out.append(group[lo:hi])
     return out
