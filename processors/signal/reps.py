@@ -47,7 +47,7 @@ class RepParams:
     max_period_s: float = 8.0  # slowest (0.2 Hz with a hold)
     min_periodicity: float = 0.3  # autocorrelation at the period (3 alike cycles in a window: ~0.67)
     min_amplitude_deg: float = 4.0  # RMS rotation about the axis of a repetitive window (ROM ~ 11)
-    reach: float = 0.5  # windows a candidate set extends beyond its repetitive windows
+    reach: float = 0.75  # windows a candidate set extends beyond its repetitive windows
     merge_gap_s: float = 10.0  # repetitive stretches closer than this are one candidate set
     min_rom_deg: float = 10.0  # smallest typical rep of a set (below: tremor, fidgeting)
     rel_prominence: float = 0.2  # a rep reaches this share of the set's typical rep ...
@@ -59,7 +59,7 @@ class RepParams:
     min_windows: int = 3  # ... nor repetition seen in fewer window positions (hop_s apart)
     max_rom_dispersion: float = 0.25  # median |ROM - median| of a set's reps / median ROM (real sets <= 0.2)
     max_start_spread: float = 0.2  # same for the level reps start from (the start posture)
-    edge_tolerance: float = 0.4  # first/last reps whose ROM deviates more are trimmed
+    edge_tolerance: float = 0.3  # first/last reps whose ROM deviates more are trimmed
     spread_margin: float = 0.02  # level spread (share of ROM) telling the start posture from the peak
     dwell_margin: float = 0.05  # share of time resting more at one extreme than at the other
     onset_frac: float = 0.05  # a rep starts/ends where it leaves/regains its trough by this share
