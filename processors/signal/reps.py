@@ -227,6 +227,12 @@ def rotation_windows(phi: FloatArray, vert_acc: FloatArray, rate_hz: float,
         # vector autocorrelation (orientation-free), biased so that few cycles score low
         acf = _autocorrelation(win, nfft)
         per, lag_f = _period(acf / np.maximum(acf[:, :1], 1e-12), lo, hi)
+        # the period is that of the rotation about the principal axis where that repeats (as
+        # RecoFit counts on the first principal component): a smaller, faster secondary
+        # motion about another axis may repeat more regularly but is not the rep
+        acf1 = _autocorrelation(np.einsum("wct,wc->wt", win, axis[act]), nfft)
+        per1, lag1 = _period(acf1 / np.maximum(acf1[:, :1], 1e-12), lo, hi)
+        lag_f = np.where(per1 >= params.min_periodicity, lag1, lag_f)
         periodicity[act] = per
         period[act] = lag_f / block_rate
         rep = per >= params.min_periodicity
