@@ -127,7 +127,7 @@ def simulate_case(rng: np.random.Generator, case: str, sensor: synth.SensorModel
                                     style=style, rate_hz=fine)
     elif case == "blocks":
         # blocks join end to start: no baseline jitter, so the joints are continuous
-        held = replace(CLEAN, p_hold=1.0, hold_s=(4.5, 5.5), lead_in_s=(0.0, 0.5), baseline_jitter_deg=0.0)
+        held = replace(CLEAN, p_hold=1.0, hold_s=(4.5, 5.5), lead_in_s=(1.0, 2.0), baseline_jitter_deg=0.0)
         fast = replace(CLEAN, lead_in_s=(0.0, 0.5), rest_between_s=(0.0, 0.2))
         low = replace(fast, rom_spread=0.1)
         traj = _concat([

@@ -1,7 +1,8 @@
 """Validation on real recordings with ground truth (skipped only when the shared data are absent).
 
-Data: gaitmap example data (MaD-Lab FAU, MIT licence) and four BROAD trials (Laidig et al. 2021,
-CC BY 4.0), read from $RTM_SHARED_DATA or <project root>/../shared/data.
+Data: gaitmap example data (MaD-Lab FAU, MIT licence), four BROAD trials (Laidig et al. 2021,
+CC BY 4.0) and the SPAR smartwatch sets (Burns et al. 2018, BSD 3-clause), read from
+$RTM_SHARED_DATA or <project root>/../shared/data.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from processors.signal.datasets import BROAD_FILES, shared_data_dir
 DATA = shared_data_dir()
 needs_broad = pytest.mark.skipif(not all((DATA / "broad" / f).exists() for f in BROAD_FILES),
                                  reason=f"BROAD files not found under {DATA / 'broad'} (set RTM_SHARED_DATA)")
+needs_spar = pytest.mark.skipif(not (DATA / "spar_watch" / "sets.csv").exists(),
+                                reason=f"SPAR watch sets not found under {DATA / 'spar_watch'} (set RTM_SHARED_DATA)")
 needs_gaitmap = pytest.mark.skipif(not (DATA / "gaitmap" / "imu_sample.csv").exists(),
                                    reason=f"gaitmap example not found under {DATA / 'gaitmap'} (set RTM_SHARED_DATA)")
 
@@ -35,3 +38,17 @@ def test_gaitmap_strides_and_foot_rom_with_margin() -> None:
     assert res.stride_err_max <= 1
     assert res.rom_errors_deg.size == 58
     assert res.rom_rmse_deg < 0.8 * 5.0
+
+
+@needs_spar
+def test_spar_repetition_counts_with_margin() -> None:
+    """Real wrist-watch sets cut close around 20 reps: targets (>= 95 % within +-1, MAE <= 0.5)
+    with a margin, every exercise separately, and better than a naive peak count."""
+    res = validate.evaluate_spar()
+    assert res.truth.size == 70 and set(res.truth.tolist()) == {20}
+    assert res.within1_pct() >= 90.0
+    assert res.mae_reps() <= 0.6
+    for ex in res.exercise_names:
+        assert res.within1_pct(ex) >= 80.0, ex
+    assert res.within1_pct() > res.baseline_within1_pct()
+    assert res.mae_reps() < res.baseline_mae_reps()
