@@ -128,7 +128,7 @@ def simulate_case(rng: np.random.Generator, case: str, sensor: synth.SensorModel
     elif case == "blocks":
         # blocks join end to start: no baseline jitter, so the joints are continuous
         held = replace(CLEAN, p_hold=1.0, hold_s=(4.5, 5.5), lead_in_s=(1.0, 2.0), baseline_jitter_deg=0.0)
-        fast = replace(CLEAN, lead_in_s=(0.0, 0.5), rest_between_s=(0.0, 0.2))
+        fast = replace(CLEAN, lead_in_s=(0.0, 0.5), rest_between_s=(0.0, 0.2), baseline_jitter_deg=0.0)
         low = replace(fast, rom_spread=0.1)
         traj = _concat([
             synth.rep_trajectory(rng, n_reps=10, rom_deg=rom, tempo_hz=tempo, style=held, rate_hz=fine),
@@ -139,17 +139,22 @@ def simulate_case(rng: np.random.Generator, case: str, sensor: synth.SensorModel
         traj = synth.rep_trajectory(rng, n_reps=int(rng.integers(5, 9)), rom_deg=rom,
                                     tempo_hz=float(rng.uniform(0.2, 0.35)), style=CLEAN, rate_hz=fine)
         wobble = np.cross(spec.axis, VERTICAL if abs(spec.axis[2]) < 0.9 else ML_AXIS)
+        # the bias walk is added explicitly below, in place of the sensor model's slow drift
+        sensor = replace(sensor, gyr_bias_drift_dps=0.0)
     else:  # vertical_axis, unknown, surrounded: clean reps of the exercise
         traj = synth.rep_trajectory(rng, n_reps=int(rng.integers(8, 16)), rom_deg=rom, tempo_hz=tempo,
                                     style=replace(CLEAN, p_partial=0.1), rate_hz=fine)
     yaw = float(rng.uniform(-np.pi, np.pi))
     track = synth._set_track(rng, spec, traj, fine, yaw, CLEAN)
+    # extra rotations fade in and out over a second, so the set joins its neighbours smoothly
+    tt = np.arange(track.theta.size) / fine
+    fade = synth._raised_cosine(np.clip(np.minimum(tt, tt[-1] - tt), 0.0, 1.0))
     if case == "slow_wobble":
-        track.wobble = track.wobble + _secondary_wobble(track.theta.size, fine, 8.0, float(rng.uniform(0.8, 1.2)),
-                                                        wobble / np.linalg.norm(wobble), rng)
+        track.wobble = track.wobble + fade * _secondary_wobble(
+            track.theta.size, fine, 8.0, float(rng.uniform(0.8, 1.2)), wobble / np.linalg.norm(wobble), rng)
     if name == "pendulum":
         circle = _quadrature(track.theta, fine, 1.0 / tempo)
-        track.wobble = track.wobble + AP_AXIS[:, None] * circle[None, :]
+        track.wobble = track.wobble + AP_AXIS[:, None] * (fade * circle)[None, :]
     pieces: list[tuple[str, synth._Track]] = []
     if case == "surrounded":
         before = str(rng.choice(["walk", "fidget", "don"]))
