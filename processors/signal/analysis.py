@@ -34,6 +34,7 @@ class AnalysisParams:
     fusion: FusionParams = DEFAULT_FUSION
     reps: RepParams = DEFAULT_REPS
     min_segment_s: float = 5.0  # contiguous parts shorter than this are not analysed
+    fusion_rate_hz: float = 25.0  # the fusion runs on block means at about this rate
     max_segment_rotation_deg: float = 200.0  # beyond any single-segment physiological range
     plausible_margin: float = 1.3  # modelled joints: up to this x the upper typical ROM
 
@@ -131,11 +132,28 @@ def analyze_exercise(rec: ImuRecording, exercise: Exercise | str | None = None,
     return ExerciseAnalysis(label, tuple(sets), rom, analysed, gaps, tuple(skipped), name, kind)
 
 
+def _bias_and_vertical(rec: ImuRecording, params: AnalysisParams) -> tuple[FloatArray, FloatArray]:
+    """Gyroscope bias and the vertical in the sensor frame (N, 3) from the fusion, run on block
+    means at about ``fusion_rate_hz``: the counter needs the vertical only at its 10 Hz block
+    rate and the bias only from rest phases, so a lower rate loses nothing it uses."""
+    k = max(int(rec.rate_hz // params.fusion_rate_hz), 1)
+    n = (len(rec) // k) * k
+    if k == 1 or n < 3 * k:
+        ori = estimate_orientation(rec, params.fusion)
+        return ori.gyr_bias, ori.up
+    low = ImuRecording(rec.t[:n].reshape(-1, k).mean(axis=1), rec.acc[:n].reshape(-1, k, 3).mean(axis=1),
+                       rec.gyr[:n].reshape(-1, k, 3).mean(axis=1))
+    ori = estimate_orientation(low, params.fusion)
+    up = np.repeat(ori.up, k, axis=0)
+    if n < len(rec):
+        up = np.concatenate((up, np.repeat(ori.up[-1:], len(rec) - n, axis=0)))
+    return ori.gyr_bias, up
+
+
 def _analyse_part(rec: ImuRecording, label: Exercise, spec: ExerciseSpec | None,
                   params: AnalysisParams) -> list[ExerciseSet]:
-    ori = estimate_orientation(rec, params.fusion)
-    gyr = rec.gyr - ori.gyr_bias
-    found = detect_sets(rec.t, gyr, rec.acc, ori.up, rec.rate_hz, params.reps)
+    gyr_bias, up = _bias_and_vertical(rec, params)
+    found = detect_sets(rec.t, rec.gyr - gyr_bias, rec.acc, up, rec.rate_hz, params.reps)
     gain = spec.joint_gain if spec is not None else 1.0
     limit = (params.plausible_margin * spec.rom_range_deg[1] if spec is not None
              else params.max_segment_rotation_deg)
