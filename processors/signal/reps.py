@@ -59,7 +59,8 @@ class RepParams:
     min_windows: int = 3  # ... nor repetition seen in fewer window positions (hop_s apart)
     max_rom_dispersion: float = 0.25  # median |ROM - median| of a set's reps / median ROM (real sets <= 0.2)
     max_start_spread: float = 0.2  # same for the level reps start from (the start posture)
-    edge_tolerance: float = 0.3  # first/last reps whose ROM deviates more are trimmed
+    edge_tolerance: float = 0.3  # first/last reps off by this share, outside the repetitive windows, ...
+    edge_larger: float = 1.5  # ... or this many times larger anywhere, are trimmed (see _unlike)
     spread_margin: float = 0.02  # level spread (share of ROM) telling the start posture from the peak
     dwell_margin: float = 0.05  # share of time resting more at one extreme than at the other
     onset_frac: float = 0.05  # a rep starts/ends where it leaves/regains its trough by this share
@@ -491,16 +492,19 @@ def flag_reps(reps: list[Rep], params: RepParams = DEFAULT_REPS) -> tuple[Rep, .
     return tuple(out)
 
 
-def _unlike(rep: Rep, rom: float, params: RepParams) -> bool:
-    """A rep unlike the set's typical one (ROM ``rom``): at a set's edge it is the posture
-    change, step or fidget next to the set, not one of its reps."""
-    return abs(rep.rom_deg - rom) > params.edge_tolerance * rom
+def _unlike(rep: Rep, rom: float, params: RepParams, outside_core: bool) -> bool:
+    """A rep at a set's edge unlike the set's typical one (ROM ``rom``): more than
+    ``edge_larger`` times larger anywhere (a partial rep is smaller, never larger), or off by
+    more than ``edge_tolerance`` outside the repetitive windows: the posture change, step,
+    fidget or handling of the device next to the set, not one of its reps."""
+    return (rep.rom_deg > params.edge_larger * rom
+            or (outside_core and abs(rep.rom_deg - rom) > params.edge_tolerance * rom))
 
 
 def split_sets(reps: list[Rep], params: RepParams = DEFAULT_REPS,
                core: tuple[float, float] = (-np.inf, np.inf)) -> list[list[Rep]]:
     """Split consecutive reps at gaps longer than ``merge_gap_s``, trim reps unlike the set's
-    typical one from both ends where they lie outside the ``core`` time span (the repetitive
+    typical one from both ends (:func:`_unlike`; ``core`` is the time span of the repetitive
     windows) and drop runs under ``min_reps``."""
     if not reps:
         return []
@@ -515,11 +519,9 @@ def split_sets(reps: list[Rep], params: RepParams = DEFAULT_REPS,
             continue
         rom = _med(np.array([r.rom_deg for r in group]))
         lo, hi = 0, len(group)
-        while (hi - lo > params.min_reps and group[lo].peak_s < core[0]
-               and _unlike(group[lo], rom, params)):
+        while hi - lo > params.min_reps and _unlike(group[lo], rom, params, group[lo].peak_s < core[0]):
             lo += 1
-        while (hi - lo > params.min_reps and group[hi - 1].peak_s > core[1]
-               and _unlike(group[hi - 1], rom, params)):
+        while hi - lo > params.min_reps and _unlike(group[hi - 1], rom, params, group[hi - 1].peak_s > core[1]):
             hi -= 1
         out.append(group[lo:hi])
     return out
