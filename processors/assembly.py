@@ -24,13 +24,12 @@ import psycopg
 from processors.dayfacts import DayChange, rebuild_day_facts
 from processors.signal.analysis import ExerciseAnalysis, analyze_exercise
 from processors.signal.errors import SignalInputError
-from processors.signal.exercises import MODELLED_EXERCISES
 from processors.signal.recording import ImuRecording
 from rtm.contract import ImuBatch, decode
 from rtm.contract.base import EVENT_ID_NAMESPACE, time_key
 
 Conn = psycopg.Connection[Any]
-ALGORITHM_VERSION = "reps-rom-1"
+ALGORITHM_VERSION = "reps-rom-2"
 
 
 @dataclass(frozen=True)
@@ -177,9 +176,7 @@ def analyse_stream(conn: Conn, key: StreamKey, margin_s: float, max_session_s: f
     detail: str | None = None
     if session is None:
         status, detail = "no_session", "no exercise session covers this recording yet"
-    elif session[1] not in {e.value for e in MODELLED_EXERCISES}:
-        status, detail = "rejected", f"no repetition model for exercise {session[1]!r}"
-    else:
+    else:  # every exercise is counted; a kinematic model only gives ROM its joint-angle meaning
         try:
             analysis = analyze_exercise(ImuRecording(t, acc, gyr), session[1])
             status = "analysed"

@@ -1,8 +1,11 @@
 """Entry point: exercise sets, repetitions and range of motion of one IMU recording.
 
-Method: composition of :mod:`fusion` (orientation), :mod:`reps` (sets and repetitions) and
-:mod:`rom` (joint angle, ROM per rep, session summary); recordings with gaps are split and each
-contiguous part is analysed on its own (orientation cannot be carried across missing data).
+Method: composition of :mod:`fusion` (gyroscope bias from rest phases), :mod:`reps` (the
+generic counter: sets and repetitions of any exercise from the dominant rotation) and
+:mod:`rom` (ROM per rep, session summary); recordings with gaps are split and each contiguous
+part is analysed on its own. The kinematic model of a prescribed exercise (:mod:`exercises`)
+only turns segment rotation into a joint angle and bounds its plausible range; an exercise
+without a model is counted the same way and its ROM is reported as segment rotation.
 """
 
 from __future__ import annotations
@@ -12,21 +15,16 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from .exercises import Exercise, ExerciseSpec, spec_for
+from .exercises import Exercise, ExerciseSpec, model_for
 from .fusion import DEFAULT_FUSION, FusionParams, estimate_orientation
 from .recording import ImuRecording, contiguous_segments
-from .reps import (
-    DEFAULT_REPS,
-    Rep,
-    RepParams,
-    bout_angle,
-    detect_bouts,
-    detect_reps,
-    impact_signal,
-)
+from .reps import DEFAULT_REPS, Rep, RepParams, detect_sets
 from .rom import RomSummary, summarize_rom
 
 FloatArray = NDArray[np.float64]
+
+JOINT_ANGLE = "joint_angle"  # ROM is the modelled joint's angle (segment rotation x gain)
+SEGMENT_ROTATION = "segment_rotation"  # ROM is the IMU segment's rotation about the movement axis
 
 
 @dataclass(frozen=True)
@@ -36,6 +34,9 @@ class AnalysisParams:
     fusion: FusionParams = DEFAULT_FUSION
     reps: RepParams = DEFAULT_REPS
     min_segment_s: float = 5.0  # contiguous parts shorter than this are not analysed
+    fusion_rate_hz: float = 25.0  # the fusion runs on block means at about this rate
+    max_segment_rotation_deg: float = 200.0  # beyond any single-segment physiological range
+    plausible_margin: float = 1.3  # modelled joints: up to this x the upper typical ROM
 
 
 DEFAULT_ANALYSIS = AnalysisParams()
@@ -43,14 +44,17 @@ DEFAULT_ANALYSIS = AnalysisParams()
 
 @dataclass(frozen=True)
 class ExerciseSet:
-    """One detected set. Rep ROMs are joint angles in degrees (segment angle x joint gain)."""
+    """One detected set. Rep ROMs are in degrees of ``rom_kind``."""
 
     exercise: Exercise
     start_s: float
     end_s: float
     reps: tuple[Rep, ...]
-    axis: FloatArray = field(repr=False)  # main joint axis in the sensor frame
+    axis: FloatArray = field(repr=False)  # movement axis in the sensor frame
     rom: RomSummary
+    rom_kind: str = SEGMENT_ROTATION
+    rom_plausible: bool = True  # False: median ROM outside the physiological range
+    period_s: float = float("nan")  # rep cycle from the autocorrelation
 
     @property
     def count(self) -> int:
@@ -77,14 +81,16 @@ class ExerciseSet:
 
 @dataclass(frozen=True)
 class ExerciseAnalysis:
-    """Everything found in a recording for one prescribed exercise."""
+    """Everything found in a recording for one exercise (prescribed or not)."""
 
-    exercise: Exercise
+    exercise: Exercise  # ``other`` for a name without a kinematic model
     sets: tuple[ExerciseSet, ...]
     rom: RomSummary  # over all reps of the session
     analysed_s: float  # duration of the contiguous parts that were analysed
     gaps: tuple[tuple[float, float], ...]  # (last sample before, first sample after) each gap
     skipped: tuple[tuple[float, float], ...]  # contiguous parts too short to analyse
+    name: str = ""  # the exercise name as given
+    rom_kind: str = SEGMENT_ROTATION
 
     @property
     def n_reps(self) -> int:
@@ -95,14 +101,19 @@ class ExerciseAnalysis:
         return tuple(r for s in self.sets for r in s.reps)
 
 
-def analyze_exercise(rec: ImuRecording, exercise: Exercise | str,
+def analyze_exercise(rec: ImuRecording, exercise: Exercise | str | None = None,
                      params: AnalysisParams = DEFAULT_ANALYSIS) -> ExerciseAnalysis:
-    """Sets, reps (count, timing, tempo, partial reps, pauses) and ROM of ``exercise`` in ``rec``.
+    """Sets, reps (count, timing, tempo, partial reps, pauses) and ROM in ``rec``.
 
-    ``rec`` may hold non-exercise motion between sets; gaps longer than
-    ``params.fusion.max_gap_s`` split the analysis.
+    ``exercise`` may be any name (or None): with a kinematic model, ROM is the joint angle;
+    without, the same counter runs and ROM is segment rotation. ``rec`` may hold
+    non-exercise motion between sets; gaps longer than ``params.fusion.max_gap_s`` split the
+    analysis.
     """
-    spec = spec_for(exercise)
+    name = "" if exercise is None else str(getattr(exercise, "value", exercise))
+    spec = model_for(name)
+    label = spec.exercise if spec is not None else Exercise.OTHER
+    kind = JOINT_ANGLE if spec is not None else SEGMENT_ROTATION
     segments = contiguous_segments(rec.t, params.fusion.max_gap_s)
     gaps = tuple((float(rec.t[a - 1]), float(rec.t[a])) for a, _ in segments[1:])
     sets: list[ExerciseSet] = []
@@ -115,29 +126,43 @@ def analyze_exercise(rec: ImuRecording, exercise: Exercise | str,
             skipped.append((float(rec.t[a]), float(rec.t[b - 1])))
             continue
         analysed += duration
-        sets.extend(_analyse_part(part, spec, params))
+        sets.extend(_analyse_part(part, label, spec, params))
     all_reps = [r for s in sets for r in s.reps]
     rom = summarize_rom([r.rom_deg for r in all_reps], [r.partial for r in all_reps])
-    return ExerciseAnalysis(spec.exercise, tuple(sets), rom, analysed, gaps, tuple(skipped))
+    return ExerciseAnalysis(label, tuple(sets), rom, analysed, gaps, tuple(skipped), name, kind)
 
 
-def _analyse_part(rec: ImuRecording, spec: ExerciseSpec, params: AnalysisParams) -> list[ExerciseSet]:
-    gain = spec.joint_gain
-    ori = estimate_orientation(rec, params.fusion)
-    gyr = rec.gyr - ori.gyr_bias
+def _bias_and_vertical(rec: ImuRecording, params: AnalysisParams) -> tuple[FloatArray, FloatArray]:
+    """Gyroscope bias and the vertical in the sensor frame (N, 3) from the fusion, run on block
+    means at about ``fusion_rate_hz``: the counter needs the vertical only at its 10 Hz block
+    rate and the bias only from rest phases, so a lower rate loses nothing it uses."""
+    k = max(int(rec.rate_hz // params.fusion_rate_hz), 1)
+    n = (len(rec) // k) * k
+    if k == 1 or n < 3 * k:
+        ori = estimate_orientation(rec, params.fusion)
+        return ori.gyr_bias, ori.up
+    low = ImuRecording(rec.t[:n].reshape(-1, k).mean(axis=1), rec.acc[:n].reshape(-1, k, 3).mean(axis=1),
+                       rec.gyr[:n].reshape(-1, k, 3).mean(axis=1))
+    ori = estimate_orientation(low, params.fusion)
+    up = np.repeat(ori.up, k, axis=0)
+    if n < len(rec):
+        up = np.concatenate((up, np.repeat(ori.up[-1:], len(rec) - n, axis=0)))
+    return ori.gyr_bias, up
+
+
+def _analyse_part(rec: ImuRecording, label: Exercise, spec: ExerciseSpec | None,
+                  params: AnalysisParams) -> list[ExerciseSet]:
+    gyr_bias, up = _bias_and_vertical(rec, params)
+    found = detect_sets(rec.t, rec.gyr - gyr_bias, rec.acc, up, rec.rate_hz, params.reps)
+    gain = spec.joint_gain if spec is not None else 1.0
+    limit = (params.plausible_margin * spec.rom_range_deg[1] if spec is not None
+             else params.max_segment_rotation_deg)
     out: list[ExerciseSet] = []
-    impact = impact_signal(rec.acc, rec.rate_hz, params.reps)
-    for bout in detect_bouts(rec.t, gyr, impact, ori.up, rec.rate_hz, params.reps):
-        det = detect_reps(rec.t[bout.start:bout.stop], bout_angle(ori.up, bout), params.reps,
-                          impact[bout.start:bout.stop])
-        for group in det.sets:
-            full = [r.rom_deg for r in group if not r.partial]
-            typical = gain * float(np.median(full)) if full else 0.0
-            if typical < params.reps.min_typical_rom_frac * spec.rom_range_deg[0]:
-                continue
-            reps = tuple(Rep(r.start_s, r.peak_s, r.end_s, r.rom_deg * gain, r.partial,
-                             r.paused_before, r.held) for r in group)
-            out.append(ExerciseSet(spec.exercise, reps[0].start_s, reps[-1].end_s, reps, bout.axis,
-                                   summarize_rom([r.rom_deg for r in reps],
-                                                 [r.partial for r in reps])))
+    for st in found:
+        reps = tuple(Rep(r.start_s, r.peak_s, r.end_s, gain * r.rom_deg, r.partial, r.paused_before, r.held)
+                     for r in st.reps)
+        summary = summarize_rom([r.rom_deg for r in reps], [r.partial for r in reps])
+        out.append(ExerciseSet(label, reps[0].start_s, reps[-1].end_s, reps, st.axis, summary,
+                               JOINT_ANGLE if spec is not None else SEGMENT_ROTATION,
+                               bool(0.0 < summary.median_deg <= limit), st.period_s))
     return out

@@ -9,6 +9,7 @@ never copied into the project.
 
 from __future__ import annotations
 
+import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import DatasetUnavailableError
-from .recording import AccRecording, ImuRecording
+from .recording import GRAVITY, AccRecording, ImuRecording
 
 FloatArray = NDArray[np.float64]
 
@@ -179,3 +180,35 @@ def load_oxford_steps(root: Path | None = None) -> list[OxfordWalk]:
         parts = d.name.split("_")
         walks.append(OxfordWalk(d.name, parts[3], parts[1], t, np.ascontiguousarray(a[:, 2:5]), steps, dropped))
     return walks
+
+
+# ---------------------------------------------------------------------------- SPAR watch
+
+SPAR_RATE_HZ = 50.0
+
+
+@dataclass(frozen=True)
+class SparSet:
+    """One SPAR set: a wrist-worn watch, one shoulder exercise, repetitions by protocol."""
+
+    file: str
+    subject: int
+    exercise: str  # SPAR's own exercise name (not the contract's vocabulary)
+    side: str
+    reps: int
+    recording: ImuRecording
+
+
+def load_spar(root: Path | None = None) -> list[SparSet]:
+    """Every set of the SPAR smartwatch subset (Burns et al. 2018, Physiol Meas 39(7); BSD-3),
+    acc converted from g to m/s², in the order of ``sets.csv``."""
+    base = _require((root or shared_data_dir()) / "spar_watch")
+    with _require(base / "sets.csv").open(newline="") as fh:
+        index = list(csv.DictReader(fh))
+    out: list[SparSet] = []
+    for row in index:
+        data = np.loadtxt(_require(base / str(row["file"])), delimiter=",", skiprows=1)
+        rec = ImuRecording(data[:, 0], data[:, 1:4] * GRAVITY, data[:, 4:7])
+        out.append(SparSet(str(row["file"]), int(row["subject"]), str(row["exercise"]),
+                           str(row["side"]), int(row["repetitions_by_protocol"]), rec))
+    return sorted(out, key=lambda s: s.file)

@@ -98,3 +98,13 @@ def spec_for(exercise: Exercise | str) -> ExerciseSpec:
     if ex not in SPECS:
         raise ValueError(f"no kinematic model for exercise {ex.value!r}")
     return SPECS[ex]
+
+
+def model_for(name: Exercise | str | None) -> ExerciseSpec | None:
+    """The kinematic model of an exercise name, or None (unknown name, ``other``, no model)."""
+    if name is None:
+        return None
+    try:
+        return SPECS.get(Exercise(name))
+    except ValueError:
+        return None

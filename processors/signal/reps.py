@@ -1,23 +1,30 @@
-"""Exercise sets and repetitions from a single IMU: where the sets are, and each rep in them.
+"""Exercise sets and repetitions from a single IMU, for any exercise and any mounting.
 
-Method: sliding-window segmentation of exercise bouts by rotation energy, planarity of the
-angular-rate covariance (single dominant, horizontal hinge axis) and absence of heel-strike
-transients, then repetition detection as prominent excursions of the segment angle about the
-bout's axis from its resting (start) posture. This follows RecoFit (Morris et al., CHI 2014:
-segmentation of exercise vs. non-exercise, then counting on a 1-D projection of the motion)
-with peak detection by topographic prominence (scipy.signal.find_peaks).
+Method (one generic path, no kinematic model needed): the bias-corrected angular rate is
+low-passed and integrated into a rotation vector, whose slow drift is removed by a zero-phase
+high-pass. In sliding windows, the principal axis of that integrated rotation is the dominant
+rotation (PCA of the motion, as in RecoFit: Morris et al., CHI 2014, and McGrath et al. 2018)
+and its autocorrelation tells whether the motion repeats and with what period (autocorrelation
+counters: Zijlstra & Hof 2003 for gait, Morris et al. 2014 for exercise). Repetitive windows
+with a consistent axis form candidate sets; the segment rotation about the set's axis is then
+cut into repetitions by topographic prominence (``scipy.signal.find_peaks``) with a minimum
+distance tied to the estimated period and a prominence relative to the set's own typical rep,
+so that low-amplitude reps are counted (and marked partial) while the wobble of a rep is not.
+Counting on the integrated angle rather than the rate keeps slow reps with fast secondary
+motion countable; needing no resting posture keeps sets cut close, sets without pauses and
+holds at either end countable. Walking is excluded by its step bounce.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy.signal import find_peaks
 
-from .filters import Blocks, highpass, keep_long_runs, lowpass_zero_phase, runs
-from .rom import angle_about_axis, principal_axis
+from .filters import Blocks, highpass, moving_mean
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
@@ -26,44 +33,44 @@ BoolArray = NDArray[np.bool_]
 
 @dataclass(frozen=True)
 class RepParams:
-    """Thresholds of set segmentation and repetition detection (segment angles in degrees)."""
+    """Parameters of set segmentation and repetition counting (angles in degrees).
 
-    block_rate_hz: float = 10.0
-    window_s: float = 5.0
+    The main ones (sensitivity reported by ``rtm bench signal --sensitivity``) are
+    ``window_s``, ``min_periodicity``, ``rel_prominence`` and ``period_distance``.
+    """
+
+    smooth_hz: float = 4.0  # smoothing of the rotation: reps are < 2 Hz, tremor and impacts are not
+    block_rate_hz: float = 10.0  # rate of the block means the windows are computed on
+    window_s: float = 12.0  # >= 2 cycles of the slowest rep (0.2 Hz) plus a hold
     hop_s: float = 1.0
-    min_rate_dps: float = 8.0  # RMS angular rate of an active window
-    min_planarity: float = 0.8  # share of rotation energy about the main axis
-    max_axis_vertical: float = 0.6  # |cos| between main axis and vertical (axes are horizontal)
-    impact_hz: float = 12.0  # high-pass of |acc| isolating heel-strike transients
-    max_impact_ms2: float = 1e9  # RMS of those transients during a rep above which it is gait (off)
-    max_window_impact_ms2: float = 0.5  # same, mean over a window ...
-    walk_min_windows: int = 3  # ... in this many consecutive windows is walking
-    min_impact_rate_hz: float = 40.0  # below this rate transients are not resolved: not used
-    edge_impact_ms2: float = 0.15  # leading/trailing reps of a set with transients above this ...
-    edge_impact_ratio: float = 3.0  # ... and this many times the set's median is a step
-    axis_agree_deg: float = 25.0  # consecutive windows of one bout share their axis
-    merge_gap_s: float = 10.0  # windows closer than this join one bout
-    margin_s: float = 1.0  # context added to both ends of a bout
-    smooth_hz: float = 10.0  # zero-phase low-pass of the angle before peak picking (<= 0.4 x rate)
-    rest_rate_dps: float = 15.0  # angle rate below which the segment counts as resting ...
-    min_rest_s: float = 0.4  # ... for at least this long
-    rest_cluster_deg: float = 10.0  # rests closer than this are one resting posture
-    min_rest_share: float = 0.5  # postures resting at least this share of the longest are tried
-    min_edge_run: int = 4  # this many small excursions in a row are not part of a set
-    trim_to_rest: bool = True  # sets start after and end before a rest at the start posture
-    set_rest_gap_s: float = 2.0  # a set starts/ends within this time of a rest at its start posture
-    min_rom_deg: float = 10.0  # smallest excursion counted as a (partial) rep
-    rel_prominence: float = 0.25  # ... and at least this share of a typical full rep
+    min_period_s: float = 0.5  # fastest rep cycle looked for (2 Hz)
+    max_period_s: float = 8.0  # slowest (0.2 Hz with a hold)
+    min_periodicity: float = 0.3  # autocorrelation at the period (3 alike cycles in a window: ~0.67)
+    min_amplitude_deg: float = 4.0  # RMS rotation about the axis of a repetitive window (ROM ~ 11)
+    reach: float = 0.75  # windows a candidate set extends beyond its repetitive windows
+    merge_gap_s: float = 10.0  # repetitive stretches closer than this are one candidate set
+    min_rom_deg: float = 10.0  # smallest typical rep of a set (below: tremor, fidgeting)
+    rel_prominence: float = 0.2  # a rep reaches this share of the set's typical rep ...
+    period_distance: float = 0.6  # ... and is at least this share of the period from the last (tempo +-15 %)
+    max_level_change: float = 0.5  # start and end levels of a rep differ by at most this x ROM
     min_rep_s: float = 0.3
-    max_rep_s: float = 15.0
-    min_reps: int = 3  # fewer reps in a bout is not a set
-    max_trough_offset: float = 0.25  # a rep starts or ends within this share of ROM of rest
-    min_typical_rom_frac: float = 0.5  # median full-rep ROM >= this share of the exercise's range
-    onset_frac: float = 0.05  # rep starts/ends where it leaves/returns within this share of ROM
-    rest_context_s: float = 0.5  # the start/end level of a rep is the lowest angle this close to it
+    max_rep_s: float = 20.0
+    min_reps: int = 3  # fewer reps is not a set
+    min_windows: int = 3  # ... nor repetition seen in fewer window positions (hop_s apart)
+    max_rom_dispersion: float = 0.25  # median |ROM - median| of a set's reps / median ROM (real sets <= 0.2)
+    max_start_spread: float = 0.2  # same for the level reps start from (the start posture)
+    edge_tolerance: float = 0.3  # first/last reps off by this share, outside the repetitive windows, ...
+    edge_larger: float = 1.5  # ... or this many times larger anywhere, are trimmed (see _unlike)
+    spread_margin: float = 0.02  # level spread (share of ROM) telling the start posture from the peak
+    dwell_margin: float = 0.05  # share of time resting more at one extreme than at the other
+    onset_frac: float = 0.05  # a rep starts/ends where it leaves/regains its trough by this share
     partial_frac: float = 0.7  # ROM below this share of the set median is a partial rep
-    pause_s: float = 2.0  # rest between reps longer than this is a pause
+    pause_s: float = 2.0  # time between reps longer than this is a pause
     hold_s: float = 1.5  # time within 10 % of the peak longer than this is a hold
+    bounce_hz: float = 0.5  # high-pass of the vertical acceleration (steps: 1.3-2.2 Hz)
+    walk_bounce_corr: float = 0.55  # vertical-acceleration autocorrelation at half the period ...
+    walk_bounce_ms2: float = 0.5  # ... with this RMS: steps, not an exercise (see rotation_windows) ...
+    walk_period_s: tuple[float, float] = (0.8, 1.7)  # ... at a stride period of 70-150 steps/min
 
 
 DEFAULT_REPS = RepParams()
@@ -71,7 +78,7 @@ DEFAULT_REPS = RepParams()
 
 @dataclass(frozen=True)
 class Rep:
-    """One repetition: times in s (recording clock), ROM in degrees of segment angle."""
+    """One repetition: times in s (recording clock), ROM in degrees of segment rotation."""
 
     start_s: float
     peak_s: float
@@ -96,374 +103,458 @@ class Rep:
 
 
 @dataclass(frozen=True)
-class Bout:
-    """A stretch of hinge-like motion about one axis: candidate exercise set."""
+class RepSet:
+    """Reps of one detected set, with the rotation axis (sensor frame) they were counted about."""
 
-    start: int  # sample indices into the analysed recording
+    reps: tuple[Rep, ...]
+    axis: FloatArray = field(repr=False)
+    period_s: float
+    start: int  # sample span of the candidate set
     stop: int
-    axis: FloatArray  # unit main axis in the sensor frame
-    planarity: float
+    start_spread: float = 0.0  # spread of the rep start levels, share of the median ROM
 
 
 @dataclass(frozen=True)
-class RepDetection:
-    """Sets of reps found in one bout, with the angle trace they were found on."""
+class Windows:
+    """Sliding-window description of the dominant rotation."""
 
-    sets: tuple[tuple[Rep, ...], ...]
-    angle_deg: FloatArray = field(repr=False)  # polarity-corrected segment angle over the bout
-    baseline_deg: float = 0.0
-
-    @property
-    def reps(self) -> tuple[Rep, ...]:
-        return tuple(r for group in self.sets for r in group)
-
-
-def _window_sums(xb: FloatArray, w: int, hop: int) -> FloatArray:
-    """Sums over ``w`` consecutive blocks, evaluated every ``hop`` blocks -> (C, n_windows)."""
-    c = np.concatenate((np.zeros((xb.shape[0], 1)), np.cumsum(xb, axis=1)), axis=1)
-    starts = np.arange(0, max(xb.shape[1] - w, 0) + 1, hop)
-    stops = np.minimum(starts + w, xb.shape[1])
-    return np.asarray(c[:, stops] - c[:, starts])
+    start: IntArray  # first sample of each window
+    stop: IntArray
+    axis: FloatArray  # (W, 3) principal axis of the integrated rotation
+    amplitude_deg: FloatArray  # RMS rotation about it
+    planarity: FloatArray  # share of the rotation about it (1: one axis, 1/3: isotropic)
+    rcov: FloatArray  # (W, 3, 3) lag-one-period covariance of the integrated rotation
+    periodicity: FloatArray  # autocorrelation at the period (0..1)
+    period_s: FloatArray
+    walking: BoolArray
+    n_samples: int
 
 
-def impact_signal(acc: FloatArray, rate_hz: float, params: RepParams = DEFAULT_REPS) -> FloatArray:
-    """High-passed magnitude of the specific force (m/s²): heel-strike transients, not motion."""
-    a = acc.T
-    amag = np.sqrt(a[0] * a[0] + a[1] * a[1] + a[2] * a[2])
-    return highpass(amag[:, None], min(params.impact_hz, 0.25 * rate_hz), rate_hz)[:, 0]
+def integrated_rotation(t: FloatArray, gyr: FloatArray) -> FloatArray:
+    """Integrated rotation (3, N, degrees) of the angular rate (N, 3, rad/s). A constant bias
+    left by the fusion (no rest seen) would be a ramp: the best-fit line is removed."""
+    dt = np.diff(t, prepend=t[0])
+    x = np.rad2deg(np.cumsum(np.ascontiguousarray(gyr.T) * dt, axis=1))
+    x -= x.mean(axis=1, keepdims=True)
+    tc = t - t.mean()
+    x -= np.outer(x @ tc / max(float(tc @ tc), 1e-12), tc)
+    return np.asarray(x)
 
 
-def detect_bouts(t: FloatArray, gyr: FloatArray, impact: FloatArray, up: FloatArray, rate_hz: float,
-                 params: RepParams = DEFAULT_REPS) -> list[Bout]:
-    """Candidate exercise sets: windows of planar, smooth rotation about a horizontal axis.
+def vertical_acceleration(acc: FloatArray, up: FloatArray, rate_hz: float,
+                          params: RepParams = DEFAULT_REPS) -> FloatArray:
+    """Vertical specific force (m/s²) from ``up`` (N, 3) unit vectors, smoothed over one block
+    (with the block means, a triangular filter: heel-strike transients would alias into the
+    step band)."""
+    a = np.einsum("ij,ij->i", acc, up)
+    return moving_mean(a, max(int(rate_hz / params.block_rate_hz), 1))
 
-    ``gyr`` (rad/s, bias-corrected) and ``up`` (unit vertical) are (N, 3) in the sensor frame,
-    ``impact`` is :func:`impact_signal` (N,). Windows are evaluated on ~``block_rate_hz`` block sums.
-    """
-    n = t.size
+
+def _autocorrelation(x: FloatArray, nfft: int) -> FloatArray:
+    """Biased autocorrelation along the last axis (summed over axis 1 when 3-D) via the FFT."""
+    spec = np.fft.rfft(x, n=nfft, axis=-1)
+    power = spec.real * spec.real + spec.imag * spec.imag
+    if power.ndim == 3:
+        power = power.sum(axis=1)
+    return np.asarray(np.fft.irfft(power, n=nfft, axis=-1)[:, :x.shape[-1]])
+
+
+def _period(acf: FloatArray, lo: int, hi: int) -> tuple[FloatArray, FloatArray]:
+    """Height of the autocorrelation's period peak and the period (in lags, sub-lag by parabolic
+    interpolation): the earliest peak in ``lo..hi`` close to the best one when the best is a
+    multiple of it (the period, not a multiple), else the best (not a faster secondary wobble)."""
+    rows = np.arange(acf.shape[0])
+    mid = acf[:, lo:hi + 1]
+    is_pk = (mid > acf[:, lo - 1:hi]) & (mid >= acf[:, lo + 1:hi + 2])
+    vals = np.where(is_pk, mid, -np.inf)
+    best = vals.max(axis=1)
+    k_best = lo + np.argmax(vals, axis=1)
+    k_first = lo + np.argmax(vals >= best[:, None] - 0.1 * np.abs(best[:, None]), axis=1)
+    ratio = k_best / np.maximum(k_first, 1)
+    k = np.where(np.abs(ratio - np.rint(ratio)) <= 0.15, k_first, k_best)
+    ym, y0, yp = acf[rows, k - 1], acf[rows, k], acf[rows, k + 1]
+    den = ym - 2.0 * y0 + yp
+    safe = np.abs(den) > 1e-12
+    frac = np.where(safe, 0.5 * (ym - yp) / np.where(safe, den, 1.0), 0.0)
+    found = np.isfinite(best)
+    return np.where(found, best, 0.0), np.where(found, k + np.clip(frac, -0.5, 0.5), np.nan)
+
+
+def rotation_windows(phi: FloatArray, vert_acc: FloatArray, rate_hz: float,
+                     params: RepParams = DEFAULT_REPS) -> Windows:
+    """Dominant axis, amplitude, periodicity and period of ``phi`` (3, N) in sliding windows, and
+    whether the window is walking (``vert_acc``: vertical specific force, m/s²). Windows are
+    computed on ~``block_rate_hz`` block means (themselves a low-pass); periodicity only where
+    the rotation is large enough to be a rep."""
+    n = phi.shape[1]
     blocks = Blocks.make(n, rate_hz, params.block_rate_hz)
-    nb = blocks.starts.size
     block_rate = rate_hz / blocks.size
-    w = max(round(params.window_s * block_rate), 1)
+    xb = blocks.mean(phi)  # (3, B)
+    nb = xb.shape[1]
+    w = min(max(round(params.window_s * block_rate), 4), nb)
     hop = max(round(params.hop_s * block_rate), 1)
-    if nb < w:
-        w = nb
-    g = np.ascontiguousarray(gyr.T)
-    prods = np.stack((g[0] * g[0], g[1] * g[1], g[2] * g[2], g[0] * g[1], g[0] * g[2], g[1] * g[2]))
-    mom_b = np.add.reduceat(prods, blocks.starts, axis=1)
-    jerk_b = np.sqrt(blocks.mean((impact * impact)[None, :])[0])
-    up_b = np.add.reduceat(np.ascontiguousarray(up.T), blocks.starts, axis=1)
+    starts = np.arange(0, nb - w + 1, hop)
+    nw = starts.size
+    # total rotation energy of every window after removing its mean and linear trend, from
+    # prefix sums (O(blocks)): only windows with enough rotation are examined further
+    ramp = np.arange(w, dtype=np.float64) - 0.5 * (w - 1)
+    idx_b = np.arange(nb, dtype=np.float64)
+    pre = np.concatenate((np.zeros((3, 3, 1)), np.cumsum(np.stack((xb, xb * xb, xb * idx_b)), axis=2)), axis=2)
+    s1, s2, si = (pre[k][:, starts + w] - pre[k][:, starts] for k in range(3))
+    sr = si - (starts + 0.5 * (w - 1)) * s1  # sum of ramp * x
+    energy_all = (s2 - s1 * s1 / w - sr * sr / float(ramp @ ramp)).sum(axis=0)
+    amplitude = np.sqrt(np.maximum(energy_all, 0.0) / w)  # upper bound of the RMS about the axis
+    axis = np.zeros((nw, 3))
+    planarity = np.zeros(nw)
+    periodicity = np.zeros(nw)
+    period = np.full(nw, np.nan)
+    rcov = np.zeros((nw, 3, 3))
+    walking = np.zeros(nw, dtype=bool)
+    act = np.flatnonzero(amplitude >= params.min_amplitude_deg)
+    if act.size:
+        win = np.lib.stride_tricks.sliding_window_view(xb, w, axis=1)[:, starts[act], :].transpose(1, 0, 2)
+        win = win - win.mean(axis=2, keepdims=True)
+        win = win - ramp * ((win * ramp).sum(axis=2, keepdims=True) / float(ramp @ ramp))
+        evals, evecs = np.linalg.eigh(np.matmul(win, win.transpose(0, 2, 1)) / w)
+        axis[act] = evecs[:, :, -1]
+        amplitude[act] = np.sqrt(np.maximum(evals[:, -1], 0.0))
+        planarity[act] = evals[:, -1] / np.maximum(evals.sum(axis=1), 1e-12)
+        keep = amplitude[act] >= params.min_amplitude_deg
+        act, win = act[keep], win[keep]
+    lo = max(int(params.min_period_s * block_rate), 1)
+    hi = min(int(np.ceil(params.max_period_s * block_rate)), w - 2)
+    if act.size and hi > lo + 1:
+        nfft = 1 << int(np.ceil(np.log2(2 * w)))
+        # vector autocorrelation (orientation-free), biased so that few cycles score low
+        acf = _autocorrelation(win, nfft)
+        per, lag_f = _period(acf / np.maximum(acf[:, :1], 1e-12), lo, hi)
+        # the period is that of the rotation about the principal axis where that repeats (as
+        # RecoFit counts on the first principal component): a smaller, faster secondary
+        # motion about another axis may repeat more regularly but is not the rep
+        acf1 = _autocorrelation(np.einsum("wct,wc->wt", win, axis[act]), nfft)
+        per1, lag1 = _period(acf1 / np.maximum(acf1[:, :1], 1e-12), lo, hi)
+        lag_f = np.where(per1 >= params.min_periodicity, lag1, lag_f)
+        periodicity[act] = per
+        period[act] = lag_f / block_rate
+        rep = per >= params.min_periodicity
+        act, lag_f = act[rep], lag_f[rep]
+    if act.size and hi > lo + 1:
+        # the rotation that repeats: covariance of the window's angular rate with itself one
+        # period later (symmetrised); a posture change or a secondary wobble hardly adds to it
+        rate_b = np.diff(xb, axis=1, prepend=xb[:, :1])
+        rwin = np.lib.stride_tricks.sliding_window_view(rate_b, w, axis=1)[:, starts[act], :].transpose(1, 0, 2)
+        lag = np.clip(np.rint(lag_f).astype(np.intp), 0, w - 1)
+        tt = np.arange(w)
+        valid = tt[None, :] + lag[:, None] < w
+        later = np.where(valid, tt[None, :] + lag[:, None], 0)
+        shifted = np.take_along_axis(rwin, np.broadcast_to(later[:, None, :], rwin.shape), axis=2)
+        lagged = np.matmul(rwin * valid[:, None, :], shifted.transpose(0, 2, 1)) / w
+        rcov[act] = 0.5 * (lagged + lagged.transpose(0, 2, 1))
+        # walking: the body bounces once per step, i.e. twice per limb-swing cycle, so the
+        # vertical acceleration repeats after half the rotation period (an exercise's does not)
+        vb = highpass(blocks.mean(vert_acc[None, :]).T, params.bounce_hz, block_rate)[:, 0]
+        vw = np.lib.stride_tricks.sliding_window_view(vb, w)[starts[act]]
+        vacf = _autocorrelation(vw - vw.mean(axis=1, keepdims=True), nfft)
+        energy = np.maximum(vacf[:, 0], 1e-12)
+        half = np.clip(0.5 * lag_f, 1.0, w - 2.0)
+        h0 = np.floor(half).astype(np.intp)
+        rows = np.arange(act.size)
+        bounce = (vacf[rows, h0] * (h0 + 1 - half) + vacf[rows, h0 + 1] * (half - h0)) / energy
+        stride = lag_f / block_rate
+        walking[act] = ((bounce >= params.walk_bounce_corr) & (np.sqrt(energy / w) >= params.walk_bounce_ms2)
+                        & (stride >= params.walk_period_s[0]) & (stride <= params.walk_period_s[1]))
+    stop_b = starts + w
+    stop = np.where(stop_b < nb, blocks.starts[np.minimum(stop_b, nb - 1)], n)
+    return Windows(blocks.starts[starts], stop, axis, amplitude, planarity, rcov, periodicity, period,
+                   walking, n)
 
-    mom = _window_sums(mom_b, w, hop)
-    cnt = _window_sums(blocks.counts[None, :], w, hop)[0]
-    jerk = _window_sums(jerk_b[None, :], w, hop)[0] / w
-    upw = _window_sums(up_b, w, hop)
-    upw /= np.maximum(np.linalg.norm(upw, axis=0), 1e-12)
-    nw = mom.shape[1]
-    cov = np.empty((nw, 3, 3))
-    cov[:, 0, 0], cov[:, 1, 1], cov[:, 2, 2] = mom[0], mom[1], mom[2]
-    cov[:, 0, 1] = cov[:, 1, 0] = mom[3]
-    cov[:, 0, 2] = cov[:, 2, 0] = mom[4]
-    cov[:, 1, 2] = cov[:, 2, 1] = mom[5]
-    evals, evecs = np.linalg.eigh(cov)
-    axes = evecs[:, :, -1]
-    trace = np.maximum(evals.sum(axis=1), 1e-300)
-    planarity = evals[:, -1] / trace
-    rms_dps = np.rad2deg(np.sqrt(trace / np.maximum(cnt, 1.0)))
-    vertical = np.abs(np.einsum("ij,ji->i", axes, upw))
-    # sustained heel-strike transients (walking) are never part of a set and separate sets
-    walking = keep_long_runs(jerk > params.max_window_impact_ms2, params.walk_min_windows)
-    if rate_hz < params.min_impact_rate_hz:
-        walking[:] = False
-    cand = ((rms_dps >= params.min_rate_dps) & (planarity >= params.min_planarity)
-            & (vertical <= params.max_axis_vertical) & ~walking)
-    idx = np.flatnonzero(cand)
+
+@dataclass(frozen=True)
+class Candidate:
+    """A stretch of repetitive rotation: sample span, period and the windows that describe it."""
+
+    start: int
+    stop: int
+    period_s: float
+    windows: IntArray  # indices of its repetitive windows
+
+
+def repetitive_spans(win: Windows, params: RepParams = DEFAULT_REPS) -> list[Candidate]:
+    """Candidate sets: runs of repetitive, non-walking windows, split at gaps and walking."""
+    ok = ((win.amplitude_deg >= params.min_amplitude_deg) & ~win.walking
+          & (win.periodicity >= params.min_periodicity))
+    idx = np.flatnonzero(ok)
     if idx.size == 0:
         return []
-    # group consecutive candidate windows sharing their axis and close in time
-    win_start_b = np.arange(nw) * hop
-    agree = np.abs(np.einsum("ij,ij->i", axes[idx[1:]], axes[idx[:-1]]))
-    gap_b = (win_start_b[idx[1:]] - (win_start_b[idx[:-1]] + w)) / block_rate
-    # never bridge across windows with heel-strike transients (walking between sets)
-    impacts = np.concatenate(([0], np.cumsum(walking)))
-    walked = (impacts[idx[1:]] - impacts[idx[:-1] + 1]) > 0
-    new = ((agree < np.cos(np.deg2rad(params.axis_agree_deg))) | (gap_b > params.merge_gap_s)
-           | walked)
-    label = np.concatenate(([0], np.cumsum(new)))
-    bouts: list[Bout] = []
-    margin_b = round(params.margin_s * block_rate)
+    span = float(np.median(win.stop - win.start))
+    gap_s = (win.start[idx[1:]] - win.stop[idx[:-1]]).astype(np.float64) * params.window_s / max(span, 1.0)
+    walked = np.concatenate(([0], np.cumsum(win.walking)))
+    crossed = (walked[idx[1:]] - walked[idx[:-1] + 1]) > 0
+    label = np.concatenate(([0], np.cumsum((gap_s > params.merge_gap_s) | crossed)))
+    half = round(0.5 * span)
+    out: list[Candidate] = []
     for lab in range(int(label[-1]) + 1):
         members = idx[label == lab]
-        c = cov[members].sum(axis=0)
-        axis, plan = principal_axis(c)
-        b0 = max(int(win_start_b[members[0]]) - margin_b, 0)
-        b1 = min(int(win_start_b[members[-1]]) + w + margin_b, nb)
-        start = int(blocks.starts[b0])
-        stop = int(blocks.starts[b1]) if b1 < nb else n
-        if bouts and start < bouts[-1].stop:  # overlapping margins: split the overlap
-            mid = (start + bouts[-1].stop) // 2
-            prev = bouts[-1]
-            bouts[-1] = Bout(prev.start, mid, prev.axis, prev.planarity)
-            start = mid
-        bouts.append(Bout(start, stop, axis, plan))
-    return bouts
+        period = float(np.min(win.period_s[members]))
+        # a set's first and last reps sit at the edge of its repetitive windows: look half a
+        # window further on both sides, never into walking
+        first, last = int(members[0]), int(members[-1])
+        reach = round(params.reach * span)
+        a = max(int(win.start[first]) - reach, 0)
+        b = min(int(win.stop[last]) + reach, win.n_samples)
+        prev_walk = np.flatnonzero(win.walking[:first])
+        if prev_walk.size:
+            a = max(a, int(win.stop[prev_walk[-1]]) - half // 3)
+        next_walk = np.flatnonzero(win.walking[last + 1:])
+        if next_walk.size:
+            b = min(b, int(win.start[last + 1 + next_walk[0]]) + half // 3)
+        if out and a < out[-1].stop:  # overlapping reach of two candidates: split the overlap
+            mid = (a + out[-1].stop) // 2
+            prev = out[-1]
+            out[-1] = Candidate(prev.start, mid, prev.period_s, prev.windows)
+            a = mid
+        if b - a < 3:
+            continue
+        out.append(Candidate(a, b, period, members))
+    return out
+
+
+def candidate_axis(win: Windows, cand: Candidate, phi: FloatArray, rate_hz: float) -> FloatArray:
+    """The movement axis of a candidate: principal axis of the second moments of its angular
+    rate smoothed over half a period (the rate of ``phi``, (3, N) degrees), over its repetitive
+    windows: the reps dominate it, and a faster secondary wobble, even one in step with the
+    reps, is smoothed out."""
+    period = float(np.nanmedian(win.period_s[cand.windows]))
+    a, b = int(win.start[cand.windows[0]]), int(win.stop[cand.windows[-1]])
+    lag = round(period * rate_hz)
+    if not np.isfinite(period) or b - a < 2 * lag + 3:
+        _, vecs = np.linalg.eigh(win.rcov[cand.windows].sum(axis=0))
+        return np.asarray(vecs[:, -1])
+    x = np.ascontiguousarray(phi[:, a:b].T)
+    rate = np.diff(moving_mean(x, max(lag // 2, 1)), axis=0)
+    _, vecs = np.linalg.eigh(rate.T @ rate)
+    return np.asarray(vecs[:, -1])
 
 
 def _first_at_or_below(x: FloatArray, level: float, reverse: bool = False) -> int:
-    """Index of the first (or, with ``reverse``, last) sample of ``x`` at or below ``level``."""
     hit = np.flatnonzero(x <= level)
     if hit.size == 0:
         return 0 if not reverse else x.size - 1
     return int(hit[-1] if reverse else hit[0])
 
 
-def detect_reps(t: FloatArray, angle_deg: FloatArray, params: RepParams = DEFAULT_REPS,
-                impact: FloatArray | None = None) -> RepDetection:
-    """Repetitions in one bout from its segment angle (degrees, any offset and sign).
+def count_cycles(t: FloatArray, angle_deg: FloatArray, period_s: float | None = None,
+                 params: RepParams = DEFAULT_REPS, polarity: float | None = None,
+                 open_ends: tuple[bool, bool] = (False, False),
+                 level_deg: FloatArray | None = None) -> list[Rep]:
+    """Repetitions in a 1-D segment rotation (degrees, any offset and sign) of one candidate set.
 
-    The resting posture is the median angle while the segment is still; reps are excursions
-    away from it with prominence of at least ``min_rom_deg`` and ``rel_prominence`` of a typical
-    full rep, which start from and return to the resting posture (swings about it, as in gait,
-    are not reps). Each rep spans from leaving its preceding trough to returning to its
-    following trough; ROM is the peak minus the lower of the two troughs. Partial and pause
-    flags are set later, per set (:func:`group_reps`).
+    Peaks (by topographic prominence, at least ``period_distance`` x ``period_s`` apart and
+    ``rel_prominence`` of the set's typical rep) are excursions away from the start posture,
+    whose side is chosen by :func:`_start_side` unless ``polarity`` is given. Each rep spans
+    from leaving its preceding trough to regaining its following one; ROM is the peak minus
+    the lower trough on ``level_deg`` (default ``angle_deg``), the unsmoothed rotation, on
+    which a rep must also end where it started (a posture change does not). ``open_ends`` says
+    whether the recording was cut at the start / end: a rep cut there counts when it got at
+    least ``rel_prominence`` of a typical rep. Partial and pause flags: :func:`flag_reps`.
     """
     n = t.size
-    empty = RepDetection((), np.zeros(0), 0.0)
-    if n < 3:
-        return empty
+    if n < 3 or float(np.ptp(angle_deg)) < params.min_rom_deg:
+        return []
     rate = (n - 1) / float(t[-1] - t[0])
-    theta = lowpass_zero_phase(angle_deg[:, None], min(params.smooth_hz, 0.4 * rate), rate)[:, 0]
-    speed = np.abs(np.gradient(theta, t))
-    # resting = slow for a sustained time (turning points of a swing are not rest)
-    still = keep_long_runs(speed < params.rest_rate_dps, max(int(params.min_rest_s * rate), 1))
-    if not np.any(still) or np.all(still):
-        return empty
-    # candidate resting postures: levels of the sustained rests, longest total first
-    levels = _rest_levels(theta, still, params.rest_cluster_deg, params.min_rest_share)
-    r0, r1 = runs(still)
-    ct = np.concatenate(([0.0], np.cumsum(theta)))
-    rest_lv = (ct[r1] - ct[r0]) / (r1 - r0)
-    rest_t = list(zip(t[r0].tolist(), t[r1 - 1].tolist(), rest_lv.tolist(), strict=True))
-    # each resting posture and direction is a hypothesis for the start posture; sets must begin
-    # or end resting there. The hypothesis with most sets doing both wins; ties go to the one
-    # whose sets rest longest at it between reps, then to more reps.
-    scored: list[tuple[tuple[int, float, int, int], RepDetection]] = []
-    for rank, level in enumerate(levels):
-        for polarity in (1.0, -1.0):
-            det = _reps_from_rest(t, theta, level, polarity, rate, params, impact)
-            sets = []
-            strict = 0
-            inner = 0.0
-            for run in det.sets:
-                for g in group_reps(run, params):
-                    at_start, at_end = _rests_around(g, rest_t, level, params)
-                    if at_start or at_end:
-                        sets.append(g)
-                        strict += int(at_start and at_end)
-                        inner += sum(b - a for a, b, lev in rest_t
-                                     if g[0].start_s < a and b < g[-1].end_s and abs(lev - level) <= 10.0)
-            loose = sum(len(g) for g in sets)
-            scored.append(((strict, round(inner, 1), loose, -rank),
-                           RepDetection(tuple(sets), det.angle_deg, level)))
-    if not scored:
-        return empty
-    best = max(scored, key=lambda x: x[0])[1]
-    if not params.trim_to_rest:
-        return best
-    trimmed = tuple(g for g in (_trim_to_rest(g, rest_t, best.baseline_deg, params) for g in best.sets)
-                    if len(g) >= params.min_reps)
-    return RepDetection(trimmed, best.angle_deg, best.baseline_deg)
+    level_all = angle_deg if level_deg is None else level_deg
+    p_period = period_s if period_s and np.isfinite(period_s) else 2.0 * params.min_period_s
+    dist = max(int(params.period_distance * p_period * rate), int(0.5 * params.min_rep_s * rate), 1)
+    if polarity is None:
+        found = _peaks_and_troughs(angle_deg, dist, params, open_ends)
+        if found is None:
+            polarity = -1.0
+        else:
+            polarity = 1.0 if _start_side(angle_deg, level_all, found[0], found[1], rate, params) <= 0 else -1.0
+    found = _peaks_and_troughs(polarity * angle_deg, dist, params, open_ends)
+    if found is None:
+        return []
+    peaks, troughs, typical = found
+    return _reps(t, polarity * angle_deg, polarity * level_all, peaks, troughs, typical, rate, params)
 
 
-def _trim_to_rest(group: tuple[Rep, ...], rests: list[tuple[float, float, float]], level: float,
-                  params: RepParams) -> tuple[Rep, ...]:
-    """Drop leading reps not preceded, and trailing reps not followed, by a rest at the start
-    posture (a swing of a step just before/after the set), keeping at least one rep each side."""
-    lo, hi = 0, len(group)
-    while hi - lo > 1 and not _rests_around(group[lo:hi], rests, level, params)[0]:
-        lo += 1
-    while hi - lo > 1 and not _rests_around(group[lo:hi], rests, level, params)[1]:
-        hi -= 1
-    if not any(_rests_around(group[lo:hi], rests, level, params)):
-        return group
-    return group[lo:hi]
-
-
-def _rests_around(group: tuple[Rep, ...], rests: list[tuple[float, float, float]], level: float,
-                  params: RepParams) -> tuple[bool, bool]:
-    """Whether the set begins / ends with the segment resting at its start posture."""
-    med = float(np.median([r.rom_deg for r in group]))
-    tol = max(params.rest_cluster_deg, params.max_trough_offset * med)
-    first, last = group[0].start_s, group[-1].end_s
-    at_start = at_end = False
-    for a, b, lev in rests:
-        if abs(lev - level) > tol:
-            continue
-        at_start |= first - params.set_rest_gap_s <= b <= first + 0.5
-        at_end |= last - 0.5 <= a <= last + params.set_rest_gap_s
-    return at_start, at_end
-
-
-def _rest_levels(theta: FloatArray, still: BoolArray, tol_deg: float, min_share: float) -> list[float]:
-    """Distinct angle levels of the sustained rests, longest total rest first.
-
-    Leader clustering: the rest with the most time not yet assigned is a new level, and every
-    rest within ``tol_deg`` of it joins it (no chaining through intermediate levels). Levels
-    holding less than ``min_share`` of the longest level's rest time are dropped.
-    """
-    starts, stops = runs(still)
-    c = np.concatenate(([0.0], np.cumsum(theta)))
-    dur = (stops - starts).astype(np.float64)
-    lv = (c[stops] - c[starts]) / dur  # mean angle of each rest
-    free = np.ones(lv.size, dtype=bool)
-    centres: list[float] = []
-    totals: list[float] = []
-    while np.any(free):
-        lead = int(np.argmax(np.where(free, dur, -1.0)))
-        member = free & (np.abs(lv - lv[lead]) <= tol_deg)
-        centres.append(float(np.average(lv[member], weights=dur[member])))
-        totals.append(float(dur[member].sum()))
-        free &= ~member
-    tot = np.asarray(totals)
-    order = np.argsort(-tot, kind="stable")
-    return [centres[i] for i in order if tot[i] >= min_share * tot.max()]
-
-
-def _reps_from_rest(t: FloatArray, theta: FloatArray, baseline: float, polarity: float, rate: float,
-                    params: RepParams, impact: FloatArray | None = None) -> RepDetection:
-    """Reps as excursions of ``theta`` from the resting level ``baseline`` towards ``polarity``."""
-    n = t.size
-    p = polarity * (theta - baseline)
-    min_dist = max(int(params.min_rep_s * rate * 0.5), 1)
-    peaks, props = find_peaks(p, prominence=params.min_rom_deg, distance=min_dist)
+def _peaks_and_troughs(p: FloatArray, dist: int, params: RepParams, open_ends: tuple[bool, bool]
+                       ) -> tuple[IntArray, IntArray, float] | None:
+    """Peaks of ``p`` prominent relative to the typical one, the troughs between them, and the
+    typical prominence (median of the upper half: robust to many small swings)."""
+    n = p.size
+    # an open end may be a peak: a sample below it outside lets find_peaks see it
+    drop = float(np.ptp(p)) + 1.0
+    ext = np.concatenate(([p[0] - drop] if open_ends[0] else [], p, [p[-1] - drop] if open_ends[1] else []))
+    peaks, props = find_peaks(ext, prominence=params.min_rom_deg * params.rel_prominence, distance=dist)
+    peaks = peaks - int(open_ends[0])
+    keep = (peaks >= 0) & (peaks < n)
+    peaks, prom = peaks[keep], props["prominences"][keep]
     if peaks.size == 0:
-        return RepDetection((), p, baseline)
-    prom = props["prominences"]
-    big = np.sort(prom)[prom.size // 2:]
-    peaks = peaks[prom >= params.rel_prominence * float(np.median(big))]
-
-    # troughs between consecutive peaks (and before the first / after the last)
+        return None
+    typical = _med(np.sort(prom)[prom.size // 2:])
+    if typical < params.min_rom_deg:
+        return None
+    peaks = peaks[prom >= params.rel_prominence * typical]
     edges = np.concatenate(([0], peaks, [n - 1]))
-    troughs = np.empty(peaks.size + 1, dtype=np.intp)
-    for i in range(peaks.size + 1):
-        lo, hi = int(edges[i]), int(edges[i + 1])
-        troughs[i] = lo + int(np.argmin(p[lo:hi + 1]))
-    ctx = max(int(params.rest_context_s * rate), 1)
+    troughs = np.array([int(edges[i]) + int(np.argmin(p[edges[i]:edges[i + 1] + 1]))
+                        for i in range(peaks.size + 1)], dtype=np.intp)
+    return peaks, troughs, typical
+
+
+def _detrended_mad(idx: IntArray, x: FloatArray) -> float:
+    """MAD of ``x`` after removing its least-squares line against ``idx`` (drift over the set)."""
+    if idx.size < 3:
+        return _mad(x)
+    i = idx - idx.mean()
+    return _mad(x - x.mean() - i * (float(i @ (x - x.mean())) / max(float(i @ i), 1e-12)))
+
+
+def _start_side(p: FloatArray, level: FloatArray, peaks: IntArray, troughs: IntArray, rate: float,
+                params: RepParams) -> float:
+    """Negative when the troughs of ``p`` are the start posture, positive when its peaks are.
+
+    The start posture is the extreme every rep starts from: partial and low-amplitude reps
+    change how far a rep goes, not where it starts, so the start levels vary least. With all
+    reps alike, it is the extreme the segment rests at longer; with neither (reps back to back),
+    where the trace starts and ends.
+    """
+    lo, hi = _med(level[troughs]), _med(level[peaks])
+    span = max(hi - lo, 1e-9)
+    spread = (_detrended_mad(troughs, level[troughs]) - _detrended_mad(peaks, level[peaks])) / span
+    if abs(spread) >= params.spread_margin:
+        return spread
+    lo_p, hi_p = _med(p[troughs]), _med(p[peaks])
+    near = 0.15 * (hi_p - lo_p)
+    dwell = float(np.mean(p > hi_p - near)) - float(np.mean(p < lo_p + near))
+    if abs(dwell) >= params.dwell_margin:
+        return dwell
+    k = max(int(0.5 * rate), 1)
+    edge = 0.5 * (_med(p[:k]) + _med(p[-k:]))
+    return (edge - lo_p) / max(hi_p - lo_p, 1e-9) - 0.5
+
+
+def _reps(t: FloatArray, p: FloatArray, level: FloatArray, peaks: IntArray, troughs: IntArray,
+          typical: float, rate: float, params: RepParams) -> list[Rep]:
+    n = p.size
     reps: list[Rep] = []
-    impacts: list[float] = []
-    groups: list[list[Rep]] = [[]]
-    for i, pk in enumerate(peaks):
+    near = max(int(0.05 * rate), 1)
+    for i, pk in enumerate(peaks.tolist()):
         tl, tr = int(troughs[i]), int(troughs[i + 1])
         top = float(p[pk])
-        # the segment must both rise into and fall out of the peak (a posture change is not a rep)
-        if top <= 0.0 or max(float(p[tl]), float(p[tr])) > 0.5 * top:
+        low_l, low_r = float(p[tl]), float(p[tr])
+        # a rep cut by the recording's start or end is seen on one side only
+        if pk == 0:
+            low_l = low_r
+        elif pk == n - 1:
+            low_r = low_l
+        rom = top - min(low_l, low_r)
+        # a rep rises from and falls back to near its start level on both sides (not a drift step)
+        if top - max(low_l, low_r) < params.rel_prominence * typical:
             continue
-        # movement onset/offset: leaving / regaining the trough, or rest if the trough lies below it
-        base_l = max(float(p[tl]), 0.0)
-        base_r = max(float(p[tr]), 0.0)
-        s = tl + _first_at_or_below(p[tl:pk + 1], base_l + params.onset_frac * (top - base_l), reverse=True)
-        e = pk + _first_at_or_below(p[pk:tr + 1], base_r + params.onset_frac * (top - base_r))
-        # the level the rep starts from / ends at: lowest point just before onset / after offset
-        low_l = float(p[max(tl, s - ctx):s + 1].min())
-        low_r = float(p[e:min(tr, e + ctx) + 1].min())
-        tol = params.max_trough_offset * top
-        ok_l = abs(low_l) <= tol
-        ok_r = abs(low_r) <= tol
-        if not (ok_l or ok_r):
-            # a swing that never comes back to rest (gait, fidgeting) ends the current set
-            if groups[-1]:
-                groups.append([])
+        # ... and ends where it started: a change of posture (sitting down, lying down) does not
+        if pk not in (0, n - 1) and abs(float(level[tl] - level[tr])) > params.max_level_change * rom:
             continue
-        rom = top - min(low_l if ok_l else np.inf, low_r if ok_r else np.inf)
-        dur = float(t[e] - t[s])
-        if not params.min_rep_s <= dur <= params.max_rep_s:
+        s = tl + _first_at_or_below(p[tl:pk + 1], low_l + params.onset_frac * (top - low_l), reverse=True)
+        e = pk + _first_at_or_below(p[pk:tr + 1], low_r + params.onset_frac * (top - low_r))
+        if not params.min_rep_s <= float(t[e] - t[s]) <= params.max_rep_s:
             continue
-        rep_impact = (float(np.sqrt(np.mean(impact[s:e + 1] ** 2)))
-                      if impact is not None and rate >= params.min_impact_rate_hz else 0.0)
-        if rep_impact > params.max_impact_ms2:
-            # heel strikes during the excursion: a gait cycle, which also ends the current set
-            if groups[-1]:
-                groups.append([])
-            continue
-        near_top = p[s:e + 1] >= top - 0.1 * rom
-        held = float(np.count_nonzero(near_top)) / rate > params.hold_s
-        rep = Rep(float(t[s]), float(t[pk]), float(t[e]), rom, False, False, held)
-        reps.append(rep)
-        groups[-1].append(rep)
-        impacts.append(rep_impact)
-    # the first/last "rep" of a run with heel strikes well above the run's own is the swing of a
-    # step taken just before or after the set
-    out: list[tuple[Rep, ...]] = []
-    k = 0
-    for g in groups:
-        imp = np.asarray(impacts[k:k + len(g)])
-        k += len(g)
-        lo, hi = 0, len(g)
-        while hi - lo >= 3:
-            limit = max(params.edge_impact_ms2, params.edge_impact_ratio * float(np.median(imp[lo:hi])))
-            if imp[lo] > limit:
-                lo += 1
-            elif imp[hi - 1] > limit:
-                hi -= 1
-            else:
-                break
-        g = g[lo:hi]
-        if g:
-            out.append(tuple(g))
-    return RepDetection(tuple(out), p, baseline)
+        held = float(np.count_nonzero(p[s:e + 1] >= top - 0.1 * rom)) / rate > params.hold_s
+        # ROM on the unsmoothed rotation: its extreme near the smoothed peak minus the trough
+        lv_top = float(level[max(pk - near, 0):pk + near + 1].max())
+        lv_l, lv_r = float(level[tl]), float(level[tr])
+        lv_low = lv_r if pk == 0 else lv_l if pk == n - 1 else min(lv_l, lv_r)
+        reps.append(Rep(float(t[s]), float(t[pk]), float(t[e]), lv_top - lv_low, False, False, held))
+    return reps
 
 
-def _split_small_runs(group: tuple[Rep, ...], params: RepParams) -> list[tuple[Rep, ...]]:
-    """Remove runs of ``min_edge_run`` or more consecutive small excursions (steps, fidgeting
-    next to or between sets) and split the set there; shorter runs stay, as partial reps.
-
-    Small means below ``partial_frac`` of the typical full rep, taken as the median of the reps
-    reaching at least half the largest excursion (robust to many small swings).
-    """
-    if len(group) < params.min_reps:
-        return [group]
-    rom = np.array([r.rom_deg for r in group])
-    ref = float(np.median(rom[rom >= 0.5 * rom.max()]))
-    small = rom < params.partial_frac * ref
-    keep = np.ones(rom.size, dtype=bool)
-    starts, stops = runs(small)
-    for a, b in zip(starts, stops, strict=True):
-        if b - a >= params.min_edge_run:
-            keep[a:b] = False
-    out: list[tuple[Rep, ...]] = []
-    ks, ke = runs(keep)
-    for a, b in zip(ks, ke, strict=True):
-        out.append(group[int(a):int(b)])
-    return out
+def _med(x: FloatArray) -> float:
+    """Median of a small array (np.median's overhead dominates at the sizes used here)."""
+    v = np.sort(np.asarray(x, dtype=np.float64).ravel())
+    k = v.size // 2
+    return float(v[k] if v.size % 2 else 0.5 * (v[k - 1] + v[k])) if v.size else float("nan")
 
 
-def group_reps(reps: tuple[Rep, ...], params: RepParams = DEFAULT_REPS) -> list[tuple[Rep, ...]]:
-    """Split consecutive reps into sets at rests longer than ``merge_gap_s``; flag partial reps
-    (ROM below ``partial_frac`` of the set median) and pauses; drop sets of fewer than
-    ``min_reps`` reps."""
+def _mad(x: FloatArray) -> float:
+    return _med(np.abs(x - _med(x))) if x.size else 0.0
+
+
+def flag_reps(reps: list[Rep], params: RepParams = DEFAULT_REPS) -> tuple[Rep, ...]:
+    """Mark partial reps (ROM below ``partial_frac`` of the set median) and pauses before reps."""
+    if not reps:
+        return ()
+    med = _med(np.array([r.rom_deg for r in reps]))
+    out = []
+    for i, r in enumerate(reps):
+        paused = i > 0 and r.start_s - reps[i - 1].end_s > params.pause_s
+        out.append(Rep(r.start_s, r.peak_s, r.end_s, r.rom_deg, r.rom_deg < params.partial_frac * med,
+                       bool(paused), r.held))
+    return tuple(out)
+
+
+def _unlike(rep: Rep, rom: float, params: RepParams, outside_core: bool) -> bool:
+    """A rep at a set's edge unlike the set's typical one (ROM ``rom``): more than
+    ``edge_larger`` times larger anywhere (a partial rep is smaller, never larger), or off by
+    more than ``edge_tolerance`` outside the repetitive windows: the posture change, step,
+    fidget or handling of the device next to the set, not one of its reps."""
+    return (rep.rom_deg > params.edge_larger * rom
+            or (outside_core and abs(rep.rom_deg - rom) > params.edge_tolerance * rom))
+
+
+def split_sets(reps: list[Rep], params: RepParams = DEFAULT_REPS,
+               core: tuple[float, float] = (-np.inf, np.inf)) -> list[list[Rep]]:
+    """Split consecutive reps at gaps longer than ``merge_gap_s``, trim reps unlike the set's
+    typical one from both ends (:func:`_unlike`; ``core`` is the time span of the repetitive
+    windows) and drop runs under ``min_reps``."""
     if not reps:
         return []
     starts = np.array([r.start_s for r in reps])
     ends = np.array([r.end_s for r in reps])
     breaks = np.flatnonzero(starts[1:] - ends[:-1] > params.merge_gap_s) + 1
-    out: list[tuple[Rep, ...]] = []
-    pieces = [piece
-              for a, b in zip(np.concatenate(([0], breaks)), np.concatenate((breaks, [len(reps)])), strict=True)
-              for piece in _split_small_runs(reps[int(a):int(b)], params)]
-    for group in pieces:
+    bounds = np.concatenate(([0], breaks, [len(reps)]))
+    out: list[list[Rep]] = []
+    for a, b in itertools.pairwise(bounds):
+        group = reps[int(a):int(b)]
         if len(group) < params.min_reps:
             continue
-        med = float(np.median([r.rom_deg for r in group]))
-        flagged = []
-        for i, r in enumerate(group):
-            paused = i > 0 and r.start_s - group[i - 1].end_s > params.pause_s
-            flagged.append(Rep(r.start_s, r.peak_s, r.end_s, r.rom_deg,
-                               r.rom_deg < params.partial_frac * med, bool(paused), r.held))
-        out.append(tuple(flagged))
+        rom = _med(np.array([r.rom_deg for r in group]))
+        lo, hi = 0, len(group)
+        while hi - lo > params.min_reps and _unlike(group[lo], rom, params, group[lo].peak_s < core[0]):
+            lo += 1
+        while hi - lo > params.min_reps and _unlike(group[hi - 1], rom, params, group[hi - 1].peak_s > core[1]):
+            hi -= 1
+        out.append(group[lo:hi])
     return out
 
 
-def bout_angle(up: FloatArray, bout: Bout) -> FloatArray:
-    """Segment angle (degrees) over a bout about the bout's axis."""
-    return angle_about_axis(up[bout.start:bout.stop], bout.axis)
+def detect_sets(t: FloatArray, gyr: FloatArray, acc: FloatArray, up: FloatArray, rate_hz: float,
+                params: RepParams = DEFAULT_REPS) -> list[RepSet]:
+    """Sets of repetitions in one contiguous recording (``gyr`` bias-corrected, rad/s; ``up`` the
+    fused vertical in the sensor frame). Rep ROMs are segment rotation about the movement axis.
+    """
+    raw = integrated_rotation(t, gyr)
+    win = rotation_windows(raw, vertical_acceleration(acc, up, rate_hz, params), rate_hz, params)
+    out: list[RepSet] = []
+    for cand in repetitive_spans(win, params):
+        a, b = cand.start, cand.stop
+        axis = candidate_axis(win, cand, raw, rate_hz)
+        raw_theta = axis @ raw[:, a:b]
+        # a centred moving mean over half a period of smooth_hz: -3 dB near smooth_hz
+        theta = moving_mean(raw_theta, max(int(rate_hz / (2.0 * params.smooth_hz)), 1))
+        open_ends = (int(win.start[cand.windows[0]]) == 0, int(win.stop[cand.windows[-1]]) >= t.size)
+        reps = count_cycles(t[a:b], theta, cand.period_s, params, open_ends=(a == 0 and open_ends[0],
+                                                                             b == t.size and open_ends[1]),
+                            level_deg=raw_theta)
+        core = (float(t[int(win.start[cand.windows[0]])]), float(t[int(win.stop[cand.windows[-1]]) - 1]))
+        for group in split_sets(reps, params, core):
+            idx = np.minimum(np.searchsorted(t[a:b], [r.start_s for r in group]), b - a - 1)
+            roms = np.array([r.rom_deg for r in group])
+            rom = _med(roms)
+            spread = _mad(raw_theta[idx]) / max(rom, 1e-9)
+            # a set is alike reps from one start posture, repeating for a while; bursts of
+            # fidgeting or handling the device are not (their excursions vary in size and level)
+            if (cand.windows.size < params.min_windows or _mad(roms) > params.max_rom_dispersion * rom
+                    or spread > params.max_start_spread):
+                continue
+            out.append(RepSet(flag_reps(group, params), axis, cand.period_s, a, b, spread))
+    return out

@@ -6,7 +6,10 @@ import pytest
 
 from processors.signal import bench
 
-KEYS = ["reps_within1_pct", "false_reps_per_10min", "rom_mae_deg", "broad_incl_rmse_deg", "broad_total_rmse_deg",
+KEYS = ["reps_within1_pct", "false_reps_per_10min", "rom_mae_deg",
+        "hard_within1_pct", "hard_false_reps_per_10min",
+        "spar_within1_pct", "spar_mae_reps", "spar_baseline_within1_pct",
+        "broad_incl_rmse_deg", "broad_total_rmse_deg",
         "gaitmap_stride_err_max", "gaitmap_rom_rmse_deg", "steps_mape_pct", "steps_courses_mape_pct",
         "steps_still_count", "real_steps_mape_pct", "real_steps_baseline_mape_pct",
         "real_steps_slowed_mape_pct", "msamples_per_s", "ratio_vs_vqf"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from processors.signal import MODELLED_EXERCISES, analyze_exercise, synth
-from processors.signal.reps import detect_reps
+from processors.signal.reps import count_cycles
 from processors.signal.rom import summarize_rom
 
 CLEAN_STYLE = synth.RepStyle(p_partial=0.0, p_pause=0.0, p_hold=0.0)
@@ -81,22 +81,22 @@ def test_any_mounting_orientation_gives_same_count() -> None:
     assert counts == {7}
 
 
-def test_detect_reps_on_an_angle_trace() -> None:
+def test_count_cycles_on_an_angle_trace() -> None:
     rate = 50.0
     t = np.arange(0, 40, 1 / rate)
     base = -37.0  # any offset
     cycle = np.clip(t - 5.0, 0.0, 30.0)
     angle = base + 30.0 * (1 - np.cos(2 * np.pi * cycle / 3.0)) / 2  # 10 reps of 30 deg
-    det = detect_reps(t, -angle)  # any sign
-    assert len(det.reps) == 10
-    assert all(r.rom_deg == pytest.approx(30.0, abs=0.5) for r in det.reps)
-    assert det.sets and len(det.sets) == 1
+    reps = count_cycles(t, -angle, period_s=3.0)  # any sign
+    assert len(reps) == 10
+    assert all(r.rom_deg == pytest.approx(30.0, abs=0.5) for r in reps)
+    assert [round(r.peak_s, 1) for r in reps] == pytest.approx([6.5 + 3 * k for k in range(10)], abs=0.1)
 
 
 def test_too_short_or_flat_angle_has_no_reps() -> None:
     t = np.arange(0, 10, 0.01)
-    assert detect_reps(t, np.zeros_like(t)).reps == ()
-    assert detect_reps(t[:2], np.zeros(2)).reps == ()
+    assert count_cycles(t, np.zeros_like(t)) == []
+    assert count_cycles(t[:2], np.zeros(2)) == []
 
 
 def test_rom_summary() -> None:

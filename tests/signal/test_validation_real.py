@@ -1,8 +1,8 @@
 """Validation on real recordings with ground truth (skipped only when the shared data are absent).
 
 Data: gaitmap example data (MaD-Lab FAU, MIT licence), four BROAD trials (Laidig et al. 2021,
-CC BY 4.0) and the oxford_steps walks (Salvi et al. 2018, CC BY 4.0), read from $RTM_SHARED_DATA
-or <project root>/../shared/data.
+CC BY 4.0), the oxford_steps walks (Salvi et al. 2018, CC BY 4.0) and the SPAR smartwatch sets
+(Burns et al. 2018, BSD 3-clause), read from $RTM_SHARED_DATA or <project root>/../shared/data.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ needs_broad = pytest.mark.skipif(not all((DATA / "broad" / f).exists() for f in 
                                  reason=f"BROAD files not found under {DATA / 'broad'} (set RTM_SHARED_DATA)")
 needs_oxford = pytest.mark.skipif(not (DATA / "oxford_steps").is_dir(),
                                   reason=f"oxford_steps not found under {DATA} (set RTM_SHARED_DATA)")
+needs_spar = pytest.mark.skipif(not (DATA / "spar_watch" / "sets.csv").exists(),
+                                reason=f"SPAR watch sets not found under {DATA / 'spar_watch'} (set RTM_SHARED_DATA)")
 needs_gaitmap = pytest.mark.skipif(not (DATA / "gaitmap" / "imu_sample.csv").exists(),
                                    reason=f"gaitmap example not found under {DATA / 'gaitmap'} (set RTM_SHARED_DATA)")
 
@@ -62,3 +64,17 @@ def test_real_walks_slowed_down_still_counted_in_pockets() -> None:
     for pos in ("InHand", "Armband", "NeckPouch", "Purse", "SwingingArm"):
         assert by_pos[pos][0] < 5.0, pos
     assert res.mape_pct < 8.0
+
+
+@needs_spar
+def test_spar_repetition_counts_with_margin() -> None:
+    """Real wrist-watch sets cut close around 20 reps: targets (>= 95 % within +-1, MAE <= 0.5)
+    with a margin, every exercise separately, and better than a naive peak count."""
+    res = validate.evaluate_spar()
+    assert res.truth.size == 70 and set(res.truth.tolist()) == {20}
+    assert res.within1_pct() >= 90.0
+    assert res.mae_reps() <= 0.6
+    for ex in res.exercise_names:
+        assert res.within1_pct(ex) >= 80.0, ex
+    assert res.within1_pct() > res.baseline_within1_pct()
+    assert res.mae_reps() < res.baseline_mae_reps()

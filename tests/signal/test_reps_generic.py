@@ -1,0 +1,114 @@
+"""The generic repetition counter on the hard cases real recordings showed (synth_reps)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from processors.signal import Exercise, analyze_exercise, synth
+from processors.signal import synth_reps as hard
+from processors.signal.analysis import JOINT_ANGLE, SEGMENT_ROTATION
+from processors.signal.reps import count_cycles
+
+
+def _count_in_set(ses: synth.SyntheticSession, peaks: np.ndarray) -> tuple[int, int]:
+    st = ses.sets[0]
+    inside = (peaks >= st.start_s - 0.5) & (peaks <= st.end_s + 0.5)
+    return int(inside.sum()), int((~inside).sum())
+
+
+@pytest.mark.parametrize("case", hard.CASES)
+def test_hard_cases_count_within_one(case: str) -> None:
+    """Each case at three rates: at least two of three sets within +-1 rep (the whole suite,
+    measured by the benchmark, does better), and no more than two reps outside the sets."""
+    ok = 0
+    outside_total = 0
+    for seed, rate in ((1, 25.0), (2, 50.0), (3, 100.0)):
+        name, ses = hard.simulate_case(np.random.default_rng(seed), case, synth.SensorModel(rate_hz=rate))
+        res = analyze_exercise(ses.recording, name)
+        found, outside = _count_in_set(ses, np.array([r.peak_s for r in res.reps]))
+        ok += abs(found - len(ses.sets[0].reps)) <= 1
+        outside_total += outside
+    assert ok >= 2, case
+    assert outside_total <= 2, case
+
+
+def test_set_cut_close_counts_the_reps_at_both_ends() -> None:
+    for seed in range(4):
+        name, ses = hard.simulate_case(np.random.default_rng(10 + seed), "cut_close", synth.SensorModel(rate_hz=50.0))
+        assert ses.recording.t[-1] - ses.sets[0].end_s < 0.1  # no rest after the last rep
+        assert abs(analyze_exercise(ses.recording, name).n_reps - len(ses.sets[0].reps)) <= 1
+
+
+def test_blocks_of_held_fast_and_low_reps() -> None:
+    name, ses = hard.simulate_case(np.random.default_rng(5), "blocks", synth.SensorModel(rate_hz=25.0),
+                                   exercise="knee_extension")
+    res = analyze_exercise(ses.recording, name)
+    truth = ses.sets[0].reps
+    assert len(truth) == 30 and abs(res.n_reps - 30) <= 1
+    # low-amplitude reps are counted and marked partial; the held reps are not
+    low = [r for r in res.reps if r.peak_s > truth[20].start_s - 0.2]
+    assert len(low) >= 9 and sum(r.partial for r in low) >= 8
+    assert not any(r.partial for r in res.reps if r.peak_s < truth[9].end_s)
+    # the hold at the top is not taken for the start posture: reps start when the movement does
+    starts = np.array([r.start_s for r in res.reps])
+    errors = [float(np.min(np.abs(starts - tr.start_s))) for tr in truth]
+    assert float(np.median(errors)) < 0.5
+
+
+def test_slow_tempo_with_wobble_and_bias_walk_keeps_rom() -> None:
+    name, ses = hard.simulate_case(np.random.default_rng(7), "slow_wobble", synth.SensorModel(rate_hz=50.0),
+                                   exercise="knee_extension")
+    res = analyze_exercise(ses.recording, name)
+    truth = ses.sets[0].reps
+    assert res.n_reps == len(truth)
+    errors = [abs(r.rom_deg - tr.rom_deg) for r, tr in zip(res.reps, truth, strict=True)]
+    assert float(np.mean(errors)) < 5.0
+
+
+def test_unknown_exercise_is_counted_and_rom_is_segment_rotation() -> None:
+    name, ses = hard.simulate_case(np.random.default_rng(4), "vertical_axis", synth.SensorModel(rate_hz=50.0))
+    res = analyze_exercise(ses.recording, name)  # "external_rotation": no kinematic model
+    assert res.exercise is Exercise.OTHER and res.name == name
+    assert res.rom_kind == SEGMENT_ROTATION and all(s.rom_kind == SEGMENT_ROTATION for s in res.sets)
+    assert abs(res.n_reps - len(ses.sets[0].reps)) <= 1
+    truth = np.median([r.rom_deg for r in ses.sets[0].reps])
+    assert res.rom.median_deg == pytest.approx(truth, abs=6.0)
+    assert analyze_exercise(ses.recording, None).n_reps == res.n_reps
+    assert analyze_exercise(ses.recording, "other").n_reps == res.n_reps
+
+
+def test_modelled_exercise_reports_joint_angle_and_plausibility() -> None:
+    rng = np.random.default_rng(8)
+    style = hard.CLEAN
+    traj = synth.rep_trajectory(rng, n_reps=8, rom_deg=60.0, tempo_hz=0.5, style=style)
+    ses = synth.simulate_session(rng, "heel_slide", synth.SessionPlan(style=style), trajectories=[traj])
+    res = analyze_exercise(ses.recording, "heel_slide")
+    assert res.rom_kind == JOINT_ANGLE and res.sets[0].rom_plausible
+    assert res.rom.median_deg == pytest.approx(60.0, abs=4.0)  # the joint angle, twice the shank's rotation
+
+
+def test_handling_the_device_walking_or_fidgeting_is_rarely_counted() -> None:
+    """Known limit: large, fast handling of the device right after fidgeting can pass for a
+    set; five of six two-minute recordings must hold no rep at all."""
+    clean = 0
+    for i, ex in enumerate(("elbow_flexion", "knee_extension", "shoulder_flexion", "squat", "heel_slide",
+                            "straight_leg_raise")):
+        day = hard.simulate_donning(np.random.default_rng(30 + i), ex, 120.0, synth.SensorModel(rate_hz=50.0))
+        clean += analyze_exercise(day.recording, ex).n_reps == 0
+    assert clean >= 5
+
+
+def test_start_posture_is_where_partial_reps_start() -> None:
+    # full reps held 3 s at the top, then reps of 40 %: all start from 0; the top level is not rest
+    rate = 50.0
+    parts = []
+    for amp, hold in [(60.0, 3.0)] * 5 + [(24.0, 0.0)] * 5:
+        up = np.linspace(0.0, np.pi, int(rate))
+        parts += [amp * (1 - np.cos(up)) / 2, np.full(int(hold * rate), amp), amp * (1 + np.cos(up)) / 2]
+    angle = np.concatenate(parts)
+    t = np.arange(angle.size) / rate
+    reps = count_cycles(t, -angle, period_s=2.0)  # any sign
+    assert len(reps) == 10
+    assert all(r.rom_deg == pytest.approx(a, abs=1.0) for r, a in zip(reps, [60.0] * 5 + [24.0] * 5, strict=True))
+    assert reps[0].start_s < 0.3 and reps[0].held and not reps[-1].held
