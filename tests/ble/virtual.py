@@ -76,7 +76,7 @@ class VirtualPeripheral:
         self.on_write = on_write
         self.chars: dict[str, gatt.Characteristic[bytes]] = {}
         for uuid, props in chars.items():
-            value: Any = bytes()
+            value: Any = b""
             if "write" in props:
                 value = gatt.CharacteristicValue(write=self._writer(uuid))
             flags = gatt.Characteristic.Properties.from_string(props.replace("write", "WRITE").upper())
