@@ -8,6 +8,7 @@ bleak's `backend=` hook: None selects the platform's stack (BlueZ on a Linux hub
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -139,10 +140,8 @@ class BleSession:
                 log.warning("%s: %s", self.device_id, exc)
                 delay = self.backoff.delay(attempt)
                 attempt += 1
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
-                except TimeoutError:
-                    pass
 
     async def close(self) -> None:
         client, self._client = self._client, None

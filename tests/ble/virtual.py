@@ -75,13 +75,13 @@ class VirtualPeripheral:
         self.device = _device(air.link, name)
         self.on_write = on_write
         self.chars: dict[str, gatt.Characteristic[bytes]] = {}
-        for uuid, props in chars.items():
+        for char_uuid, props in chars.items():
             value: Any = b""
             if "write" in props:
-                value = gatt.CharacteristicValue(write=self._writer(uuid))
+                value = gatt.CharacteristicValue(write=self._writer(char_uuid))
             flags = gatt.Characteristic.Properties.from_string(props.replace("write", "WRITE").upper())
-            self.chars[uuid] = gatt.Characteristic(
-                UUID(uuid), flags, gatt.Characteristic.READABLE | gatt.Characteristic.WRITEABLE, value)
+            self.chars[char_uuid] = gatt.Characteristic(
+                UUID(char_uuid), flags, gatt.Characteristic.READABLE | gatt.Characteristic.WRITEABLE, value)
         self.device.add_service(gatt.Service(UUID(service_uuid), list(self.chars.values())))
         self.writes: list[tuple[str, bytes]] = []
         self._tasks: set[asyncio.Task[None]] = set()
