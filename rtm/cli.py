@@ -101,11 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.set_defaults(func=cmd_run)
 
+    from device_adapters.hub.cli import register as register_hub
     from ingest.cli import register as register_ingest
     from processors.eligibility.cli import register as register_eligibility
 
     register_ingest(sub)
     register_eligibility(sub)
+    register_hub(sub)
 
     p = sub.add_parser(
         "bench",
