@@ -52,6 +52,17 @@ class Air:
         self.link = LocalLink()
         self.central = _device(self.link, "hub")
         self._central_on = False
+        # One central, as on a hub: LE connections are created one at a time (one pending HCI LE
+        # Create Connection), and scans of several sessions share the controller's one scan.
+        self.connect_lock = asyncio.Lock()
+        self.scanners = 0
+
+    async def scan(self, on: bool) -> None:
+        self.scanners += 1 if on else -1
+        if on and self.scanners == 1:
+            await self.central.start_scanning(active=False, filter_duplicates=False)
+        elif not on and self.scanners == 0:
+            await self.central.stop_scanning()
 
     async def central_device(self) -> Device:
         if not self._central_on:
@@ -170,12 +181,13 @@ class BumbleScanner(BaseBleakScanner):
         self.seen_devices = {}
         self._device = await self.air.central_device()
         self._device.on("advertisement", self._on_advertisement)
-        await self._device.start_scanning(active=False, filter_duplicates=False)
+        await self.air.scan(True)
 
     async def stop(self) -> None:
         if self._device is not None:
             self._device.remove_listener("advertisement", self._on_advertisement)
-            await self._device.stop_scanning()
+            self._device = None
+            await self.air.scan(False)
 
 
 def _uuid_str(u: UUID) -> str:
@@ -211,7 +223,8 @@ class BumbleClient(BaseBleakClient):
     async def connect(self, pair: bool, **kwargs: Any) -> None:
         central = await self.air.central_device()
         try:
-            connection = await asyncio.wait_for(central.connect(Address(self.address)), self._timeout)
+            async with self.air.connect_lock:
+                connection = await asyncio.wait_for(central.connect(Address(self.address)), self._timeout)
         except (TimeoutError, Exception) as exc:
             raise BleakError(f"could not connect to {self.address}: {exc!r}") from exc
         self._connection = connection
