@@ -97,7 +97,7 @@ async def record_over_ble(config: HubConfig, n_devices: int, notifications: int)
     rng = np.random.default_rng(5)
     for k in range(notifications):
         for d in devs:
-            acc = (rng.normal(0, 0.5, (4, 3)) + [0, 0, 9.81]).astype(np.float32)
+            acc = (rng.normal(0, 0.5, (4, 3)) + np.array([0, 0, 9.81])).astype(np.float32)
             await d.stream_imu6(10_000 + round(k * 4000 / 52), acc, rng.normal(0, 5, (4, 3)).astype(np.float32))
         await asyncio.sleep(4 / 52 / 8)  # a little faster than real time
     await asyncio.sleep(0.2)
