@@ -30,7 +30,10 @@ class HubDevice(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> HubDevice:
-        profiles.get(self.profile)  # a clear error naming the known profiles
+        try:
+            profiles.get(self.profile)
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from None  # names the known profiles
         if self.address is None and self.name is None:
             raise ValueError(f"device {self.device_id}: give its BLE address or advertised name")
         return self

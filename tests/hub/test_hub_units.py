@@ -122,3 +122,19 @@ def test_event_body_round_trips_through_the_contract() -> None:
     doc = event_body(b)
     again = ImuBatch.model_validate_json(doc.replace(b',"kind":"imu_batch"', b""))
     assert again == b
+
+
+def test_config_example_loads_and_bad_profile_is_named() -> None:
+    from pydantic import ValidationError
+
+    from device_adapters.hub.config import HubConfig
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = HubConfig.load(root / "deploy" / "hub" / "hub.example.json")
+    assert [d.profile for d in cfg.devices] == ["movesense-imu6", "nordic-thingy52"]
+    doc = cfg.model_dump(mode="json")
+    doc["devices"][0]["profile"] = "fitbit"
+    doc["devices"][0]["token"] = "x"
+    doc["devices"][1]["token"] = "x"
+    with pytest.raises(ValidationError, match="unknown BLE profile 'fitbit'"):
+        HubConfig.model_validate(doc)
