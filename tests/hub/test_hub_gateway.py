@@ -21,14 +21,14 @@ import numpy as np
 import pytest
 import uvicorn
 
+from device_adapters.ble.testing import peripherals
+from device_adapters.ble.testing.virtual import Air, BumbleClient, BumbleScanner
 from device_adapters.hub.agent import HubAgent
 from device_adapters.hub.config import HubConfig
 from ingest.app import create_app
 from rtm.contract import ImuBatch, decode
 from rtm.settings import Settings
 from rtm.stack.broker import free_port
-from tests.ble import peripherals
-from tests.ble.virtual import Air, BumbleClient, BumbleScanner
 from tests.ingest.conftest import gateway_config, make_care, read_topic
 
 pytestmark = pytest.mark.integration

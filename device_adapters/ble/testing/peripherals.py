@@ -5,10 +5,11 @@ from __future__ import annotations
 import struct
 
 import numpy as np
+from bumble.device import Connection
 
 from device_adapters.ble.profiles import movesense, polar_pmd, rsc, thingy52
 from device_adapters.ble.profiles.base import FrameError
-from tests.ble.virtual import Air, Connection, VirtualPeripheral
+from device_adapters.ble.testing.virtual import Air, VirtualPeripheral
 
 
 class Rsc(VirtualPeripheral):

@@ -49,7 +49,7 @@ class Air:
     """The shared radio medium; the hub's central device lives here too."""
 
     def __init__(self) -> None:
-        self.link = LocalLink()
+        self.link = LocalLink()  # type: ignore[no-untyped-call]
         self.central = _device(self.link, "hub")
         self._central_on = False
         # One central, as on a hub: LE connections are created one at a time (one pending HCI LE
