@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "ingest": ("ingest.bench:main", "gateway throughput and latency on loopback"),
     "pipeline": ("processors.bench:main", "IMU samples/s and latency, produce -> worker -> database"),
     "eligibility": ("processors.eligibility.bench:main", "recompute RTM eligibility for 10,000 patients x 90 days"),
+    "hub": ("device_adapters.hub.bench:main", "virtual BLE devices through one hub agent, killed mid-upload"),
 }
 
 
