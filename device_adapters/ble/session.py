@@ -105,10 +105,16 @@ class BleSession:
                              **self.backend_kwargs)
         await client.connect()
         self._lost = lost
-        for uuid in self.profile.notify_uuids:
-            await client.start_notify(uuid, self._on_notify)
-        for cmd in self.profile.start_commands():
-            await client.write_gatt_char(cmd.char_uuid, cmd.payload, response=cmd.response)
+        try:
+            for uuid in self.profile.notify_uuids:
+                await client.start_notify(uuid, self._on_notify)
+            for cmd in self.profile.start_commands():
+                await client.write_gatt_char(cmd.char_uuid, cmd.payload, response=cmd.response)
+        except BaseException:
+            # a half-set-up link (a characteristic missing, a write refused) is dropped, not kept
+            with contextlib.suppress(BleakError, OSError, TimeoutError):
+                await client.disconnect()
+            raise
         self.stats.connects += 1
         self.stats.mtu = client.mtu_size
         self._client = client

@@ -134,3 +134,17 @@ def test_movesense_notifications_are_cut_at_the_default_mtu(mtu: int | None) -> 
             assert isinstance(imu, ImuReading) and imu.n_samples == 4
         await r.close()
     run(main())
+
+
+def test_a_device_missing_a_characteristic_is_dropped_and_retried() -> None:
+    async def main() -> None:
+        air = Air()
+        # advertises the Movesense service but lacks the command characteristic
+        dev = VirtualPeripheral(air, "Movesense odd", movesense.SERVICE, {movesense.DATA: "notify"})
+        await dev.start()
+        r = Run(air, movesense.MovesenseImu(52), dev)
+        await until(lambda: r.session.stats.failed_attempts >= 3)
+        assert r.session.stats.connects == 0 and "not found" in (r.session.stats.last_error or "")
+        assert len(dev.connections()) <= 1  # each half-set-up link was dropped, not kept
+        await r.close()
+    run(main())
