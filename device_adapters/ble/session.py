@@ -21,11 +21,12 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.exc import BleakError
 
-from device_adapters.ble.profiles.base import Decoder, Profile, Reading
+from device_adapters.ble.profiles.base import Decoder, Profile, Reading, sig_uuid
 
 log = logging.getLogger(__name__)
 
 ReadingsSink = Callable[[str, list[Reading]], None]
+BATTERY_LEVEL = sig_uuid(0x2A19)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class SessionStats:
     notifications: int = 0
     last_error: str | None = None
     mtu: int | None = None
+    battery_pct: int | None = None  # SIG Battery Level (0x2A19), read at each connection when offered
     history: list[str] = field(default_factory=list)
 
 
@@ -117,9 +119,18 @@ class BleSession:
             raise
         self.stats.connects += 1
         self.stats.mtu = client.mtu_size
+        await self._read_battery(client)
         self._client = client
         self.connected.set()
         return client
+
+    async def _read_battery(self, client: BleakClient) -> None:
+        if client.services.get_characteristic(BATTERY_LEVEL) is None:
+            return
+        with contextlib.suppress(BleakError):
+            value = await client.read_gatt_char(BATTERY_LEVEL)
+            if len(value) == 1 and value[0] <= 100:  # a percentage (Battery Service spec)
+                self.stats.battery_pct = value[0]
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stay connected until `stop` is set, reconnecting with back-off after every loss."""

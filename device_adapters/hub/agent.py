@@ -88,6 +88,7 @@ class HubAgent:
             "devices": {
                 s.device_id: {
                     "connected": s.connected.is_set(), "connects": s.stats.connects,
+                    "battery_pct": s.stats.battery_pct,
                     "notifications": s.stats.notifications, "bad_frames": dict(s.decoder.stats.bad),
                     "clock_resets": self.assemblers[s.device_id].clock.resets,
                     "last_error": s.stats.last_error,

@@ -47,7 +47,7 @@ def run(coro: object) -> None:
 def test_rsc_scan_connect_receive_reconnect() -> None:
     async def main() -> None:
         air = Air()
-        dev = peripherals.Rsc(air, "RSC")
+        dev = VirtualPeripheral(air, "RSC", rsc.SERVICE, {rsc.MEASUREMENT: "notify"}, battery_pct=87)
         decoy = peripherals.Rsc(air, "RSC-other")  # same profile, not enrolled: never connected
         await decoy.start()
         await dev.start()
@@ -55,6 +55,7 @@ def test_rsc_scan_connect_receive_reconnect() -> None:
         await asyncio.wait_for(r.session.connected.wait(), 5)
         await until(lambda: dev.subscribed(rsc.MEASUREMENT))
         assert decoy.connections() == []
+        assert r.session.stats.battery_pct == 87  # the SIG Battery Service, read on connecting
         await dev.notify(rsc.MEASUREMENT, rsc.encode(2.0, 120, 1.0))
         await until(lambda: len(r.data()) == 1)
         assert r.data() == [CadenceReading(2.0, 120, 1.0, None, False)]

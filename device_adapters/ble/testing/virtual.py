@@ -32,6 +32,8 @@ from bumble.link import LocalLink
 from bumble.transport.common import AsyncPipeSink
 
 _addresses = itertools.count(1)
+BATTERY_SERVICE = "0000180f-0000-1000-8000-00805f9b34fb"
+BATTERY_LEVEL = "00002a19-0000-1000-8000-00805f9b34fb"
 
 
 def _new_address() -> str:
@@ -78,8 +80,9 @@ class VirtualPeripheral:
     """A bumble GATT server advertising one service (connectable, name + 128-bit service UUID)."""
 
     def __init__(self, air: Air, name: str, service_uuid: str, chars: dict[str, str],
-                 on_write: WriteHandler | None = None) -> None:
-        """`chars` maps characteristic UUID to bleak-style properties ("notify", "write,indicate")."""
+                 on_write: WriteHandler | None = None, battery_pct: int | None = None) -> None:
+        """`chars` maps characteristic UUID to bleak-style properties ("notify", "write,indicate");
+        `battery_pct` adds the SIG Battery Service (0x180F) with its Battery Level (0x2A19)."""
         self.air = air
         self.name = name
         self.service_uuid = service_uuid
@@ -94,6 +97,10 @@ class VirtualPeripheral:
             self.chars[char_uuid] = gatt.Characteristic(
                 UUID(char_uuid), flags, gatt.Characteristic.READABLE | gatt.Characteristic.WRITEABLE, value)
         self.device.add_service(gatt.Service(UUID(service_uuid), list(self.chars.values())))
+        if battery_pct is not None:
+            level = gatt.Characteristic(UUID(BATTERY_LEVEL), gatt.Characteristic.Properties.READ,
+                                        gatt.Characteristic.READABLE, bytes([battery_pct]))
+            self.device.add_service(gatt.Service(UUID(BATTERY_SERVICE), [level]))
         self.writes: list[tuple[str, bytes]] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
