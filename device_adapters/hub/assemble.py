@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -52,7 +53,7 @@ class _ImuBuffer:
 @dataclass
 class AssemblyStats:
     samples: int = 0
-    acc_only_samples: int = 0  # the contract's ImuBatch needs gyroscope samples too
+    acc_only_samples: int = 0  # without gyroscope coverage: the contract's ImuBatch needs both
     counter_resets: int = 0
 
 
@@ -69,6 +70,10 @@ class Assembler:
         self._steps_pending = 0
         self._cadence_last: float | None = None
         self._cadence_acc = 0.0
+        # separate accelerometer / gyroscope frames waiting to be paired (device seconds, values)
+        self._pend: dict[str, list[tuple[npt.NDArray[np.float64], npt.NDArray[np.float32]]]] = {"acc": [], "gyr": []}
+        self._pend_epoch = 0
+        self._gyr_meta: tuple[Literal["rad/s", "deg/s"], float] = ("deg/s", 0.0)
 
     @property
     def provenance(self) -> Provenance:
@@ -88,30 +93,74 @@ class Assembler:
 
     # --- IMU ---------------------------------------------------------------------------------------
     def _add_imu(self, r: ImuReading, arrival: float) -> list[Event]:
-        if r.acc is None or r.gyr is None:
-            self.stats.acc_only_samples += r.n_samples
-            return []
-        out: list[Event] = []
-        if r.t_device_ns is not None:
-            dev_s = r.t_device_ns.astype(np.float64) * 1e-9
-            self.clock.observe(float(dev_s[-1]), arrival)
-            times = self.clock.to_utc_s(dev_s)
-            epoch, uniform = self.clock.epoch, False
-        else:  # no device time: the arrival stamps the last sample, the rest follow the rate
+        if r.t_device_ns is None:
+            if r.acc is None or r.gyr is None:  # separate streams without device time cannot be aligned
+                self.stats.acc_only_samples += r.n_samples
+                return []
+            # no device time: the arrival stamps the last sample, the rest follow the rate
             times = arrival - (r.n_samples - 1 - np.arange(r.n_samples)) / r.sample_rate_hz
-            epoch, uniform = 0, True
-        buf = self._imu.get(r.stream)
+            return self._append(r.stream, 0, True, r, times, r.acc, r.gyr)
+        dev_s = r.t_device_ns.astype(np.float64) * 1e-9
+        self.clock.observe(float(dev_s[-1]), arrival)
+        if r.acc is not None and r.gyr is not None:
+            return self._append(r.stream, self.clock.epoch, False, r, self.clock.to_utc_s(dev_s), r.acc, r.gyr)
+        return self._pair(r, self.clock.epoch, dev_s)
+
+    def _pair(self, r: ImuReading, epoch: int, times: npt.NDArray[np.float64]) -> list[Event]:
+        """Separate accelerometer and gyroscope streams (Polar PMD) become one 6-axis stream: the
+        gyroscope is linearly interpolated onto the accelerometer's sample times where it covers them.
+        Paired on the device clock (`times`), mapped to UTC afterwards with one clock fit."""
+        if self._pend_epoch != epoch:
+            self.stats.acc_only_samples += sum(len(t) for t, _ in self._pend["acc"])
+            self._pend = {"acc": [], "gyr": []}
+            self._pend_epoch = epoch
+        key = "acc" if r.acc is not None else "gyr"
+        values = r.acc if r.acc is not None else r.gyr
+        assert values is not None
+        self._pend[key].append((times, values))
+        if key == "gyr":
+            self._gyr_meta = (r.gyr_unit, r.sample_rate_hz)
+        if not self._pend["acc"] or not self._pend["gyr"]:
+            horizon = times[-1] - 2 * self.batch_s  # no gyroscope at all: an accelerometer-only device
+            while self._pend["acc"] and not self._pend["gyr"] and self._pend["acc"][0][0][-1] < horizon:
+                self.stats.acc_only_samples += len(self._pend["acc"].pop(0)[0])
+            return []
+        at = np.concatenate([t for t, _ in self._pend["acc"]])
+        av = np.concatenate([v for _, v in self._pend["acc"]])
+        gt = np.concatenate([t for t, _ in self._pend["gyr"]])
+        gv = np.concatenate([v for _, v in self._pend["gyr"]])
+        before = at < gt[0]  # no gyroscope yet for these
+        self.stats.acc_only_samples += int(before.sum())
+        use = ~before & (at <= gt[-1])
+        rest = at > gt[-1]
+        self._pend["acc"] = [(at[rest], av[rest])] if rest.any() else []
+        self._pend["gyr"] = [(gt[-1:], gv[-1:])]  # the last gyroscope sample bounds the next span
+        if not use.any():
+            return []
+        gyr = np.stack([np.interp(at[use], gt, gv[:, k]) for k in range(3)], axis=1).astype(np.float32)
+        merged = ImuReading("imu", r.sample_rate_hz if r.acc is not None else self._acc_rate(at),
+                            av[use], gyr, r.acc_unit, self._gyr_meta[0])
+        return self._append("imu", epoch, False, merged, self.clock.to_utc_s(at[use]), av[use], gyr)
+
+    @staticmethod
+    def _acc_rate(times: npt.NDArray[np.float64]) -> float:
+        return float(1.0 / np.median(np.diff(times))) if times.size > 1 else 1.0
+
+    def _append(self, stream: str, epoch: int, uniform: bool, r: ImuReading, times: npt.NDArray[np.float64],
+                acc: npt.NDArray[np.float32], gyr: npt.NDArray[np.float32]) -> list[Event]:
+        out: list[Event] = []
+        buf = self._imu.get(stream)
         if buf is not None and (buf.epoch != epoch or times[0] <= buf.times[-1][-1]):
-            out += self._flush_imu(r.stream)  # clock reset or overlap: the recording restarts
+            out += self._flush_imu(stream)  # clock reset or overlap: the recording restarts
             buf = None
         if buf is None:
-            buf = self._imu[r.stream] = _ImuBuffer(epoch, uniform, r.sample_rate_hz, r.acc_unit, r.gyr_unit)
+            buf = self._imu[stream] = _ImuBuffer(epoch, uniform, r.sample_rate_hz, r.acc_unit, r.gyr_unit)
         buf.times.append(times)
-        buf.acc.append(r.acc)
-        buf.gyr.append(r.gyr)
-        self.stats.samples += r.n_samples
+        buf.acc.append(acc)
+        buf.gyr.append(gyr)
+        self.stats.samples += len(times)
         if buf.span_s() >= self.batch_s:
-            out += self._flush_imu(r.stream)
+            out += self._flush_imu(stream)
         return out
 
     def _flush_imu(self, stream: str) -> list[Event]:
@@ -181,6 +230,8 @@ class Assembler:
 
     def flush(self) -> list[Event]:
         out: list[Event] = []
+        self.stats.acc_only_samples += sum(len(t) for t, _ in self._pend["acc"])
+        self._pend["acc"] = []
         for stream in list(self._imu):
             out += self._flush_imu(stream)
         if self._steps_last is not None:

@@ -72,7 +72,7 @@ def test_imu_batches_have_deterministic_ids_and_utc_times() -> None:
 def test_acc_only_samples_are_counted_not_sent() -> None:
     a = Assembler(IDENT)
     r = ImuReading("acc", 52, np.zeros((5, 3), np.float32), None, t_device_ns=np.arange(5, dtype=np.int64))
-    assert a.add([r], T_UTC) == [] and a.stats.acc_only_samples == 5
+    assert a.add([r], T_UTC) == [] and a.flush() == [] and a.stats.acc_only_samples == 5
 
 
 def test_step_counter_intervals_and_reset() -> None:
@@ -138,3 +138,26 @@ def test_config_example_loads_and_bad_profile_is_named() -> None:
     doc["devices"][1]["token"] = "x"
     with pytest.raises(ValidationError, match="unknown BLE profile 'fitbit'"):
         HubConfig.model_validate(doc)
+
+
+def test_polar_acc_and_gyro_frames_become_one_six_axis_stream() -> None:
+    a = Assembler(IDENT, batch_s=1.0)
+    rate = 52.0
+    out = []
+    for k in range(12):  # 12 frames of 9 samples each stream; gyro frames stamped 3 ms later
+        t_acc = 10**9 + np.round((k * 9 + np.arange(9)) * 1e9 / rate).astype(np.int64)
+        t_gyr = t_acc + 3_000_000
+        acc = np.tile(np.float32([0, 0, 1]), (9, 1))
+        gyr = np.repeat(((k * 9 + np.arange(9)) * 1.0)[:, None], 3, axis=1).astype(np.float32)
+        arrival = T_UTC + (k + 1) * 9 / rate
+        out += a.add([ImuReading("acc", rate, acc, None, "g", "deg/s", t_acc)], arrival)
+        out += a.add([ImuReading("gyro", rate, None, gyr, "g", "deg/s", t_gyr)], arrival + 0.001)
+    out += a.flush()
+    batches = [e for e in out if isinstance(e, ImuBatch)]
+    n = sum(b.n_samples for b in batches)
+    assert n + a.stats.acc_only_samples == 12 * 9
+    assert a.stats.acc_only_samples == 1  # the first acc sample precedes the first gyro sample
+    g = np.concatenate([b.gyr for b in batches])[:, 0]
+    # the gyro ramp (one unit per sample) interpolated 3 ms earlier: value i - 3 ms * 52 Hz
+    assert np.allclose(g, np.arange(1, 1 + n) - 0.003 * rate, atol=1e-3)
+    assert all(b.stream_id == "ble-imu-e0" for b in batches)
