@@ -149,3 +149,31 @@ def test_a_device_missing_a_characteristic_is_dropped_and_retried() -> None:
         assert len(dev.connections()) <= 1  # each half-set-up link was dropped, not kept
         await r.close()
     run(main())
+
+
+def test_polar_acc_and_gyro_over_gatt_become_imu_batches() -> None:
+    from device_adapters.hub.assemble import Assembler, DeviceIdentity
+    from rtm.contract import ImuBatch
+
+    async def main() -> None:
+        air = Air()
+        dev = peripherals.Polar(air, "Polar Sense")
+        await dev.start()
+        assembler = Assembler(DeviceIdentity("polar-1", "pat-1", None, "polar", "polar-pmd"), batch_s=1.0)
+        events: list[object] = []
+        r = Run(air, polar_pmd.PolarPmd(acc_hz=52, gyro_hz=52), dev)
+        r.session.sink = lambda _d, rs: events.extend(assembler.add(rs, 1_790_000_000.0 + len(events)))
+        await asyncio.wait_for(r.session.connected.wait(), 5)
+        await until(lambda: polar_pmd.ACC in dev.started and polar_pmd.GYRO in dev.started)
+        period = round(1e9 / 52)
+        for k in range(8):  # 8 frames of 13 samples a stream
+            ts = 10**10 + (k + 1) * 13 * period
+            await dev.stream_acc(ts, np.tile([0, 0, 1000], (13, 1)))
+            await dev.stream_gyro(ts, np.tile([10, 0, 0], (13, 1)))
+        await until(lambda: r.session.stats.notifications >= 2 + 16)
+        await r.close()
+        events.extend(assembler.flush())
+        batches = [e for e in events if isinstance(e, ImuBatch)]
+        assert sum(b.n_samples for b in batches) == 8 * 13 and assembler.stats.acc_only_samples == 0
+        assert all(np.allclose(b.acc, [0, 0, 1]) and np.allclose(b.gyr, [10, 0, 0]) for b in batches)
+    run(main())

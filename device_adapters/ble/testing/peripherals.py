@@ -53,6 +53,10 @@ class Polar(VirtualPeripheral):
         if polar_pmd.ACC in self.started:
             await self.notify(polar_pmd.DATA, polar_pmd.encode_delta_frame(polar_pmd.ACC, last_ts_ns, samples_mg))
 
+    async def stream_gyro(self, last_ts_ns: int, samples: np.ndarray) -> None:
+        if polar_pmd.GYRO in self.started:
+            await self.notify(polar_pmd.DATA, polar_pmd.encode_delta_frame(polar_pmd.GYRO, last_ts_ns, samples))
+
 
 class Movesense(VirtualPeripheral):
     def __init__(self, air: Air, name: str) -> None:
