@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "ingest": ("ingest.bench:main", "gateway throughput and latency on loopback"),
     "pipeline": ("processors.bench:main", "IMU samples/s and latency, produce -> worker -> database"),
     "eligibility": ("processors.eligibility.bench:main", "recompute RTM eligibility for 10,000 patients x 90 days"),
+    "hub": ("device_adapters.hub.bench:main", "virtual BLE devices through one hub agent, killed mid-upload"),
 }
 
 
@@ -109,11 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.set_defaults(func=cmd_run)
 
+    from device_adapters.hub.cli import register as register_hub
     from ingest.cli import register as register_ingest
     from processors.eligibility.cli import register as register_eligibility
 
     register_ingest(sub)
     register_eligibility(sub)
+    register_hub(sub)
 
     # Parsed by the tool itself (its options follow the name): see main() below.
     sub.add_parser(
