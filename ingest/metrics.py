@@ -27,5 +27,8 @@ OUTBOX_PUBLISHED = Counter(
     "rtm_ingest_outbox_published_total", "outbox rows the broker acknowledged, by path (fast, retry)", ["path"]
 )
 OUTBOX_FAILURES = Counter("rtm_ingest_outbox_publish_failures_total", "outbox rows the broker did not acknowledge")
+OUTBOX_REDUE = Counter(
+    "rtm_ingest_outbox_redue_total", "unstored outbox rows made due at once after a broker failure"
+)
 OUTBOX_PRUNED = Counter("rtm_ingest_outbox_pruned_total", "stored outbox rows deleted after the retention")
 AUTH_LOOKUPS = Counter("rtm_ingest_auth_lookups_total", "credential lookups in the database, by kind", ["kind"])

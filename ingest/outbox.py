@@ -14,6 +14,11 @@ commit. The relay then gets it into Kafka and keeps doing so until the sink has 
   memory) thus gets every unstored event again; the sink's upserts make repeats harmless;
 - publish failures back the relay off (doubling up to `outbox_failure_backoff_max_s`) and make it
   re-create missing topics with their partition counts before it publishes again;
+- a broker that lost what it had acknowledged (the local broker keeps topics in memory; on Kafka,
+  an unclean leader election) makes every unstored row due at once rather than after its
+  back-off: the relay notices it when an acknowledged offset is lower than one acknowledged
+  before in the same partition (offsets only grow in a log), or when a publish succeeds after
+  failures;
 - stored rows are pruned after `outbox_retention_s`; the depth and the age of the oldest
   unstored row are exported as metrics.
 
@@ -42,6 +47,7 @@ from ingest.metrics import (
     OUTBOX_OLDEST_S,
     OUTBOX_PRUNED,
     OUTBOX_PUBLISHED,
+    OUTBOX_REDUE,
 )
 from ingest.publisher import Outgoing, Publisher
 from ingest.settings import GatewaySettings
@@ -134,6 +140,7 @@ class Relay:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._topics_ok = False
+        self._broker_failed = False  # since the last successful publish
         self.depth = 0  # unstored rows at the last count (for back-pressure and metrics)
 
     # --- life cycle ---------------------------------------------------------------------------
@@ -169,6 +176,7 @@ class Relay:
         except Exception as exc:  # broker away: nothing was published
             log.warning("outbox relay: cannot check topics (%s)", type(exc).__name__)
             OUTBOX_FAILURES.inc(len(rows))
+            self._broker_failed = True
             return rows
         acked = await self.publisher.publish([r.outgoing() for r in rows])
         failed = [r for r, ok in zip(rows, acked, strict=True) if not ok]
@@ -176,7 +184,22 @@ class Relay:
         if failed:
             OUTBOX_FAILURES.inc(len(failed))
             self._topics_ok = False  # the broker may have come back empty: check before the next try
+            self._broker_failed = True
+        if self.publisher.take_log_lost() or (self._broker_failed and not failed):
+            self._broker_failed = True  # kept until the rows are due again (the database may fail)
+            await self._all_due_now()
+            self._broker_failed = bool(failed)
         return failed
+
+    async def _all_due_now(self) -> None:
+        """After a broker failure or a lost log: every unstored row is due now (module docstring)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "update ingest_outbox set next_attempt_at = now() "
+                "where stored_at is null and next_attempt_at > now()"
+            )
+        log.info("outbox relay: the broker is back; %d unstored events due again", cur.rowcount)
+        OUTBOX_REDUE.inc(max(cur.rowcount, 0))
 
     async def _defer(self, rows: list[OutboxRow], delay_s: float) -> None:
         async with self.pool.connection() as conn:

@@ -29,6 +29,11 @@ class Publisher:
     def __init__(self, producer: AIOKafkaProducer, timeout_s: float) -> None:
         self.producer = producer
         self.timeout_s = timeout_s
+        # Offsets only grow in a partition's log: an acknowledged offset below one acknowledged
+        # before means the broker lost that log (the local broker restarted empty, or an unclean
+        # leader election truncated it), and with it events it had acknowledged.
+        self._high: dict[tuple[str, int], int] = {}
+        self._log_lost = False
 
     @classmethod
     async def start(cls, settings: Settings, timeout_s: float) -> Publisher:
@@ -62,10 +67,22 @@ class Publisher:
             log.warning("broker acknowledged %d of %d events", len(acked) - failed, len(acked))
         return acked
 
+    def take_log_lost(self) -> bool:
+        """Whether a partition's log was lost since the last call (see __init__)."""
+        lost, self._log_lost = self._log_lost, False
+        return lost
+
     async def _send(self, m: Outgoing) -> bool:
         try:
             fut = await self.producer.send(m.topic, m.value, key=m.key)
-            await fut
+            meta = await fut
+            where = (meta.topic, meta.partition)
+            if meta.offset < self._high.get(where, -1):
+                log.warning("partition %s-%d restarted at offset %d: the broker lost its log", *where, meta.offset)
+                self._log_lost = True
+                self._high[where] = meta.offset
+            else:
+                self._high[where] = max(meta.offset, self._high.get(where, -1))
             return True
         except KafkaError as exc:
             log.warning("publish failed: %s", type(exc).__name__)

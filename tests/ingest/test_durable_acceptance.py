@@ -173,6 +173,48 @@ def test_every_acknowledged_event_is_stored_once_across_a_broker_restart(
             worker.stop()
 
 
+def test_events_the_broker_lost_are_republished_as_soon_as_it_is_back(
+    own_db: Settings, broker: PrivateBroker, polar_fake: PolarFake
+) -> None:
+    """Events the broker acknowledged and then lost (crashed before any worker consumed them) are
+    not left to wait out their republish back-off (here an hour): the first publish that
+    succeeds after a broker failure makes every unstored row due at once."""
+    settings = _fast(broker.settings)
+    care = make_care(own_db)
+    db = psycopg.connect(own_db.dsn("writer"), autocommit=True)
+    worker: WorkerProcess | None = None
+    try:
+        with build_client(settings, polar_fake, publish_timeout_s=1.0, outbox_republish_after_s=3600.0,
+                          outbox_poll_s=0.2, outbox_failure_backoff_s=0.2,
+                          outbox_failure_backoff_max_s=0.5) as client:
+            dev = enrol(client, care)
+            t0 = datetime.now(UTC) - timedelta(hours=2)
+
+            def upload(i: int) -> uuid.UUID:
+                batch = imu_batch(dev, t0=t0 + timedelta(seconds=3 * i), n=100, stream="lost")
+                r = client.post("/v1/events", content=frames(batch), headers={**dev.headers, "Content-Type": FRAME})
+                assert r.status_code == 202, r.text
+                return batch.id
+
+            before = [upload(i) for i in range(5)]  # published, acknowledged by the broker, unconsumed
+            time.sleep(1.0)  # the fast path has published them
+            broker.stop(hard=True)  # SIGKILL: the memory-only topics are gone
+            during = [upload(i) for i in range(5, 8)]  # the fast path fails: a broker failure seen
+            broker.start()
+            worker = _worker(settings)
+            ids = before + during
+            deadline = time.monotonic() + 60
+            while len(stored := _stored(db, ids)) < len(ids) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert set(stored) == set(ids), f"{len(set(ids) - set(stored))} of {len(ids)} never stored"
+            assert all(n == 1 for n in stored.values())
+            assert "rtm_ingest_outbox_redue_total" in client.get("/metrics").text
+    finally:
+        db.close()
+        if worker is not None:
+            worker.stop()
+
+
 def test_relays_of_several_gateways_claim_disjoint_rows(own_db: Settings) -> None:
     """Replicas scanning one outbox: each due row is claimed by exactly one relay at a time (FOR
     UPDATE SKIP LOCKED, leased by moving next_attempt_at), and a claimed row is not due again."""
