@@ -142,6 +142,13 @@ def pending(conn: Conn, patients: list[str]) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+def outbox_unstored(conn: Conn) -> int:
+    """Accepted events the gateway's relay is still getting to the sink: progress to wait for."""
+    row = conn.execute("select count(*) from ingest_outbox where stored_at is null").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def settle(connect: Callable[[], Conn], acked: dict[uuid.UUID, Item], patients: list[str],
            revive: Callable[[], list[str]], quiet_s: float, timeout_s: float) -> tuple[Stored, list[str]]:
     """Wait until every acknowledged event is stored and nothing is pending, or until nothing has
@@ -151,12 +158,16 @@ def settle(connect: Callable[[], Conn], acked: dict[uuid.UUID, Item], patients: 
     started = last_change = time.monotonic()
     last: tuple[int, ...] | None = None
     while True:
-        notes += revive()
+        restarted = revive()
+        notes += restarted
+        if restarted:  # a restarted process needs its start-up (a group join) before it can progress
+            last_change = time.monotonic()
         try:
             with connect() as conn:
                 s = stored_events(conn, acked)
                 queue, dirty = pending(conn, patients)
-                state = (s.stored, len(s.missing), queue, dirty, *(n for n, _ in derived(conn, patients).values()))
+                state = (s.stored, len(s.missing), queue, dirty, outbox_unstored(conn),
+                         *(n for n, _ in derived(conn, patients).values()))
         except psycopg.OperationalError:
             state = None  # the database is still coming back
         now = time.monotonic()
