@@ -550,7 +550,7 @@ def detect_sets(t: FloatArray, gyr: FloatArray, acc: FloatArray, up: FloatArray,
             idx = np.minimum(np.searchsorted(t[a:b], [r.start_s for r in group]), b - a - 1)
             roms = np.array([r.rom_deg for r in group])
             rom = _med(roms)
-            spread = _mad(raw_theta[idx]) / max(rom, 1e-9)
+            spread = _detrended_mad(idx, raw_theta[idx]) / max(rom, 1e-9)
             # a set is alike reps from one start posture, repeating for a while; bursts of
             # fidgeting or handling the device are not (their excursions vary in size and level)
             if (cand.windows.size < params.min_windows or _mad(roms) > params.max_rom_dispersion * rom
