@@ -518,7 +518,13 @@ def split_sets(reps: list[Rep], params: RepParams = DEFAULT_REPS,
         if len(group) < params.min_reps:
             continue
         rom = _med(np.array([r.rom_deg for r in group]))
-        lo, hi = 0, len(group)
+        # outside the repetitive windows, an unlike rep is the neighbouring activity, and so is
+        # everything beyond it: the set starts after the innermost such rep (ends before it)
+        before = [i for i, r in enumerate(group) if r.peak_s < core[0] and _unlike(r, rom, params, True)]
+        after = [i for i, r in enumerate(group) if r.peak_s > core[1] and _unlike(r, rom, params, True)]
+        lo, hi = (max(before) + 1 if before else 0), (min(after) if after else len(group))
+        if hi - lo < params.min_reps:
+            continue
         while hi - lo > params.min_reps and _unlike(group[lo], rom, params, group[lo].peak_s < core[0]):
             lo += 1
         while hi - lo > params.min_reps and _unlike(group[hi - 1], rom, params, group[hi - 1].peak_s > core[1]):
@@ -553,7 +559,13 @@ def detect_sets(t: FloatArray, gyr: FloatArray, acc: FloatArray, up: FloatArray,
             spread = _detrended_mad(idx, raw_theta[idx]) / max(rom, 1e-9)
             # a set is alike reps from one start posture, repeating for a while; bursts of
             # fidgeting or handling the device are not (their excursions vary in size and level)
-            if (cand.windows.size < params.min_windows or _mad(roms) > params.max_rom_dispersion * rom
+            # partial reps are smaller by definition: the full ones (at least partial_frac of the
+            # typical rep, the median of the upper half as in _peaks_and_troughs) must be alike
+            full = roms[roms >= params.partial_frac * _med(np.sort(roms)[roms.size // 2:])]
+            # ... and seen as repetition by windows over the set itself (not only over the reach)
+            g0, g1 = np.searchsorted(t, [group[0].start_s, group[-1].end_s])
+            seen = int(np.count_nonzero((win.start[cand.windows] < g1) & (win.stop[cand.windows] > g0)))
+            if (seen < params.min_windows or _mad(full) > params.max_rom_dispersion * _med(full)
                     or spread > params.max_start_spread):
                 continue
             out.append(RepSet(flag_reps(group, params), axis, cand.period_s, a, b, spread))
