@@ -480,10 +480,13 @@ def _mad(x: FloatArray) -> float:
 
 
 def flag_reps(reps: list[Rep], params: RepParams = DEFAULT_REPS) -> tuple[Rep, ...]:
-    """Mark partial reps (ROM below ``partial_frac`` of the set median) and pauses before reps."""
+    """Mark partial reps (ROM below ``partial_frac`` of the set's typical full rep) and pauses before reps."""
     if not reps:
         return ()
-    med = _med(np.array([r.rom_deg for r in reps]))
+    # the set's typical full rep, as in _peaks_and_troughs (median of the upper half): with many
+    # partial reps the plain median would itself be partial
+    roms = np.sort(np.array([r.rom_deg for r in reps]))
+    med = _med(roms[roms.size // 2:])
     out = []
     for i, r in enumerate(reps):
         paused = i > 0 and r.start_s - reps[i - 1].end_s > params.pause_s
