@@ -281,7 +281,13 @@ class Candidate:
 
 def repetitive_spans(win: Windows, params: RepParams = DEFAULT_REPS) -> list[Candidate]:
     """Candidate sets: runs of repetitive, non-walking windows, split at gaps and walking."""
-    ok = ((win.amplitude_deg >= params.min_amplitude_deg) & ~win.walking
+    # a window mostly inside walking windows sees the walk's swing, even where its bounce faded
+    edges = np.zeros(win.n_samples + 1)
+    np.add.at(edges, win.start[win.walking], 1.0)
+    np.add.at(edges, win.stop[win.walking], -1.0)
+    walked_pre = np.concatenate(([0], np.cumsum(np.cumsum(edges[:-1]) > 0)))
+    in_walk = (walked_pre[win.stop] - walked_pre[win.start]) / np.maximum(win.stop - win.start, 1)
+    ok = ((win.amplitude_deg >= params.min_amplitude_deg) & ~win.walking & (in_walk <= 0.5)
           & (win.periodicity >= params.min_periodicity))
     idx = np.flatnonzero(ok)
     if idx.size == 0:

@@ -297,6 +297,9 @@ def _smooth_noise(rng: np.random.Generator, n: int, rate_hz: float, cutoff_hz: f
     if n > 30:
         sos = signal.butter(2, min(cutoff_hz, 0.45 * rate_hz), fs=rate_hz, output="sos")
         x = signal.sosfiltfilt(sos, x, axis=1, padlen=min(n - 1, 27))
+    # the mean of noise much slower than the recording is not removed by the scaling below and
+    # would grow with it (e.g. a bias drift at 1/300 Hz over a minute became a 15-88 deg/s bias)
+    x = x - x.mean(axis=1, keepdims=True)
     sd = x.std(axis=1, keepdims=True)
     return np.asarray(x / np.maximum(sd, 1e-12) * rms)
 
