@@ -371,21 +371,22 @@ def count_cycles(t: FloatArray, angle_deg: FloatArray, period_s: float | None = 
     level_all = angle_deg if level_deg is None else level_deg
     p_period = period_s if period_s and np.isfinite(period_s) else 2.0 * params.min_period_s
     dist = max(int(params.period_distance * p_period * rate), int(0.5 * params.min_rep_s * rate), 1)
+    span = max(int(p_period * rate), dist)
     if polarity is None:
-        found = _peaks_and_troughs(angle_deg, dist, params, open_ends)
+        found = _peaks_and_troughs(angle_deg, dist, params, open_ends, n)
         if found is None:
             polarity = -1.0
         else:
             polarity = 1.0 if _start_side(angle_deg, level_all, found[0], found[1], rate, params) <= 0 else -1.0
-    found = _peaks_and_troughs(polarity * angle_deg, dist, params, open_ends)
+    found = _peaks_and_troughs(polarity * angle_deg, dist, params, open_ends, span)
     if found is None:
         return []
     peaks, troughs, typical = found
     return _reps(t, polarity * angle_deg, polarity * level_all, peaks, troughs, typical, rate, params)
 
 
-def _peaks_and_troughs(p: FloatArray, dist: int, params: RepParams, open_ends: tuple[bool, bool]
-                       ) -> tuple[IntArray, IntArray, float] | None:
+def _peaks_and_troughs(p: FloatArray, dist: int, params: RepParams, open_ends: tuple[bool, bool],
+                       span: int) -> tuple[IntArray, IntArray, float] | None:
     """Peaks of ``p`` prominent relative to the typical one, the troughs between them, and the
     typical prominence (median of the upper half: robust to many small swings)."""
     n = p.size
@@ -402,7 +403,11 @@ def _peaks_and_troughs(p: FloatArray, dist: int, params: RepParams, open_ends: t
     if typical < params.min_rom_deg:
         return None
     peaks = peaks[prom >= params.rel_prominence * typical]
-    edges = np.concatenate(([0], peaks, [n - 1]))
+    # the first (last) rep's trough is no farther from its peak than the longest peak-to-peak
+    # interval of the set (holds and pauses included), not a posture held before (after) the set
+    if peaks.size > 1:
+        span = max(span, int(np.diff(peaks).max()))
+    edges = np.concatenate(([max(int(peaks[0]) - span, 0)], peaks, [min(int(peaks[-1]) + span, n - 1)]))
     troughs = np.array([int(edges[i]) + int(np.argmin(p[edges[i]:edges[i + 1] + 1]))
                         for i in range(peaks.size + 1)], dtype=np.intp)
     return peaks, troughs, typical
