@@ -516,10 +516,12 @@ def _unlike(rep: Rep, rom: float, params: RepParams, outside_core: bool) -> bool
 
 
 def split_sets(reps: list[Rep], params: RepParams = DEFAULT_REPS,
-               core: tuple[float, float] = (-np.inf, np.inf)) -> list[list[Rep]]:
+               core: tuple[float, float] = (-np.inf, np.inf),
+               levels: FloatArray | None = None) -> list[list[Rep]]:
     """Split consecutive reps at gaps longer than ``merge_gap_s``, trim reps unlike the set's
     typical one from both ends (:func:`_unlike`; ``core`` is the time span of the repetitive
-    windows) and drop runs under ``min_reps``."""
+    windows; ``levels``, when given, the level each rep starts from) and drop runs under
+    ``min_reps``."""
     if not reps:
         return []
     starts = np.array([r.start_s for r in reps])
@@ -532,10 +534,17 @@ def split_sets(reps: list[Rep], params: RepParams = DEFAULT_REPS,
         if len(group) < params.min_reps:
             continue
         rom = _med(np.array([r.rom_deg for r in group]))
-        # outside the repetitive windows, an unlike rep is the neighbouring activity, and so is
+        lv = np.zeros(len(group)) if levels is None else levels[int(a):int(b)]
+        peak_s = np.array([r.peak_s for r in group])
+        inner = np.flatnonzero((peak_s >= core[0]) & (peak_s <= core[1]))
+        ref = (float(lv[inner[0]]), float(lv[inner[-1]])) if inner.size else (_med(lv), _med(lv))
+        # outside the repetitive windows, a rep unlike the set's (in ROM, or in the posture it
+        # starts from, by edge_tolerance of the ROM) is the neighbouring activity, and so is
         # everything beyond it: the set starts after the innermost such rep (ends before it)
-        before = [i for i, r in enumerate(group) if r.peak_s < core[0] and _unlike(r, rom, params, True)]
-        after = [i for i, r in enumerate(group) if r.peak_s > core[1] and _unlike(r, rom, params, True)]
+        before = [i for i, r in enumerate(group) if r.peak_s < core[0] and (
+            _unlike(r, rom, params, True) or abs(lv[i] - ref[0]) > params.edge_tolerance * rom)]
+        after = [i for i, r in enumerate(group) if r.peak_s > core[1] and (
+            _unlike(r, rom, params, True) or abs(lv[i] - ref[1]) > params.edge_tolerance * rom)]
         lo, hi = (max(before) + 1 if before else 0), (min(after) if after else len(group))
         if hi - lo < params.min_reps:
             continue
@@ -566,7 +575,8 @@ def detect_sets(t: FloatArray, gyr: FloatArray, acc: FloatArray, up: FloatArray,
                                                                              b == t.size and open_ends[1]),
                             level_deg=raw_theta)
         core = (float(t[int(win.start[cand.windows[0]])]), float(t[int(win.stop[cand.windows[-1]]) - 1]))
-        for group in split_sets(reps, params, core):
+        rep_idx = np.minimum(np.searchsorted(t[a:b], [r.start_s for r in reps]), b - a - 1)
+        for group in split_sets(reps, params, core, raw_theta[rep_idx]):
             idx = np.minimum(np.searchsorted(t[a:b], [r.start_s for r in group]), b - a - 1)
             roms = np.array([r.rom_deg for r in group])
             rom = _med(roms)

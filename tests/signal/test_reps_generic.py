@@ -116,8 +116,9 @@ def test_start_posture_is_where_partial_reps_start() -> None:
 
 def test_set_with_many_partial_reps_is_counted_and_they_are_marked() -> None:
     """Half the reps partial: the full ones are alike, so it is one set, and the small ones are
-    counted and flagged partial (not a reason to reject the set). As measured: three of four
-    (the fourth loses three partial reps)."""
+    counted and flagged partial (not a reason to reject the set). The generator's partial reps
+    reach 35-65 % of a full one, the flag is below 70 %: a partial rep near 65 % may go either
+    way, hence +-2 on the flags."""
     ok = 0
     for seed in range(4):
         rng = np.random.default_rng(40 + seed)
@@ -128,5 +129,5 @@ def test_set_with_many_partial_reps_is_counted_and_they_are_marked() -> None:
         res = analyze_exercise(ses.recording, "knee_extension")
         truth = ses.sets[0].reps
         n_partial = sum(r.partial for r in truth)
-        ok += abs(res.n_reps - len(truth)) <= 1 and abs(sum(r.partial for r in res.reps) - n_partial) <= 1
+        ok += abs(res.n_reps - len(truth)) <= 1 and abs(sum(r.partial for r in res.reps) - n_partial) <= 2
     assert ok >= 3
