@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.signal import find_peaks
 
-from .filters import Blocks, highpass, moving_mean
+from .filters import Blocks, highpass, keep_long_runs, moving_mean
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
@@ -263,6 +263,8 @@ def rotation_windows(phi: FloatArray, vert_acc: FloatArray, rate_hz: float,
         stride = lag_f / block_rate
         walking[act] = ((bounce >= params.walk_bounce_corr) & (np.sqrt(energy / w) >= params.walk_bounce_ms2)
                         & (stride >= params.walk_period_s[0]) & (stride <= params.walk_period_s[1]))
+    # a walk goes on for a while: a lone window with a bounce is a rep's own vertical motion
+    walking = keep_long_runs(walking, params.min_windows)
     stop_b = starts + w
     stop = np.where(stop_b < nb, blocks.starts[np.minimum(stop_b, nb - 1)], n)
     return Windows(blocks.starts[starts], stop, axis, amplitude, planarity, rcov, periodicity, period,
