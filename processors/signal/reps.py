@@ -51,7 +51,7 @@ class RepParams:
     merge_gap_s: float = 10.0  # repetitive stretches closer than this are one candidate set
     min_rom_deg: float = 10.0  # smallest typical rep of a set (below: tremor, fidgeting)
     rel_prominence: float = 0.2  # a rep reaches this share of the set's typical rep ...
-    period_distance: float = 0.5  # ... and is at least half a cycle from the last (a cycle holds the pause or hold between reps, so reps can be shorter)
+    period_distance: float = 0.5  # ... and half a cycle from the last (a cycle includes pauses and holds)
     max_level_change: float = 0.5  # start and end levels of a rep differ by at most this x ROM
     min_rep_s: float = 0.3
     max_rep_s: float = 20.0
