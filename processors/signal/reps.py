@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.signal import find_peaks
 
-from .filters import Blocks, highpass, moving_mean
+from .filters import Blocks, highpass, keep_long_runs, moving_mean
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
@@ -51,7 +51,7 @@ class RepParams:
     merge_gap_s: float = 10.0  # repetitive stretches closer than this are one candidate set
     min_rom_deg: float = 10.0  # smallest typical rep of a set (below: tremor, fidgeting)
     rel_prominence: float = 0.2  # a rep reaches this share of the set's typical rep ...
-    period_distance: float = 0.6  # ... and is at least this share of the period from the last (tempo +-15 %)
+    period_distance: float = 0.5  # ... and half a cycle from the last (a cycle includes pauses and holds)
     max_level_change: float = 0.5  # start and end levels of a rep differ by at most this x ROM
     min_rep_s: float = 0.3
     max_rep_s: float = 20.0
@@ -263,6 +263,8 @@ def rotation_windows(phi: FloatArray, vert_acc: FloatArray, rate_hz: float,
         stride = lag_f / block_rate
         walking[act] = ((bounce >= params.walk_bounce_corr) & (np.sqrt(energy / w) >= params.walk_bounce_ms2)
                         & (stride >= params.walk_period_s[0]) & (stride <= params.walk_period_s[1]))
+    # a walk goes on for a while: a lone window with a bounce is a rep's own vertical motion
+    walking = keep_long_runs(walking, params.min_windows)
     stop_b = starts + w
     stop = np.where(stop_b < nb, blocks.starts[np.minimum(stop_b, nb - 1)], n)
     return Windows(blocks.starts[starts], stop, axis, amplitude, planarity, rcov, periodicity, period,
@@ -281,7 +283,13 @@ class Candidate:
 
 def repetitive_spans(win: Windows, params: RepParams = DEFAULT_REPS) -> list[Candidate]:
     """Candidate sets: runs of repetitive, non-walking windows, split at gaps and walking."""
-    ok = ((win.amplitude_deg >= params.min_amplitude_deg) & ~win.walking
+    # a window mostly inside walking windows sees the walk's swing, even where its bounce faded
+    edges = np.zeros(win.n_samples + 1)
+    np.add.at(edges, win.start[win.walking], 1.0)
+    np.add.at(edges, win.stop[win.walking], -1.0)
+    walked_pre = np.concatenate(([0], np.cumsum(np.cumsum(edges[:-1]) > 0)))
+    in_walk = (walked_pre[win.stop] - walked_pre[win.start]) / np.maximum(win.stop - win.start, 1)
+    ok = ((win.amplitude_deg >= params.min_amplitude_deg) & ~win.walking & (in_walk <= 0.5)
           & (win.periodicity >= params.min_periodicity))
     idx = np.flatnonzero(ok)
     if idx.size == 0:
@@ -365,21 +373,22 @@ def count_cycles(t: FloatArray, angle_deg: FloatArray, period_s: float | None = 
     level_all = angle_deg if level_deg is None else level_deg
     p_period = period_s if period_s and np.isfinite(period_s) else 2.0 * params.min_period_s
     dist = max(int(params.period_distance * p_period * rate), int(0.5 * params.min_rep_s * rate), 1)
+    span = max(int(p_period * rate), dist)
     if polarity is None:
-        found = _peaks_and_troughs(angle_deg, dist, params, open_ends)
+        found = _peaks_and_troughs(angle_deg, dist, params, open_ends, n)
         if found is None:
             polarity = -1.0
         else:
             polarity = 1.0 if _start_side(angle_deg, level_all, found[0], found[1], rate, params) <= 0 else -1.0
-    found = _peaks_and_troughs(polarity * angle_deg, dist, params, open_ends)
+    found = _peaks_and_troughs(polarity * angle_deg, dist, params, open_ends, span)
     if found is None:
         return []
     peaks, troughs, typical = found
     return _reps(t, polarity * angle_deg, polarity * level_all, peaks, troughs, typical, rate, params)
 
 
-def _peaks_and_troughs(p: FloatArray, dist: int, params: RepParams, open_ends: tuple[bool, bool]
-                       ) -> tuple[IntArray, IntArray, float] | None:
+def _peaks_and_troughs(p: FloatArray, dist: int, params: RepParams, open_ends: tuple[bool, bool],
+                       span: int) -> tuple[IntArray, IntArray, float] | None:
     """Peaks of ``p`` prominent relative to the typical one, the troughs between them, and the
     typical prominence (median of the upper half: robust to many small swings)."""
     n = p.size
@@ -396,7 +405,11 @@ def _peaks_and_troughs(p: FloatArray, dist: int, params: RepParams, open_ends: t
     if typical < params.min_rom_deg:
         return None
     peaks = peaks[prom >= params.rel_prominence * typical]
-    edges = np.concatenate(([0], peaks, [n - 1]))
+    # the first (last) rep's trough is no farther from its peak than the longest peak-to-peak
+    # interval of the set (holds and pauses included), not a posture held before (after) the set
+    if peaks.size > 1:
+        span = max(span, int(np.diff(peaks).max()))
+    edges = np.concatenate(([max(int(peaks[0]) - span, 0)], peaks, [min(int(peaks[-1]) + span, n - 1)]))
     troughs = np.array([int(edges[i]) + int(np.argmin(p[edges[i]:edges[i + 1] + 1]))
                         for i in range(peaks.size + 1)], dtype=np.intp)
     return peaks, troughs, typical
@@ -480,10 +493,13 @@ def _mad(x: FloatArray) -> float:
 
 
 def flag_reps(reps: list[Rep], params: RepParams = DEFAULT_REPS) -> tuple[Rep, ...]:
-    """Mark partial reps (ROM below ``partial_frac`` of the set median) and pauses before reps."""
+    """Mark partial reps (ROM below ``partial_frac`` of the set's typical full rep) and pauses before reps."""
     if not reps:
         return ()
-    med = _med(np.array([r.rom_deg for r in reps]))
+    # the set's typical full rep, as in _peaks_and_troughs (median of the upper half): with many
+    # partial reps the plain median would itself be partial
+    roms = np.sort(np.array([r.rom_deg for r in reps]))
+    med = _med(roms[roms.size // 2:])
     out = []
     for i, r in enumerate(reps):
         paused = i > 0 and r.start_s - reps[i - 1].end_s > params.pause_s
@@ -502,10 +518,12 @@ def _unlike(rep: Rep, rom: float, params: RepParams, outside_core: bool) -> bool
 
 
 def split_sets(reps: list[Rep], params: RepParams = DEFAULT_REPS,
-               core: tuple[float, float] = (-np.inf, np.inf)) -> list[list[Rep]]:
+               core: tuple[float, float] = (-np.inf, np.inf),
+               levels: FloatArray | None = None) -> list[list[Rep]]:
     """Split consecutive reps at gaps longer than ``merge_gap_s``, trim reps unlike the set's
     typical one from both ends (:func:`_unlike`; ``core`` is the time span of the repetitive
-    windows) and drop runs under ``min_reps``."""
+    windows; ``levels``, when given, the level each rep starts from) and drop runs under
+    ``min_reps``."""
     if not reps:
         return []
     starts = np.array([r.start_s for r in reps])
@@ -518,7 +536,20 @@ def split_sets(reps: list[Rep], params: RepParams = DEFAULT_REPS,
         if len(group) < params.min_reps:
             continue
         rom = _med(np.array([r.rom_deg for r in group]))
-        lo, hi = 0, len(group)
+        lv = np.zeros(len(group)) if levels is None else levels[int(a):int(b)]
+        peak_s = np.array([r.peak_s for r in group])
+        inner = np.flatnonzero((peak_s >= core[0]) & (peak_s <= core[1]))
+        ref = (float(lv[inner[0]]), float(lv[inner[-1]])) if inner.size else (_med(lv), _med(lv))
+        # outside the repetitive windows, a rep unlike the set's (in ROM, or in the posture it
+        # starts from, by edge_tolerance of the ROM) is the neighbouring activity, and so is
+        # everything beyond it: the set starts after the innermost such rep (ends before it)
+        before = [i for i, r in enumerate(group) if r.peak_s < core[0] and (
+            _unlike(r, rom, params, True) or abs(lv[i] - ref[0]) > params.edge_tolerance * rom)]
+        after = [i for i, r in enumerate(group) if r.peak_s > core[1] and (
+            _unlike(r, rom, params, True) or abs(lv[i] - ref[1]) > params.edge_tolerance * rom)]
+        lo, hi = (max(before) + 1 if before else 0), (min(after) if after else len(group))
+        if hi - lo < params.min_reps:
+            continue
         while hi - lo > params.min_reps and _unlike(group[lo], rom, params, group[lo].peak_s < core[0]):
             lo += 1
         while hi - lo > params.min_reps and _unlike(group[hi - 1], rom, params, group[hi - 1].peak_s > core[1]):
@@ -546,14 +577,21 @@ def detect_sets(t: FloatArray, gyr: FloatArray, acc: FloatArray, up: FloatArray,
                                                                              b == t.size and open_ends[1]),
                             level_deg=raw_theta)
         core = (float(t[int(win.start[cand.windows[0]])]), float(t[int(win.stop[cand.windows[-1]]) - 1]))
-        for group in split_sets(reps, params, core):
+        rep_idx = np.minimum(np.searchsorted(t[a:b], [r.start_s for r in reps]), b - a - 1)
+        for group in split_sets(reps, params, core, raw_theta[rep_idx]):
             idx = np.minimum(np.searchsorted(t[a:b], [r.start_s for r in group]), b - a - 1)
             roms = np.array([r.rom_deg for r in group])
             rom = _med(roms)
-            spread = _mad(raw_theta[idx]) / max(rom, 1e-9)
+            spread = _detrended_mad(idx, raw_theta[idx]) / max(rom, 1e-9)
             # a set is alike reps from one start posture, repeating for a while; bursts of
             # fidgeting or handling the device are not (their excursions vary in size and level)
-            if (cand.windows.size < params.min_windows or _mad(roms) > params.max_rom_dispersion * rom
+            # partial reps are smaller by definition: the full ones (at least partial_frac of the
+            # typical rep, the median of the upper half as in _peaks_and_troughs) must be alike
+            full = roms[roms >= params.partial_frac * _med(np.sort(roms)[roms.size // 2:])]
+            # ... and seen as repetition by windows over the set itself (not only over the reach)
+            g0, g1 = np.searchsorted(t, [group[0].start_s, group[-1].end_s])
+            seen = int(np.count_nonzero((win.start[cand.windows] < g1) & (win.stop[cand.windows] > g0)))
+            if (seen < params.min_windows or _mad(full) > params.max_rom_dispersion * _med(full)
                     or spread > params.max_start_spread):
                 continue
             out.append(RepSet(flag_reps(group, params), axis, cand.period_s, a, b, spread))

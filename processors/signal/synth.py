@@ -289,14 +289,20 @@ class _Track:
 
 
 def _smooth_noise(rng: np.random.Generator, n: int, rate_hz: float, cutoff_hz: float,
-                  rms: float, dims: int = 1) -> FloatArray:
-    """Zero-mean Gaussian noise low-passed at ``cutoff_hz`` and scaled to ``rms``."""
+                  rms: float, dims: int = 1, centred: bool = False) -> FloatArray:
+    """Gaussian noise low-passed at ``cutoff_hz`` and scaled to ``rms``; zero-mean only with
+    ``centred`` (the gait and walk generators of the step counter keep the uncentred draw their
+    suites were built on)."""
     if n == 0 or rms == 0.0:
         return np.zeros((dims, n))
     x = rng.standard_normal((dims, n))
     if n > 30:
         sos = signal.butter(2, min(cutoff_hz, 0.45 * rate_hz), fs=rate_hz, output="sos")
         x = signal.sosfiltfilt(sos, x, axis=1, padlen=min(n - 1, 27))
+    if centred:
+        # the mean of noise much slower than the recording is not removed by the scaling below
+        # and grows with it (a bias drift at 1/300 Hz over a minute became a 15-88 deg/s bias)
+        x = x - x.mean(axis=1, keepdims=True)
     sd = x.std(axis=1, keepdims=True)
     return np.asarray(x / np.maximum(sd, 1e-12) * rms)
 
@@ -331,7 +337,7 @@ def _set_track(rng: np.random.Generator, spec: ExerciseSpec, traj: JointTrajecto
     n = grid.size
     pitch0 = np.deg2rad(spec.start_pitch_deg)
     pivot, offset = _pivot_and_offset(spec, theta, pitch0, _PIVOT_HEIGHT_M[spec.posture])
-    wobble = _smooth_noise(rng, n, fine_rate, 0.7, np.deg2rad(style.wobble_deg), 3)
+    wobble = _smooth_noise(rng, n, fine_rate, 0.7, np.deg2rad(style.wobble_deg), 3, centred=True)
     # wobble grows with motion so rest phases stay still
     motion = np.clip(np.abs(np.gradient(theta, 1.0 / fine_rate)) / 0.5, 0.0, 1.0)
     if n > 30:
@@ -357,7 +363,7 @@ def _walk_track(rng: np.random.Generator, segment: Segment, duration_s: float, f
     pivot = np.zeros((3, n))
     pivot[2] = _PIVOT_HEIGHT_M[Posture.STANDING] + 0.025 * env * np.sin(2 * phase)
     # heading: occasional turns
-    yaw_t = yaw + np.cumsum(_smooth_noise(rng, n, fine_rate, 0.1, 0.4)[0]) / fine_rate
+    yaw_t = yaw + np.cumsum(_smooth_noise(rng, n, fine_rate, 0.1, 0.4, centred=True)[0]) / fine_rate
     # heel strikes: ipsilateral strong, contralateral weak, as damped 18 Hz oscillations
     impact = np.zeros((3, n))
     strikes = np.flatnonzero(np.diff(np.floor(phase / np.pi)) > 0) + 1
@@ -372,7 +378,7 @@ def _walk_track(rng: np.random.Generator, segment: Segment, duration_s: float, f
         a = _IMPACT_MS2[segment] * resp
         impact[2] = a
         impact[0] = 0.4 * a
-    wobble = _smooth_noise(rng, n, fine_rate, 2.0, np.deg2rad(2.5), 3) * env
+    wobble = _smooth_noise(rng, n, fine_rate, 2.0, np.deg2rad(2.5), 3, centred=True) * env
     return _Track(theta=theta, axis=np.tile(ML_AXIS[:, None], (1, n)), pitch=np.full(n, pitch0),
                   yaw=yaw_t, wobble=wobble, pivot=pivot, offset=np.full(n, 0.2),
                   impact=impact, joint_deg=np.full(n, np.nan))
@@ -384,14 +390,14 @@ def _fidget_track(rng: np.random.Generator, posture: Posture, segment: Segment,
     pitch = np.deg2rad(_POSTURE_PITCH_DEG[posture][segment])
     tr = _Track.still(n, pitch, yaw, np.array([0.0, 0.0, _PIVOT_HEIGHT_M[posture]]), 0.2)
     # bursts of small random movements separated by stillness
-    env = (_smooth_noise(rng, n, fine_rate, 0.15, 1.0)[0] > 0.3).astype(np.float64)
+    env = (_smooth_noise(rng, n, fine_rate, 0.15, 1.0, centred=True)[0] > 0.3).astype(np.float64)
     env = np.clip(signal.sosfiltfilt(signal.butter(2, 1.0, fs=fine_rate, output="sos"), env)
                   if n > 30 else env, 0.0, 1.0)
     t = np.arange(n) / fine_rate
     env *= _raised_cosine(np.clip(np.minimum(t, duration_s - t) / 1.0, 0.0, 1.0))
     size = np.deg2rad(float(rng.uniform(3.0, 12.0)))
-    tr.wobble = _smooth_noise(rng, n, fine_rate, float(rng.uniform(0.5, 2.0)), size, 3) * env
-    tr.pivot = tr.pivot + _smooth_noise(rng, n, fine_rate, 1.0, 0.02, 3) * env
+    tr.wobble = _smooth_noise(rng, n, fine_rate, float(rng.uniform(0.5, 2.0)), size, 3, centred=True) * env
+    tr.pivot = tr.pivot + _smooth_noise(rng, n, fine_rate, 1.0, 0.02, 3, centred=True) * env
     return tr
 
 
@@ -470,7 +476,7 @@ def _imu_from_track(rng: np.random.Generator, track: _Track, fine_rate: float,
     # sensor errors
     bias0 = np.deg2rad(sensor.gyr_bias_dps) * rng.standard_normal(3)
     drift = _smooth_noise(rng, ts.size, sensor.rate_hz, 1.0 / 300.0,
-                          np.deg2rad(sensor.gyr_bias_drift_dps), 3).T
+                          np.deg2rad(sensor.gyr_bias_drift_dps), 3, centred=True).T
     scale = 1.0 + sensor.gyr_scale_error * rng.standard_normal(3)
     gyr = gyr * scale + bias0 + drift
     gyr += np.deg2rad(sensor.gyr_noise_dps) * rng.standard_normal(gyr.shape)

@@ -97,8 +97,8 @@ def _donning_track(rng: np.random.Generator, duration_s: float, fine: float, yaw
     t = np.arange(n) / fine
     env = synth._raised_cosine(np.clip(np.minimum(t, duration_s - t) / 0.5, 0.0, 1.0))
     tr.wobble = synth._smooth_noise(rng, n, fine, float(rng.uniform(0.5, 1.5)),
-                                    np.deg2rad(float(rng.uniform(30.0, 70.0))), 3) * env
-    tr.pivot = tr.pivot + synth._smooth_noise(rng, n, fine, 1.0, 0.1, 3) * env
+                                    np.deg2rad(float(rng.uniform(30.0, 70.0))), 3, centred=True) * env
+    tr.pivot = tr.pivot + synth._smooth_noise(rng, n, fine, 1.0, 0.1, 3, centred=True) * env
     return tr
 
 

@@ -89,14 +89,13 @@ def test_modelled_exercise_reports_joint_angle_and_plausibility() -> None:
 
 
 def test_handling_the_device_walking_or_fidgeting_is_rarely_counted() -> None:
-    """Known limit: large, fast handling of the device right after fidgeting can pass for a
-    set; five of six two-minute recordings must hold no rep at all."""
+    """Six two-minute recordings of handling the device, walking and fidgeting hold no rep."""
     clean = 0
     for i, ex in enumerate(("elbow_flexion", "knee_extension", "shoulder_flexion", "squat", "heel_slide",
                             "straight_leg_raise")):
         day = hard.simulate_donning(np.random.default_rng(30 + i), ex, 120.0, synth.SensorModel(rate_hz=50.0))
         clean += analyze_exercise(day.recording, ex).n_reps == 0
-    assert clean >= 5
+    assert clean == 6
 
 
 def test_start_posture_is_where_partial_reps_start() -> None:
@@ -112,3 +111,22 @@ def test_start_posture_is_where_partial_reps_start() -> None:
     assert len(reps) == 10
     assert all(r.rom_deg == pytest.approx(a, abs=1.0) for r, a in zip(reps, [60.0] * 5 + [24.0] * 5, strict=True))
     assert reps[0].start_s < 0.3 and reps[0].held and not reps[-1].held
+
+
+def test_set_with_many_partial_reps_is_counted_and_they_are_marked() -> None:
+    """Half the reps partial: the full ones are alike, so it is one set, and the small ones are
+    counted and flagged partial (not a reason to reject the set). The generator's partial reps
+    reach 35-65 % of a full one, the flag is below 70 %: a partial rep near 65 % may go either
+    way, hence +-2 on the flags."""
+    ok = 0
+    for seed in range(4):
+        rng = np.random.default_rng(40 + seed)
+        style = synth.RepStyle(p_partial=0.5, p_pause=0.0, p_hold=0.0)
+        traj = synth.rep_trajectory(rng, n_reps=10, rom_deg=60.0, tempo_hz=0.5, style=style)
+        ses = synth.simulate_session(rng, "knee_extension", synth.SessionPlan(style=style), trajectories=[traj],
+                                     sensor=synth.SensorModel(rate_hz=50.0))
+        res = analyze_exercise(ses.recording, "knee_extension")
+        truth = ses.sets[0].reps
+        n_partial = sum(r.partial for r in truth)
+        ok += abs(res.n_reps - len(truth)) <= 1 and abs(sum(r.partial for r in res.reps) - n_partial) <= 2
+    assert ok >= 3
