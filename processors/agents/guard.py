@@ -10,9 +10,12 @@ import logging
 import os
 import signal
 
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from faust.types import TP
 
 from processors.app import app, settings
+from processors.kafka.tansu import fetch_highwaters
 from processors.resilience import HEALTH, guarded, retry
 from rtm.stack.broker import ensure_topics, partition_counts
 from rtm.topics import group_topics
@@ -33,6 +36,23 @@ async def _wrong_topics() -> list[str]:
     return [f"{t.name} ({counts.get(t.name, 'missing')})" for t in wanted if counts.get(t.name) != t.partitions]
 
 
+async def _lost_logs() -> list[TP]:
+    """Partitions whose log now ends before the offset this worker has read up to: the broker lost
+    the log (restarted empty and its topics recreated by someone else before the check above could
+    see them missing; or an unclean leader election). faust drops every message below the read
+    offset it remembers, so the events the gateway's relay publishes again would be skipped: only a
+    restart (in the same group) reads them."""
+    read: dict[TP, int | None] = getattr(app.consumer, "_read_offset", {})  # faust has no public view
+    assigned = app.consumer.assignment()
+    offsets = {tp: off for tp, off in read.items() if off is not None and tp in assigned}
+    if not offsets:
+        return []
+    marks = await fetch_highwaters(settings.kafka_bootstrap,
+                                   [TopicPartition(tp.topic, tp.partition) for tp in offsets])
+    # The read offset is the last message read; the high-water mark is the offset the next one gets.
+    return [tp for tp, off in offsets.items() if marks.get(TopicPartition(tp.topic, tp.partition), off + 1) <= off]
+
+
 @app.timer(interval=settings.topic_check_interval_s)
 @guarded("topic-guard", settings.retry_max_backoff_s)
 async def guard_topics() -> None:
@@ -41,6 +61,13 @@ async def guard_topics() -> None:
         return
     wrong = await retry("broker", _wrong_topics, settings.retry_max_backoff_s)
     if not wrong:
+        lost = await retry("broker", _lost_logs, settings.retry_max_backoff_s)
+        if lost:
+            restart_requested = True
+            log.error("the broker lost logs this worker had read (%s): restarting to read them afresh",
+                      ", ".join(f"{tp.topic}[{tp.partition}]" for tp in lost))
+            HEALTH.failing["topics"] = "the broker lost its logs; restarting"
+            os.kill(os.getpid(), signal.SIGTERM)
         return
     if settings.broker_flavour != "tansu" and any("missing" not in w for w in wrong):
         # On Apache Kafka a topic is never lost by a restart, and one whose partition count changed
