@@ -49,8 +49,10 @@ async def _lost_logs() -> list[TP]:
         return []
     marks = await fetch_highwaters(settings.kafka_bootstrap,
                                    [TopicPartition(tp.topic, tp.partition) for tp in offsets])
-    # The read offset is the last message read; the high-water mark is the offset the next one gets.
-    return [tp for tp, off in offsets.items() if marks.get(TopicPartition(tp.topic, tp.partition), off + 1) <= off]
+    # The read offset is the last message read (or, right after an assignment, the committed offset:
+    # the next one to read), and the high-water mark the offset the next message gets: a log that is
+    # whole ends at or after it.
+    return [tp for tp, off in offsets.items() if marks.get(TopicPartition(tp.topic, tp.partition), off) < off]
 
 
 @app.timer(interval=settings.topic_check_interval_s)
