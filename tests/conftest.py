@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -27,16 +28,26 @@ def stack_settings() -> Iterator[Settings]:
         yield own.settings
 
 
-@pytest.fixture(scope="session")
-def db_settings(stack_settings: Settings) -> Iterator[Settings]:
-    """Settings pointing at a fresh database, migrated from scratch, dropped afterwards."""
-    name = f"rtm_test_{uuid.uuid4().hex[:8]}"
+@contextmanager
+def fresh_database(stack_settings: Settings, tag: str) -> Iterator[Settings]:
+    """Settings pointing at a fresh database of the shared cluster, migrated from scratch and
+    dropped afterwards."""
+    name = f"rtm_test_{tag}{uuid.uuid4().hex[:8]}"
     settings = stack_settings.model_copy(update={"pg_database": name})
     postgres.ensure_database(settings)
     migrate(settings)
-    yield settings
-    with postgres.admin_connect(stack_settings) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+    try:
+        yield settings
+    finally:
+        with postgres.admin_connect(stack_settings) as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def db_settings(stack_settings: Settings) -> Iterator[Settings]:
+    """The session's database."""
+    with fresh_database(stack_settings, "") as settings:
+        yield settings
 
 
 @pytest.fixture()

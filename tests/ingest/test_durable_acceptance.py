@@ -15,16 +15,14 @@ from typing import Any
 import psycopg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
-from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from ingest.outbox import Relay
 from processors.supervisor import WorkerProcess, start_worker
-from rtm.db.migrate import migrate
 from rtm.settings import Settings
-from rtm.stack import postgres
 from rtm.stack.broker import PrivateBroker, free_port
 from rtm.topics import RAW_IMU
+from tests.conftest import fresh_database
 from tests.device_adapters.polar_fake import PolarFake
 from tests.ingest.conftest import build_client, enrol, frames, gateway_config, imu_batch, make_care
 
@@ -36,13 +34,8 @@ FRAME = "application/vnd.rtm.imu-frame"
 def own_db(stack_settings: Settings) -> Iterator[Settings]:
     """A database of this test's own: every gateway on a database relays its outbox, and the
     session's gateway publishes to the session's broker, not to the one this test restarts."""
-    name = f"rtm_test_outbox_{uuid.uuid4().hex[:8]}"
-    settings = stack_settings.model_copy(update={"pg_database": name})
-    postgres.ensure_database(settings)
-    migrate(settings)
-    yield settings
-    with postgres.admin_connect(stack_settings) as conn:
-        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+    with fresh_database(stack_settings, "outbox_") as settings:
+        yield settings
 
 
 @pytest.fixture()
