@@ -145,7 +145,7 @@ def _loadgen(
     out.put(results)
 
 
-def _wait_http(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+def wait_gateway_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                 env=env,
                 stdin=subprocess.DEVNULL,
             )
-            _wait_http(port, gateway)
+            wait_gateway_ready(port, gateway)
             n = int(args.rate * args.batch_seconds)
             phases = [
                 Phase(

@@ -31,6 +31,7 @@ from psycopg import sql
 
 from device_adapters.hub.agent import HubAgent
 from device_adapters.hub.config import HubConfig
+from ingest.bench import wait_gateway_ready
 from ingest.tokens import DEVICE_PREFIX, hash_secret, new_token
 from rtm.contract import Event, ImuBatch, decode
 from rtm.db import connect
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                 [sys.executable, "-m", "uvicorn", "--factory", "ingest.app:app_factory", "--host", "127.0.0.1",
                  "--port", str(port), "--no-access-log", "--log-level", "warning"],
                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            _wait_ready(port, gateway)
+            wait_gateway_ready(port, gateway)
             cfg = {
                 "gateway_url": f"http://127.0.0.1:{port}", "spool_path": str(tmp / "spool.db"),
                 "batch_s": args.batch_s, "upload_batch_events": 20, "reconnect_initial_s": 0.1,
@@ -279,21 +280,3 @@ def main(argv: list[str] | None = None) -> int:
         "samples_sent": live["sent"], "samples_downstream": downstream_samples, "lost": lost, "duplicated": duplicated,
     }))
     return 0 if lost == 0 and duplicated == 0 and left == 0 and downstream_samples == live["sent"] else 1
-
-
-def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("the gateway exited during startup")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.3) as s:
-                s.sendall(b"GET /readyz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-                if b" 200 " in s.recv(64):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the gateway did not become ready")
