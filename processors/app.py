@@ -21,6 +21,9 @@ def create_app(settings: Settings) -> faust.App:
         # Tables hold only small state rebuilt from their changelogs; billing-critical counts live
         # in the database (architecture rule 2).
         store="memory://",
+        # faust writes a small "{id}-data" folder; keep it with the rest of the local state, not in
+        # whatever directory the worker was started from.
+        datadir=str(settings.state_dir / "faust" / settings.app_id),
         value_serializer="raw",
         key_serializer="raw",
         processing_guarantee="at_least_once",
