@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import psycopg
 
+from motion.analysis import ExerciseAnalysis, analyze_exercise
+from motion.errors import SignalInputError
+from motion.recording import ImuRecording
 from processors.dayfacts import DayChange, rebuild_day_facts
-from processors.signal.analysis import ExerciseAnalysis, analyze_exercise
-from processors.signal.errors import SignalInputError
-from processors.signal.recording import ImuRecording
 from rtm.contract import ImuBatch, decode
 from rtm.contract.base import EVENT_ID_NAMESPACE, time_key
 

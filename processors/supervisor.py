@@ -77,7 +77,7 @@ def start_worker(settings: Settings, port: int | None = None, wait_s: float = 90
         env[SUPERVISOR_PID_ENV] = str(supervisor_pid)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rtm.cli", "worker", "--loglevel", loglevel],
+            [sys.executable, "-m", "cli.main", "worker", "--loglevel", loglevel],
             env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
     worker = WorkerProcess(proc, port, log)

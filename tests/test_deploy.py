@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from rtm.cli import build_parser
+from cli.main import build_parser
 from rtm.settings import PROJECT_ROOT, Settings
 
 DEPLOY = PROJECT_ROOT / "deploy"

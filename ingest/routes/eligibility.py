@@ -10,9 +10,9 @@ from typing import Annotated, Any
 import psycopg
 from fastapi import Header, Request
 
+from eligibility.api import Caller, eligibility_router
 from ingest.problems import Problem
 from ingest.state import gateway
-from processors.eligibility.api import Caller, eligibility_router
 
 # Who at the clinic acted (a practitioner id, a user name): stored in the audit trail, never logged.
 _ACTOR = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")

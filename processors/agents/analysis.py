@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 import orjson
 import psycopg
 
+from eligibility.store import recompute_dirty
+from flags import evaluate_all, evaluate_patients
 from processors import metrics
 from processors.agents.common import sink
 from processors.app import TOPICS, app, settings
 from processors.assembly import StreamOutcome, analyse_stream, claim_stream, record_failure
-from processors.eligibility.store import recompute_dirty
-from processors.flags import evaluate_all, evaluate_patients
 from processors.resilience import guarded, is_transient
 from processors.sink.postgres import Conn
 from rtm import topics

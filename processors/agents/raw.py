@@ -10,11 +10,11 @@ from typing import Any
 
 import faust
 
+from flags import evaluate_patients
 from processors.activity import recompute_minutes
 from processors.agents.common import ack, batches, decode_batch, sink, store
 from processors.app import TOPICS, app, settings
 from processors.dayfacts import DayChange, rebuild_day_facts
-from processors.flags import evaluate_patients
 from processors.sink.postgres import Conn
 from processors.sink.raw import Refused, store_activity, store_assignments, store_imu, store_sessions, store_timezones
 from processors.state import patient_table

@@ -14,11 +14,11 @@ from zoneinfo import ZoneInfo
 import orjson
 import psycopg
 
-from processors.eligibility.localtime import TzHistory
-from processors.eligibility.policy import Policy, available_policies, load_policy
-from processors.eligibility.store import RecomputeStats, recompute_patients
-from processors.eligibility.timeentries import NewTimeEntry, add_entry
+from eligibility.policy import Policy, available_policies, load_policy
+from eligibility.store import RecomputeStats, recompute_patients
+from eligibility.timeentries import NewTimeEntry, add_entry
 from rtm.contract.clinical import TimeActivity, TimeChannel
+from rtm.localtime import TzHistory
 
 Conn = psycopg.Connection[Any]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import orjson
 
-from processors.eligibility import bench
 from rtm.stack import postgres
+from tools.bench import eligibility as bench
 
 
 def test_bench_reports_recompute_and_floor(stack_settings, capsys):

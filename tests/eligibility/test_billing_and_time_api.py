@@ -15,8 +15,8 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from processors.eligibility import billing, cli, timeentries
-from processors.eligibility.api import Caller, eligibility_router
+from eligibility import billing, cli, timeentries
+from eligibility.api import Caller, eligibility_router
 from tests.eligibility.factory import d, days_from
 
 

@@ -7,7 +7,7 @@ Default: PT episode from 2026-03-01 under medicare-2026 (consent, set-up, plan o
 
 from __future__ import annotations
 
-from processors.eligibility import billing
+from eligibility import billing
 from tests.eligibility.factory import MEDICARE, d, days_from, variant
 
 AS_OF = "2026-05-15"
@@ -242,7 +242,7 @@ def test_amendment_says_what_changed_in_words(scenario):
 def test_amendment_names_the_entry_and_why_it_stopped_counting(scenario):
     # March: 25 video minutes -> 98980, released. The entry is voided: the amendment names the entry,
     # its minutes, why it no longer counts, and the claim going from 98980 to no code.
-    from processors.eligibility.timeentries import void_entry
+    from eligibility.timeentries import void_entry
 
     s = scenario()
     s.days(["2026-03-02"])

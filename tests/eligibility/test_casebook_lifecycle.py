@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from processors.eligibility import billing
-from processors.eligibility.store import recompute_dirty
-from processors.eligibility.timeentries import Correction, correct_entry
+from eligibility import billing
+from eligibility.store import recompute_dirty
+from eligibility.timeentries import Correction, correct_entry
 from tests.eligibility.factory import MEDICARE, d, days_from, variant
 
 
@@ -158,8 +158,8 @@ def test_copy_write_keeps_every_character(db):
     import uuid
     from datetime import date as day
 
-    from processors.eligibility.model import Gate, Result
-    from processors.eligibility.store import save_results
+    from eligibility.model import Gate, Result
+    from eligibility.store import save_results
 
     tag = uuid.uuid4().hex[:8]
     odd = f"p\\{tag}\tx\ny é"

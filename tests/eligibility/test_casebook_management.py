@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from processors.eligibility.timeentries import Correction, correct_entry, void_entry
+from eligibility.timeentries import Correction, correct_entry, void_entry
 from tests.eligibility.factory import LEGACY, MEDICARE, Scenario, d, days_from, variant
 
 AS_OF = "2026-05-15"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from processors.flags.lifecycle import (
+from flags.lifecycle import (
     Insert,
     MarkCleared,
     Reopen,
@@ -15,7 +15,7 @@ from processors.flags.lifecycle import (
     Update,
     decide,
 )
-from processors.flags.model import Kind, Outcome, Resolution, Severity, State, StoredFlag, Verdict
+from flags.model import Kind, Outcome, Resolution, Severity, State, StoredFlag, Verdict
 
 NOW = datetime(2026, 3, 20, 12, tzinfo=UTC)
 WITHIN = timedelta(hours=72)

@@ -8,8 +8,8 @@ from datetime import UTC, date, datetime, time, timedelta
 import numpy as np
 import pytest
 
-from processors.flags.model import Kind, Outcome, PatientFacts, Prescription, Session, Severity
-from processors.flags.rules import (
+from flags.model import Kind, Outcome, PatientFacts, Prescription, Session, Severity
+from flags.rules import (
     adherence_rule,
     dose_rule,
     evaluate,
@@ -17,7 +17,7 @@ from processors.flags.rules import (
     rom_drop_rule,
     rom_trend_rule,
 )
-from processors.flags.settings import FlagSettings
+from flags.settings import FlagSettings
 
 TODAY = date(2026, 3, 20)
 START = date(2026, 2, 1)

@@ -10,7 +10,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from processors.flags import (
+from flags import (
     FlagNotFound,
     FlagSettings,
     FlagStateError,
@@ -20,7 +20,7 @@ from processors.flags import (
     open_flags,
     resolve,
 )
-from processors.flags.review import flag_audit
+from flags.review import flag_audit
 from rtm.settings import Settings
 from tests.flags.factory import Patient, local
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from processors.flags.trends import (
+from flags.trends import (
     TrendStatus,
     classify_trend,
     mann_kendall,

@@ -113,7 +113,7 @@ def spool_depth(path: Path) -> int:
 
 
 def hub_upload(config: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-c", "from rtm.cli import main; raise SystemExit(main())",
+    return subprocess.Popen([sys.executable, "-c", "from cli.main import main; raise SystemExit(main())",
                              "hub", "upload", "--config", str(config)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 

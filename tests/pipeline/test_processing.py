@@ -16,16 +16,16 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from device_adapters.simulated.cohort import Cohort, SimPatient, exercise_session
+from motion.analysis import analyze_exercise
+from motion.recording import ImuRecording
 from processors.assembly import assemble
-from processors.signal.analysis import analyze_exercise
-from processors.signal.recording import ImuRecording
 from processors.supervisor import WorkerProcess, start_worker, wait_ready
 from rtm.contract import ActivityInterval, Event, ImuBatch, Provenance, SessionMarker, TimezoneChange
 from rtm.db.migrate import migrate
 from rtm.settings import Settings
 from rtm.stack import postgres
 from rtm.stack.broker import free_port
+from simulation.cohort import Cohort, SimPatient, exercise_session
 from tests.pipeline.helpers import produce, read_dead_letters, wait_for
 
 pytestmark = pytest.mark.integration

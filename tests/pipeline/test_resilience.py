@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from processors.eligibility.store import clear_dirty
+from eligibility.store import clear_dirty
 from processors.supervisor import Supervisor, WorkerProcess, start_worker
 from rtm.settings import Settings
 from rtm.stack import postgres

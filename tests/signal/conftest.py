@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from processors.signal.recording import GRAVITY, ImuRecording
+from motion.recording import GRAVITY, ImuRecording
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from processors.signal import bench
+from tools.bench import signal_processing as bench
 
 KEYS = ["reps_within1_pct", "false_reps_per_10min", "rom_mae_deg",
         "hard_within1_pct", "hard_false_reps_per_10min",

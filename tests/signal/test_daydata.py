@@ -7,8 +7,8 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from processors.signal import TimeZoneHistoryError, day_facts, local_day_index, offset_table
-from processors.signal.daydata import DayParams
+from motion import TimeZoneHistoryError, day_facts, local_day_index, offset_table
+from motion.daydata import DayParams
 
 UTC = dt.UTC
 

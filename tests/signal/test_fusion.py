@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from processors.signal import ImuRecording, estimate_orientation, synth
-from processors.signal.quat import from_axis_angle, qmul
-from processors.signal.recording import GRAVITY
+from motion import ImuRecording, estimate_orientation
+from motion.quat import from_axis_angle, qmul
+from motion.recording import GRAVITY
+from simulation import synth
 
 
 def test_static_tilt_and_rest_bias(still_recording: ImuRecording) -> None:

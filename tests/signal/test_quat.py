@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from processors.signal.quat import (
+from motion.quat import (
     IDENTITY,
     cumulative_product,
     from_rotvec,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from processors.signal import (
+from motion import (
     EmptyInputError,
     GapError,
     ImuRecording,
@@ -18,7 +18,7 @@ from processors.signal import (
     analyze_exercise,
     estimate_orientation,
 )
-from processors.signal.recording import GRAVITY, contiguous_segments
+from motion.recording import GRAVITY, contiguous_segments
 
 
 def _arrays(n: int = 500, rate: float = 100.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -124,7 +124,7 @@ def test_brief_accelerometer_clipping_tolerated_and_counted() -> None:
 
 
 def test_non_finite_samples_can_be_dropped_explicitly_and_become_a_gap() -> None:
-    from processors.signal.recording import drop_nonfinite
+    from motion.recording import drop_nonfinite
 
     t, acc, gyr = _arrays(n=3000)
     gyr[1000:1100] = np.nan  # 1 s of corrupted samples

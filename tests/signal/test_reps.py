@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from processors.signal import MODELLED_EXERCISES, analyze_exercise, synth
-from processors.signal.reps import count_cycles
-from processors.signal.rom import summarize_rom
+from motion import MODELLED_EXERCISES, analyze_exercise
+from motion.reps import count_cycles
+from motion.rom import summarize_rom
+from simulation import synth
 
 CLEAN_STYLE = synth.RepStyle(p_partial=0.0, p_pause=0.0, p_hold=0.0)
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from processors.signal import Exercise, analyze_exercise, synth
-from processors.signal import synth_reps as hard
-from processors.signal.analysis import JOINT_ANGLE, SEGMENT_ROTATION
-from processors.signal.reps import count_cycles
+from motion import Exercise, analyze_exercise
+from motion.analysis import JOINT_ANGLE, SEGMENT_ROTATION
+from motion.reps import count_cycles
+from simulation import synth
+from simulation import synth_reps as hard
 
 
 def _count_in_set(ses: synth.SyntheticSession, peaks: np.ndarray) -> tuple[int, int]:

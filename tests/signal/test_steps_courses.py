@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from processors.signal import ActivityParams, WearParams, count_steps, minute_activity, synth_walks
-from processors.signal.datasets import oxford_reference_steps
-from processors.signal.synth import SensorModel
+from motion import ActivityParams, WearParams, count_steps, minute_activity
+from simulation import synth_walks
+from simulation.synth import SensorModel
+from tools.validation.datasets import oxford_reference_steps
 
 
 def _course(seed: int, placement: str, **plan: object) -> synth_walks.WalkCourse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from processors.signal import (
+from motion import (
     AccRecording,
     NonFiniteSampleError,
     ShapeError,
@@ -14,9 +14,9 @@ from processors.signal import (
     detect_wear,
     device_steps,
     minute_activity,
-    synth,
 )
-from processors.signal.recording import GRAVITY
+from motion.recording import GRAVITY
+from simulation import synth
 
 
 @pytest.mark.parametrize(("placement", "cadence", "rate"), [

@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from processors.signal import Exercise, synth
+from motion import Exercise
+from simulation import synth
 
 
 def test_same_seed_same_recording() -> None:

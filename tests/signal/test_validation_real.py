@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from processors.signal import validate, validate_steps
-from processors.signal.datasets import BROAD_FILES, shared_data_dir
+from tools.validation import validate, validate_steps
+from tools.validation.datasets import BROAD_FILES, shared_data_dir
 
 DATA = shared_data_dir()
 needs_broad = pytest.mark.skipif(not all((DATA / "broad" / f).exists() for f in BROAD_FILES),

@@ -27,7 +27,7 @@ REDUCED = ("worker-sigkill", "duplicate-storm")
 @pytest.mark.integration
 def test_reduced_fault_run() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "rtm.cli", "faults", "--only", ",".join(REDUCED), "--patients-per-fault", "1",
+        [sys.executable, "-m", "cli.main", "faults", "--only", ",".join(REDUCED), "--patients-per-fault", "1",
          "--days", "1", "--quiet", "10"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=170, check=False,
     )

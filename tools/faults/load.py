@@ -1,5 +1,5 @@
 """The devices of a fault run and how they upload: the simulated cohort's events
-(`device_adapters/simulated`), enrolled through the gateway with real credentials, sent as a hub
+(`simulation`), enrolled through the gateway with real credentials, sent as a hub
 or phone sends them (JSON batches, binary IMU frames) and resent until acknowledged, with
 exponential back-off that honours Retry-After. What the gateway acknowledged (2xx) is written to a
 ledger: the only events the checks may expect in the database."""
@@ -19,10 +19,10 @@ from typing import Any
 import aiohttp
 import orjson
 
-from device_adapters.simulated.cohort import CLINIC_ID, DEVICE_MODEL, Cohort, SimPatient, patient_events
 from ingest.acceptance import digest
 from ingest.bodies import IMU_FRAME_MEDIA_TYPE
 from rtm.contract import ActivityInterval, Event, ImuBatch, SessionMarker, encode
+from simulation.cohort import CLINIC_ID, DEVICE_MODEL, Cohort, SimPatient, patient_events
 
 # Kinds a device may upload to /v1/events (a time-zone change comes from the clinic, not here).
 DEVICE_KINDS = ("imu_batch", "activity_interval", "session_marker")

@@ -20,9 +20,9 @@ from typing import Any
 
 import psycopg
 
-from device_adapters.simulated.cohort import Cohort, SimPatient, make_cohort
-from device_adapters.simulated.seed import seed_care_context
 from rtm.settings import Settings, get_settings
+from simulation.cohort import Cohort, SimPatient, make_cohort
+from simulation.seed import seed_care_context
 from tools.faults import checks, report
 from tools.faults.injectors import BY_NAME, FAULTS, Context, Fault
 from tools.faults.load import (

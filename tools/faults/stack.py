@@ -75,7 +75,7 @@ def start_gateway(settings: Settings, port: int, extra_env: dict[str, str], wait
     env = settings_env(settings) | {"RTM_GATEWAY_HOST": "127.0.0.1", "RTM_GATEWAY_PORT": str(port)} | extra_env
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rtm.cli", "gateway"],
+            [sys.executable, "-m", "cli.main", "gateway"],
             env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
     gw = GatewayProcess(proc, port, log)

@@ -1,0 +1,1 @@
+"""The `rtm` command line and the main job: the top of the dependency layers."""

@@ -1,0 +1,1 @@
+"""Benchmarks (`rtm bench NAME`): development tooling, not shipped to production paths."""
