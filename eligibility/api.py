@@ -22,8 +22,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from eligibility import billing, ownership, timeentries
+from rtm.db import Conn
 
-Conn = psycopg.Connection[Any]
 ConnDependency = Callable[..., Iterator[Conn]] | Callable[..., Conn]
 
 

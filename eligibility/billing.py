@@ -15,10 +15,10 @@ from decimal import Decimal
 from typing import Any, Literal
 
 import orjson
-import psycopg
 from pydantic import BaseModel, ConfigDict
 
-Conn = psycopg.Connection[Any]
+from rtm.db import Conn
+
 Format = Literal["csv", "jsonl", "fhir"]
 
 CPT_SYSTEM = "http://www.ama-assn.org/go/cpt"

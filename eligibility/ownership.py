@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
-
-Conn = psycopg.Connection[Any]
+from rtm.db import Conn
 
 
 def _exists(conn: Conn, sql: str, params: tuple[Any, ...]) -> bool:

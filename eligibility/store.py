@@ -40,10 +40,10 @@ from eligibility.model import (
     TimeEntry,
 )
 from eligibility.policy import Policy, available_policies
+from rtm.db import Conn
 
 log = logging.getLogger(__name__)
 
-Conn = psycopg.Connection[Any]
 RECOMPUTE_LOCK = 0x52544D_E1  # one recompute loop at a time per database
 
 # ------------------------------------------------------------------------------ marking ---------

@@ -13,13 +13,12 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-import psycopg
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rtm.contract.base import AwareDatetime, Identifier, Provenance
 from rtm.contract.clinical import TherapistTimeEntry, TimeActivity, TimeChannel
+from rtm.db import Conn
 
-Conn = psycopg.Connection[Any]
 Minutes = Annotated[Decimal, Field(gt=0, le=24 * 60, max_digits=7, decimal_places=2)]
 _PROVENANCE = {"adapter": "eligibility-time-api", "vendor": "rtm"}
 

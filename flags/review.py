@@ -10,12 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from pydantic import BaseModel, ConfigDict
 
 from flags.model import Kind, Resolution, Severity, State
-
-Conn = psycopg.Connection[Any]
+from rtm.db import Conn
 
 
 class FlagView(BaseModel):

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import orjson
-import psycopg
 from psycopg.types.json import Jsonb
 
 from flags.lifecycle import (
@@ -44,11 +43,11 @@ from flags.model import (
 )
 from flags.rules import evaluate
 from flags.settings import FlagSettings, get_flag_settings
+from rtm.db import Conn
 from rtm.localtime import TzHistory
 
 log = logging.getLogger(__name__)
 
-Conn = psycopg.Connection[Any]
 LOCK_CLASS = 0x52544DF1  # advisory lock class for "flags of one patient" (two-key form)
 ACTOR = "rtm-flags"  # who the audit names for changes made by re-evaluation
 

@@ -6,8 +6,10 @@ Entry points other parts call:
   and range of motion per rep for one IMU recording and a prescribed exercise;
 - :func:`minute_activity` -- per-minute steps, active minutes, ENMO and wear from a raw
   accelerometer; :func:`device_steps` -- vendor step counts passed through with their intervals;
-- :func:`day_facts` -- per patient-local calendar date, whether and what qualifying data it holds;
-- :mod:`simulation.synth` -- seedable synthetic IMU generator with exact ground truth.
+- :func:`day_facts` -- per patient-local calendar date, whether and what qualifying data it holds.
+
+Synthetic recordings with exact truth come from :mod:`simulation.synth`; accuracy checks on real
+recordings live in :mod:`tools.validation`.
 
 See ``docs/signal-processing.md`` for methods, parameters, citations and measured accuracy.
 """

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import numpy as np
-import psycopg
 from numpy.typing import NDArray
 
 from processors.sink.raw import ChangedSpan
+from rtm.db import Conn
 
-Conn = psycopg.Connection[Any]
 I64 = NDArray[np.int64]
 MINUTE = 60
 

@@ -19,7 +19,7 @@ def create_app(settings: Settings) -> faust.App:
         settings.app_id,
         broker=broker_url(settings),
         # Tables hold only small state rebuilt from their changelogs; billing-critical counts live
-        # in the database (architecture rule 2).
+        # in the database (docs/architecture.md, rule 2).
         store="memory://",
         # faust writes a small "{id}-data" folder; keep it with the rest of the local state, not in
         # whatever directory the worker was started from.

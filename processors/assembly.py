@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-import psycopg
 
 from motion.analysis import ExerciseAnalysis, analyze_exercise
 from motion.errors import SignalInputError
@@ -27,8 +26,8 @@ from motion.recording import ImuRecording
 from processors.dayfacts import DayChange, rebuild_day_facts
 from rtm.contract import ImuBatch, decode
 from rtm.contract.base import EVENT_ID_NAMESPACE, time_key
+from rtm.db import Conn
 
-Conn = psycopg.Connection[Any]
 ALGORITHM_VERSION = "reps-rom-2"
 
 

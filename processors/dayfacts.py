@@ -1,6 +1,6 @@
 """Data-day facts: per patient, patient-local calendar date and device, what qualifying data exists.
 
-Rebuilt from stored facts (architecture rule 2), never counted in a stream window. Each instant
+Rebuilt from stored facts (docs/architecture.md, rule 2), never counted in a stream window. Each instant
 is dated in the time zone in force for the patient at that instant (rule 3; PostgreSQL's
 `AT TIME ZONE` applies DST); before the first recorded zone, the first one applies. A day's
 facts are replaced as a whole, so late data, edits and withdrawals all flow through; the
@@ -12,11 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-import psycopg
+from rtm.db import Conn
 
-Conn = psycopg.Connection[Any]
 # Local dates reach at most 14 h either side of UTC: with this much context around the changed
 # span, every local date recomputed below is seen whole.
 _CONTEXT = timedelta(days=3)

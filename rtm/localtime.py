@@ -1,4 +1,4 @@
-"""Patient-local time from a time-zone history (architecture rule 3).
+"""Patient-local time from a time-zone history (docs/architecture.md, rule 3).
 
 One rule for every part: the IANA zone in force for a patient at an instant is the one of the
 latest recorded change at or before it; before the first recorded change the first zone applies

@@ -25,9 +25,7 @@ RAW_ACTIVITY = TopicSpec("rtm.raw.activity.v1", 4, "step / activity intervals at
 RAW_SESSION = TopicSpec("rtm.raw.session.v1", 4, "exercise session start/end markers")
 RAW_TIMEZONE = TopicSpec("rtm.raw.timezone.v1", 4, "patient time-zone changes")
 DEVICE_ASSIGNMENT = TopicSpec("rtm.device.assignment.v1", 4, "device assigned to / released from an episode")
-TIME_ENTRIES = TopicSpec("rtm.therapist.time.v1", 4, "therapist time entries")
 RESULTS_REPS = TopicSpec("rtm.results.reps.v1", 4, "per-set repetition and ROM results")
-RECOMPUTE = TopicSpec("rtm.eligibility.recompute.v1", 4, "patients whose stored facts changed")
 DEAD_LETTER = TopicSpec("rtm.deadletter.v1", 4, "records that failed to parse or validate, with the reason")
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
@@ -36,14 +34,9 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     RAW_SESSION,
     RAW_TIMEZONE,
     DEVICE_ASSIGNMENT,
-    TIME_ENTRIES,
     RESULTS_REPS,
-    RECOMPUTE,
     DEAD_LETTER,
 )
-
-BY_NAME: dict[str, TopicSpec] = {t.name: t for t in ALL_TOPICS}
-
 
 @dataclass(frozen=True)
 class TableSpec:
@@ -74,12 +67,12 @@ def group_topics(app_id: str) -> tuple[TopicSpec, ...]:
     """Every topic the workers of consumer group `app_id` need before they consume."""
     return (*ALL_TOPICS, *internal_topics(app_id))
 
-# Which raw topic carries each canonical event kind (see rtm.contract).
+# Which raw topic carries each canonical event kind a device or the simulated fleet sends (see rtm.contract).
+# Therapist time entries are written to the database directly (eligibility/timeentries.py), not streamed.
 TOPIC_BY_KIND: dict[str, TopicSpec] = {
     "imu_batch": RAW_IMU,
     "activity_interval": RAW_ACTIVITY,
     "session_marker": RAW_SESSION,
     "timezone_change": RAW_TIMEZONE,
     "device_assignment": DEVICE_ASSIGNMENT,
-    "therapist_time_entry": TIME_ENTRIES,
 }

@@ -18,8 +18,8 @@ from processors.agents.common import sink
 from processors.app import TOPICS, app, settings
 from processors.assembly import StreamOutcome, analyse_stream, claim_stream, record_failure
 from processors.resilience import guarded, is_transient
-from processors.sink.postgres import Conn
 from rtm import topics
+from rtm.db import Conn
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,11 @@ from processors.app import TOPICS, settings
 from processors.deadletter import dead_letter
 from processors.resilience import retry
 from processors.sink.outbox import marks
-from processors.sink.postgres import Conn, PostgresSink
+from processors.sink.postgres import PostgresSink
 from processors.sink.raw import Refused
 from rtm import topics
 from rtm.contract import DecodeError, Event, decode
+from rtm.db import Conn
 
 E = TypeVar("E", bound=Event)
 log = logging.getLogger(__name__)

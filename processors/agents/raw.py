@@ -15,11 +15,11 @@ from processors.activity import recompute_minutes
 from processors.agents.common import ack, batches, decode_batch, sink, store
 from processors.app import TOPICS, app, settings
 from processors.dayfacts import DayChange, rebuild_day_facts
-from processors.sink.postgres import Conn
 from processors.sink.raw import Refused, store_activity, store_assignments, store_imu, store_sessions, store_timezones
 from processors.state import patient_table
 from rtm import topics
 from rtm.contract import ActivityInterval, DeviceAssignment, ImuBatch, SessionMarker, TimezoneChange
+from rtm.db import Conn
 
 # Small, rebuildable state: per patient, the latest first-sample instant seen from each device (a
 # max is idempotent, so redelivery cannot corrupt it). Operators read it at /tables/device-last-seen/.

@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
-
-import psycopg
 
 from rtm.contract.codec import content_digest
+from rtm.db import Conn
 
-Conn = psycopg.Connection[Any]
 Mark = tuple[uuid.UUID, bytes]  # (event id, content digest of the Kafka value)
 
 

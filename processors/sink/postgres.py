@@ -16,15 +16,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-import psycopg
 from psycopg_pool import ConnectionPool
 
 from processors import metrics
 from processors.sink.outbox import Mark, mark_stored
+from rtm.db import Conn
 from rtm.settings import Settings
 
 T = TypeVar("T")
-Conn = psycopg.Connection[Any]
 
 
 class PostgresSink:

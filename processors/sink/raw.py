@@ -3,7 +3,7 @@
 Each function runs inside the caller's transaction and returns what actually changed, so that
 a replayed (identical) event triggers no downstream work at all.
 
-Ownership (architecture rule 10) is enforced here, in the statements themselves: a recording, a
+Ownership (docs/architecture.md, rule 10) is enforced here, in the statements themselves: a recording, a
 session and a source record can only be written by the device and patient that own them (the
 first to write them). An event that touches another's is not written and comes back as `Refused`,
 which the agent dead-letters with the reason.
@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import psycopg
 from psycopg.types.json import Jsonb
 
 from rtm.contract import ActivityInterval, DeviceAssignment, ImuBatch, SessionMarker, TimezoneChange
+from rtm.db import Conn
 
-Conn = psycopg.Connection[Any]
 OWNERSHIP = "ownership_violation"
 
 

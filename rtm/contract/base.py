@@ -2,7 +2,7 @@
 
 The id is derived from the event's source (kind, device, stream, first-sample time), never from
 when it was received, so a phone that resends a batch, or a broker that redelivers it, produces
-the same id and every hop downstream can recognise the repeat (architecture rule 1).
+the same id and every hop downstream can recognise the repeat (docs/architecture.md, rule 1).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -10,6 +10,8 @@ from psycopg_pool import ConnectionPool
 from rtm.settings import Settings, get_settings
 
 Role = Literal["owner", "writer", "reader"]
+# The one name every part uses for a database connection in its type hints.
+Conn: TypeAlias = psycopg.Connection[Any]
 
 
 def connect(role: Role = "writer", settings: Settings | None = None, **kwargs: object) -> psycopg.Connection:

@@ -12,15 +12,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-import psycopg
 
 from eligibility.policy import Policy, available_policies, load_policy
 from eligibility.store import RecomputeStats, recompute_patients
 from eligibility.timeentries import NewTimeEntry, add_entry
 from rtm.contract.clinical import TimeActivity, TimeChannel
+from rtm.db import Conn
 from rtm.localtime import TzHistory
-
-Conn = psycopg.Connection[Any]
 
 
 def d(text: str) -> date:

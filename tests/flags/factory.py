@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-Conn = psycopg.Connection[Any]
+from rtm.db import Conn
+
 TZ = "America/Chicago"
 
 

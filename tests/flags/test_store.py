@@ -21,12 +21,12 @@ from flags import (
     resolve,
 )
 from flags.review import flag_audit
+from rtm.db import Conn
 from rtm.settings import Settings
 from tests.flags.factory import Patient, local
 
 pytestmark = pytest.mark.integration
 
-Conn = psycopg.Connection[Any]
 MakePatient = Callable[..., Patient]
 START = date(2026, 2, 2)
 D0 = date(2026, 3, 2)

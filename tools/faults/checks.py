@@ -8,11 +8,11 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import psycopg
 
 from ingest.acceptance import digest
+from rtm.db import Conn
 from tools.faults.load import Item
 
 # Derived tables and the columns compared: everything but processing timestamps and counters of
@@ -37,7 +37,6 @@ DERIVED: dict[str, str] = {
 HOURLY = ("activity_minutes/hour", "select date_trunc('hour', time) as hour, patient_id, device_id, sum(steps) "
           "from activity_minutes where patient_id = any(%s) group by 1, 2, 3")
 
-Conn = psycopg.Connection[Any]
 
 
 @dataclass
