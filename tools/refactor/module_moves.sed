@@ -4,6 +4,11 @@
 #     | xargs sed -i -E -f tools/refactor/module_moves.sed
 # Then fix by hand any `from <old package> import a, <moved module>` that names a module which moved
 # to a different package than its siblings (e.g. `from motion import analyze_exercise, synth`).
+# Files that left processors/signal for another package (simulation/synth*.py, tools/validation/*.py,
+# tools/bench/signal_processing.py) import the library absolutely; for a relative import added there:
+#   sed -i -E 's/^from \.(activity|analysis|daydata|errors|exercises|filters|fusion|gait|quat|recording|reps|rom|steps|wear) import/from motion.\1 import/' \
+#     simulation/synth*.py tools/validation/*.py tools/bench/signal_processing.py
+# processors.eligibility.localtime was a re-export of rtm.localtime and is gone.
 # Specific rules come before the general ones; \b keeps synth from matching synth_reps.
 
 # `from package import module` forms whose module left its package
