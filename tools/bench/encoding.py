@@ -23,7 +23,7 @@ def sample_batch(seconds: float = 10.0, rate_hz: float = 100.0, seed: int = 0) -
         body_site="thigh_left",
         t0=datetime(2026, 1, 1, tzinfo=UTC),
         sample_rate_hz=rate_hz,
-        acc=[*rng.normal(0, 2, (n, 3)), 0, 0, 9.81],
+        acc=rng.normal(0, 2, (n, 3)) + np.array([0.0, 0.0, 9.81]),  # noise around gravity on z
         gyr=rng.normal(0, 0.5, (n, 3)),
     )
 
