@@ -15,6 +15,9 @@ def broker_url(settings: Settings) -> str:
 
 
 def create_app(settings: Settings) -> faust.App:
+    # faust creates its data folder without parents; the state folder may not have a faust/ yet.
+    faust_dir = settings.state_dir / "faust"
+    faust_dir.mkdir(parents=True, exist_ok=True)
     return faust.App(
         settings.app_id,
         broker=broker_url(settings),
@@ -23,7 +26,7 @@ def create_app(settings: Settings) -> faust.App:
         store="memory://",
         # faust writes a small "{id}-data" folder; keep it with the rest of the local state, not in
         # whatever directory the worker was started from.
-        datadir=str(settings.state_dir / "faust" / settings.app_id),
+        datadir=str(faust_dir / settings.app_id),
         value_serializer="raw",
         key_serializer="raw",
         processing_guarantee="at_least_once",
