@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bleak.backends.client import BaseBleakClient
@@ -39,8 +40,10 @@ def event_body(event: Event) -> bytes:
 class HubAgent:
     def __init__(self, config: HubConfig, *, scanner_backend: type[BaseBleakScanner] | None = None,
                  client_backend: type[BaseBleakClient] | None = None,
-                 backend_kwargs: dict[str, Any] | None = None, uploader: Uploader | None = None) -> None:
+                 backend_kwargs: dict[str, Any] | None = None, uploader: Uploader | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.config = config
+        self.clock = clock  # the host's UTC clock (a replay of recorded sessions passes its own)
         self.spool = Spool(config.spool_path, config.spool_max_bytes)
         self.uploader = uploader or Uploader(
             self.spool, config.gateway_url,
@@ -60,7 +63,7 @@ class HubAgent:
                 client_backend=client_backend, backend_kwargs=backend_kwargs))
 
     def _sink(self, device_id: str, readings: list[Reading]) -> None:
-        events = self.assemblers[device_id].add(readings, time.time())
+        events = self.assemblers[device_id].add(readings, self.clock())
         if events:
             self.spool_events(device_id, events)
 
