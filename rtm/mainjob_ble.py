@@ -10,7 +10,9 @@ that starts afresh for every session (a new clock epoch, as after a power cycle)
 them to the real gateway. The hub's host clock is the session's own time, so batches carry the
 session's historical instants, and a replay produces the same event ids (a second run is
 recognised as duplicates). Session markers, step counts and the other sessions still go straight
-to the broker. Needs the development dependency `bumble`.
+to the broker. The session's start and end markers go with it, under the BLE device (the pipeline
+matches a recording to the session of the same device), spooled and uploaded by the hub.
+Needs the development dependency `bumble`.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 import psycopg
 
-from rtm.contract import Event, ImuBatch
+from rtm.contract import Event, ImuBatch, SessionMarker
 from rtm.settings import Settings
 
 RATE_HZ = 52  # Movesense IMU6's native rate nearest to the cohort's 50 Hz
@@ -45,6 +47,7 @@ class Session:
     device_id: str
     body_site: str
     batches: list[ImuBatch] = field(default_factory=list)
+    markers: list[SessionMarker] = field(default_factory=list)
 
 
 @dataclass
@@ -56,19 +59,25 @@ class BleRoute:
     patients: set[str] = field(default_factory=set)
 
     def take(self, event: Event) -> bool:
-        """True: the event is this route's (not to be produced to the broker)."""
-        if not isinstance(event, ImuBatch):
-            return False
-        key = (event.provenance.device_id, event.stream_id)
-        session = self.sessions.get(key)
-        if session is None:
-            if len(self.sessions) >= self.limit or event.patient_id in self.patients:
-                return False
-            session = self.sessions[key] = Session(event.patient_id, event.episode_id, event.provenance.device_id,
-                                                   event.body_site.value)
-            self.patients.add(event.patient_id)
-        session.batches.append(event)
-        return True
+        """True: the event is this route's (not to be produced to the broker). A session is chosen at
+        its start marker; its batches carry the session id as their stream id."""
+        if isinstance(event, SessionMarker):
+            key = (event.provenance.device_id, event.session_id)
+            if (event.phase == "start" and key not in self.sessions and len(self.sessions) < self.limit
+                    and event.patient_id not in self.patients):
+                self.sessions[key] = Session(event.patient_id, event.episode_id, event.provenance.device_id,
+                                             event.body_site.value)
+                self.patients.add(event.patient_id)
+            session = self.sessions.get(key)
+            if session is not None:
+                session.markers.append(event)
+            return session is not None
+        if isinstance(event, ImuBatch):
+            session = self.sessions.get((event.provenance.device_id, event.stream_id))
+            if session is not None:
+                session.batches.append(event)
+            return session is not None
+        return False
 
 
 def session_samples(batches: list[ImuBatch]) -> tuple[float, npt.NDArray[np.float64], npt.NDArray[np.float32],
@@ -83,11 +92,18 @@ def session_samples(batches: list[ImuBatch]) -> tuple[float, npt.NDArray[np.floa
     return t0, tr, resample[:, :3], resample[:, 3:]
 
 
+def _on_device(marker: SessionMarker, device_id: str) -> SessionMarker:
+    doc = marker.model_dump(exclude={"event_id"})
+    doc["provenance"]["device_id"] = device_id
+    return SessionMarker.model_validate(doc)
+
+
 @dataclass
 class ReplayResult:
     sessions: int
     samples: int
-    uploaded_events: int
+    imu_batches: int  # IMU batches the gateway took (accepted or already known)
+    events: int  # every event the gateway took, the session markers included
     duplicates: int
     left_in_spool: int
     bad_frames: int
@@ -126,7 +142,7 @@ async def replay(route: BleRoute, url: str, clinic_token: str, model_id: str, sp
     from device_adapters.hub.agent import HubAgent
     from device_adapters.hub.config import HubConfig
 
-    sessions = list(route.sessions.values())
+    sessions = [s for s in route.sessions.values() if s.batches]
     first = min(s.batches[0].t0 for s in sessions) - timedelta(days=1)
     by_device: dict[str, list[Session]] = {}
     for s in sessions:
@@ -160,6 +176,8 @@ async def replay(route: BleRoute, url: str, clinic_token: str, model_id: str, sp
             dev_id = f"{s.device_id}-ble"
             periph, link = periphs[dev_id], ble[dev_id]
             t0, t, acc, gyr = session_samples(s.batches)
+            markers = [_on_device(m, dev_id) for m in s.markers]
+            agent.spool_events(dev_id, [m for m in markers if m.phase == "start"])
             base_ms = 10_000  # the device clock starts afresh for each session (a power cycle)
             for a in range(0, len(t), SAMPLES_PER_NOTIFICATION):
                 b = min(a + SAMPLES_PER_NOTIFICATION, len(t))
@@ -172,13 +190,15 @@ async def replay(route: BleRoute, url: str, clinic_token: str, model_id: str, sp
                     while link.stats.notifications < expected:
                         await asyncio.sleep(0)
             samples += len(t)
+            agent.spool_events(dev_id, [m for m in markers if m.phase == "end"])
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
         agent.flush()
     try:
         await agent.uploader.drain()
-        return ReplayResult(len(sessions), samples, agent.uploader.stats.accepted + agent.uploader.stats.duplicates,
+        taken = agent.uploader.stats.accepted + agent.uploader.stats.duplicates
+        return ReplayResult(len(sessions), samples, taken - sum(len(s.markers) for s in sessions), taken,
                             agent.uploader.stats.duplicates, agent.spool.depth(),
                             sum(s.decoder.stats.bad_total for s in agent.sessions), list(periphs))
     finally:
@@ -222,8 +242,9 @@ def run_route(route: BleRoute, settings: Settings, clinic_id: str, model_id: str
 def via_ble_report(r: ReplayResult) -> int:
     """Print what went over BLE; returns the IMU batches the gateway took (the pipeline must store them)."""
     print(f"via BLE: {r.sessions} sessions, {r.samples} samples at {RATE_HZ} Hz from {len(r.devices)} virtual "
-          f"Movesense devices through the hub agent: {r.uploaded_events} IMU batches uploaded "
-          f"({r.duplicates} already known), {r.left_in_spool} left in the spool, {r.bad_frames} bad frames")
+          f"Movesense devices through the hub agent: {r.imu_batches} IMU batches and {r.events - r.imu_batches} "
+          f"session markers uploaded ({r.duplicates} already known), {r.left_in_spool} left in the spool, "
+          f"{r.bad_frames} bad frames")
     if r.left_in_spool:
         raise RuntimeError(f"{r.left_in_spool} events could not be uploaded over the BLE path")
-    return r.uploaded_events
+    return r.imu_batches
