@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from device_adapters.ble import profiles
 from rtm.contract import BodySite
+from rtm.contract.base import Identifier
 
 
 class HubDevice(BaseModel):
@@ -57,8 +58,7 @@ class HubConfig(BaseModel):
     reconnect_initial_s: float = 1.0
     reconnect_max_s: float = 60.0
     health_path: Path | None = None
-    hub_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:-]{1,128}$")] = Field(
-        default_factory=lambda: socket.gethostname()[:128] or "hub")
+    hub_id: Identifier = Field(default_factory=lambda: socket.gethostname()[:128] or "hub")
     # How often the hub reports its health to the gateway (per paired device); 0: never.
     health_report_s: Annotated[float, Field(ge=0)] = 300.0
     devices: list[HubDevice]

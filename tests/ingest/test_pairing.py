@@ -161,3 +161,17 @@ def test_health_needs_a_device_credential(client: TestClient, care: Care) -> Non
     assert client.put("/v1/hub/health", json=report()).status_code == 401
     r = client.put("/v1/hub/health", json=report(), headers={"Authorization": f"Bearer {care.clinic_token}"})
     assert r.status_code == 401
+
+
+def test_pairing_code_format() -> None:
+    from ingest.tokens import hash_pairing_code, hash_secret, new_pairing_code
+
+    codes = {new_pairing_code() for _ in range(200)}
+    assert len(codes) == 200 and all(len(c) == 9 and c[4] == "-" for c in codes)
+    assert all(normalise_pairing_code(c) == c.replace("-", "") for c in codes)
+    assert normalise_pairing_code(" k7qm 3xpd ") == "K7QM3XPD"
+    assert normalise_pairing_code("IOLO-1010") == "10101010"  # I and L read as 1, O as 0
+    for bad in ("K7QM-3XP", "K7QM-3XPDD", "K7QU-3XPD", "K7QM_3XPD", ""):
+        assert normalise_pairing_code(bad) is None, bad
+    pepper = b"p"
+    assert hash_pairing_code(pepper, "K7QM3XPD") != hash_secret(pepper, "K7QM3XPD")  # domain-separated
