@@ -73,7 +73,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from cli.mainjob import run_main_job
 
-    return run_main_job(patients=args.patients, days=args.days, seed=args.seed)
+    return run_main_job(patients=args.patients, days=args.days, seed=args.seed, via_ble=args.via_ble)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patients", type=int, default=50)
     p.add_argument("--days", type=int, default=45)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--via-ble", type=int, default=0, metavar="N", help="send N sessions through virtual BLE + hub")
     p.set_defaults(func=cmd_run)
 
     from device_adapters.hub.cli import register as register_hub

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
+from cli.mainjob_ble import BleRoute, run_route, via_ble_report
 from eligibility.store import recompute_dirty
 from flags import evaluate_all
 from flags.trends import theil_sen
@@ -28,7 +29,7 @@ from rtm.db.migrate import migrate
 from rtm.kafka import make_producer
 from rtm.settings import Settings, get_settings
 from rtm.topics import TOPIC_BY_KIND
-from simulation.cohort import Cohort, Truth, make_cohort, patient_events
+from simulation.cohort import CLINIC_ID, DEVICE_MODEL, Cohort, Truth, make_cohort, patient_events
 from simulation.seed import seed_care_context
 
 
@@ -53,7 +54,7 @@ def _progress(label: str, done: int, total: int, extra: str = "") -> None:
         _last_line[0] = time.monotonic()
 
 
-async def _produce(settings: Settings, cohort: Cohort) -> Produced:
+async def _produce(settings: Settings, cohort: Cohort, route: BleRoute | None = None) -> Produced:
     out = Produced()
     producer = make_producer(settings)
     await producer.start()
@@ -62,6 +63,8 @@ async def _produce(settings: Settings, cohort: Cohort) -> Produced:
             truth = out.truth.setdefault(p.patient_id, Truth())
             pending = []
             for event in patient_events(cohort, p, truth):
+                if route is not None and route.take(event):
+                    continue  # it goes over BLE, after the cohort is produced
                 pending.append(await producer.send(TOPIC_BY_KIND[event.kind].name, encode(event), key=event.key()))
                 out.kinds[event.kind] += 1
             await asyncio.gather(*pending)  # acks=all: the broker has them
@@ -154,7 +157,7 @@ def _summary(conn: psycopg.Connection[Any], cohort: Cohort, produced: Produced) 
           " flags: (l)ow/(m)edium/(h)igh severity")
 
 
-def run_main_job(patients: int, days: int, seed: int) -> int:
+def run_main_job(patients: int, days: int, seed: int, via_ble: int = 0) -> int:
     # The simulated phones upload each session whole, so a recording is complete once it is quiet
     # for a second.
     settings = get_settings().model_copy(update={"analysis_quiet_s": 1.0})
@@ -173,7 +176,10 @@ def run_main_job(patients: int, days: int, seed: int) -> int:
 
     supervisor = Supervisor(settings).start()
     try:
-        produced = asyncio.run(_produce(settings, cohort))
+        route = BleRoute(via_ble) if via_ble > 0 else None
+        produced = asyncio.run(_produce(settings, cohort, route))
+        if route is not None:
+            produced.kinds["imu_batch"] += via_ble_report(run_route(route, settings, CLINIC_ID, DEVICE_MODEL))
         print("events: " + ", ".join(f"{v} {k}" for k, v in sorted(produced.kinds.items())))
         expected_sessions = sum(t.sessions for t in produced.truth.values())
         deadline = time.monotonic() + 600

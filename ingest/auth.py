@@ -105,6 +105,8 @@ class Authenticator:
         cred_id, secret = parsed
         now = time.monotonic()
         hit = self._devices.get(cred_id)
+        if hit is not None and hit[1] is not None and not secret_matches(self.pepper, secret, hit[1].secret_hash):
+            hit = None  # the secret may have changed since (a hub redeemed a pairing code): ask again
         if hit is not None and hit[0] > now:
             cred = hit[1]
         else:

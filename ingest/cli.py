@@ -151,6 +151,26 @@ def cmd_enrol_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pairing_code(args: argparse.Namespace) -> int:
+    """Issue a pairing code for an enrolled device (an operator's or the clinic's side, on the database)."""
+    import psycopg
+
+    from ingest.enrolment import issue_pairing_code_sync
+    from ingest.problems import Problem
+    from ingest.settings import get_gateway_settings
+
+    s, cfg = get_settings(), get_gateway_settings()
+    try:
+        with psycopg.connect(s.dsn("writer"), autocommit=True) as conn:
+            code = issue_pairing_code_sync(conn, cfg.pepper_bytes(s.secrets_dir), args.clinic, args.device,
+                                           args.ttl or cfg.pairing_code_ttl_s, created_by="cli")
+    except (Problem, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"pairing code (shown once): {code.code}\ndevice: {code.device_id}\nexpires: {code.expires_at.isoformat()}")
+    return 0
+
+
 def register(subparsers: Any) -> None:
     """Add the gateway's commands to the `rtm` parser's subparsers."""
     p = subparsers.add_parser("gateway", help="serve the ingest HTTP gateway (uvicorn)")
@@ -179,6 +199,11 @@ def register(subparsers: Any) -> None:
     c.add_argument("--body-site", default="unknown")
     c.add_argument("--serial")
     c.set_defaults(func=cmd_enrol_device)
+    c = sub.add_parser("pairing-code", help="issue a single-use pairing code for an enrolled device (for its hub)")
+    c.add_argument("--clinic", required=True)
+    c.add_argument("--device", required=True)
+    c.add_argument("--ttl", type=float, help="lifetime in seconds (default RTM_GATEWAY_PAIRING_CODE_TTL_S)")
+    c.set_defaults(func=cmd_pairing_code)
     c = sub.add_parser("revoke", help="revoke a device credential")
     c.add_argument("credential_id")
     c.add_argument("--reason")

@@ -10,9 +10,10 @@ once and never stored.
 
 from __future__ import annotations
 
+import hmac
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import psycopg
@@ -24,7 +25,15 @@ from ingest.outbox import OutboxRow, Relay
 from ingest.problems import Problem, retry_after
 from ingest.publisher import Outgoing, Publisher
 from ingest.store import Store, episode_context
-from ingest.tokens import CLINIC_PREFIX, DEVICE_PREFIX, hash_secret, new_token
+from ingest.tokens import (
+    CLINIC_PREFIX,
+    DEVICE_PREFIX,
+    hash_pairing_code,
+    hash_secret,
+    new_pairing_code,
+    new_token,
+    normalise_pairing_code,
+)
 from rtm.contract import BodySite, DeviceAssignment, encode
 from rtm.contract.base import AwareDatetime, Identifier
 from rtm.contract.codec import content_digest
@@ -248,6 +257,120 @@ async def create_clinic_key(
     key_id, secret, token = new_token(CLINIC_PREFIX)
     await store.create_clinic_key(key_id, clinic_id, hash_secret(pepper, secret), label)
     return ClinicKeyCreated(key_id=key_id, clinic_id=clinic_id, token=token)
+
+
+class PairingCode(BaseModel):
+    code: str = Field(description="shown once: the patient or the installer types it on the hub (rtm hub pair)")
+    device_id: str
+    clinic_id: str
+    expires_at: datetime
+
+
+class Pairing(BaseModel):
+    """What a redeemed pairing code gives the hub: the device's credential, with a new secret."""
+
+    token: str = Field(description="the device credential; the hub stores it and never shows it")
+    credential_id: str
+    device_id: str
+    patient_id: str
+    episode_id: str
+    body_site: BodySite
+
+
+_LIVE_CREDENTIAL = """select credential_id from ingest_device_credentials
+                       where device_id = %s and clinic_id = %s and revoked_at is null"""
+_VOID_EARLIER = """update ingest_pairing_codes set expires_at = %s
+                    where device_id = %s and redeemed_at is null and expires_at > %s"""
+_INSERT_CODE = """insert into ingest_pairing_codes (code_hash, device_id, clinic, created_by, expires_at)
+                  values (%s, %s, %s, %s, %s)"""
+
+
+def _code_rows(pepper: bytes, clinic_id: str, device_id: str, ttl_s: float, created_by: str | None
+               ) -> tuple[PairingCode, tuple[Any, ...], tuple[Any, ...]]:
+    if not 0 < ttl_s <= 7 * 86400:
+        raise ValueError(f"a pairing code lives between 0 s and 7 days, not {ttl_s} s")
+    now = datetime.now(UTC)
+    code = new_pairing_code()
+    canonical = normalise_pairing_code(code)
+    assert canonical is not None
+    expires = now + timedelta(seconds=ttl_s)
+    return (PairingCode(code=code, device_id=device_id, clinic_id=clinic_id, expires_at=expires),
+            (now, device_id, now),
+            (hash_pairing_code(pepper, canonical), device_id, clinic_id, created_by, expires))
+
+
+def _not_enrolled() -> Problem:
+    return Problem(404, "not-found", "no live enrolment of this device in this clinic")
+
+
+async def issue_pairing_code(store: Store, pepper: bytes, clinic_id: str, device_id: str, ttl_s: float,
+                             created_by: str | None = None) -> PairingCode:
+    """A short, single-use code that a hub redeems (POST /v1/pairing) for the credential of a device
+    enrolled in this clinic. Earlier unused codes of the device stop working. Only its digest is stored."""
+    async with store.pool.connection() as conn, conn.transaction():
+        return await issue_pairing_code_on(conn, pepper, clinic_id, device_id, ttl_s, created_by)
+
+
+async def issue_pairing_code_on(conn: AsyncConnection[Any], pepper: bytes, clinic_id: str, device_id: str,
+                                ttl_s: float, created_by: str | None = None) -> PairingCode:
+    """`issue_pairing_code` on a connection of the caller's (e.g. inside its transaction)."""
+    result, void, insert = _code_rows(pepper, clinic_id, device_id, ttl_s, created_by)
+    cur = await conn.execute(_LIVE_CREDENTIAL, (device_id, clinic_id))
+    if await cur.fetchone() is None:
+        raise _not_enrolled()
+    await conn.execute(_VOID_EARLIER, void)
+    await conn.execute(_INSERT_CODE, insert)
+    return result
+
+
+def issue_pairing_code_sync(conn: psycopg.Connection[Any], pepper: bytes, clinic_id: str, device_id: str,
+                            ttl_s: float, created_by: str | None = None) -> PairingCode:
+    """The same for synchronous callers (the clinic web app, the CLI), in one transaction."""
+    result, void, insert = _code_rows(pepper, clinic_id, device_id, ttl_s, created_by)
+    with conn.transaction():
+        if conn.execute(_LIVE_CREDENTIAL, (device_id, clinic_id)).fetchone() is None:
+            raise _not_enrolled()
+        conn.execute(_VOID_EARLIER, void)
+        conn.execute(_INSERT_CODE, insert)
+    return result
+
+
+class PairingRefused(Problem):
+    """A code that was malformed, unknown, used or expired: it counts as a failed attempt."""
+
+
+async def redeem_pairing_code(store: Store, pepper: bytes, text: str) -> Pairing:
+    """Consume a pairing code and give the device's live credential a new secret; the token with
+    it is returned once. The stored digest is found by its (keyed) hash, so the lookup's timing
+    says nothing about the code; the match is confirmed in constant time."""
+    canonical = normalise_pairing_code(text)
+    if canonical is None:
+        raise PairingRefused(422, "invalid-request", "a pairing code is 8 letters and digits, e.g. K7QM-3XPD")
+    digest = hash_pairing_code(pepper, canonical)
+    _, secret, _ = new_token(DEVICE_PREFIX)
+    now = datetime.now(UTC)
+    async with store.pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(
+            "select code_hash, expires_at, redeemed_at from ingest_pairing_codes where code_hash = %s", (digest,))
+        row = await cur.fetchone()
+        if row is None or not hmac.compare_digest(bytes(row[0]), digest):
+            raise PairingRefused(404, "pairing-code-unknown", "no such pairing code; check it or ask the clinic "
+                                 "for a new one")
+        if row[2] is not None:
+            raise PairingRefused(410, "pairing-code-used", "this pairing code was already used; ask the clinic "
+                                 "for a new one")
+        if row[1] <= now:
+            raise PairingRefused(410, "pairing-code-expired", "this pairing code has expired; ask the clinic "
+                                 "for a new one")
+        cur = await conn.execute("select * from ingest_redeem_pairing_code(%s, %s, %s)",
+                                 (digest, hash_secret(pepper, secret), now))
+        got = await cur.fetchone()
+        if got is None:
+            # Used by a concurrent request a moment ago, or the enrolment was revoked since.
+            raise Problem(409, "conflict", "the code was just used, or the device's enrolment was revoked")
+    cred_id, device_id, patient_id, episode_id, site = got
+    return Pairing(token=f"{DEVICE_PREFIX}_{cred_id}.{secret}", credential_id=cred_id, device_id=device_id,
+                   patient_id=patient_id, episode_id=episode_id, body_site=BodySite(site))
 
 
 def new_request_id() -> str:

@@ -32,3 +32,22 @@ OUTBOX_REDUE = Counter(
 )
 OUTBOX_PRUNED = Counter("rtm_ingest_outbox_pruned_total", "stored outbox rows deleted after the retention")
 AUTH_LOOKUPS = Counter("rtm_ingest_auth_lookups_total", "credential lookups in the database, by kind", ["kind"])
+
+# Home hubs. Per-report distributions, not per-hub gauges: a national fleet would be 100,000 label
+# values. Which hub is in trouble is a query on the hub_health table.
+HUB_REPORTS = Counter("rtm_hub_health_reports_total", "hub health reports by agent version", ["agent_version"])
+HUB_EVICTIONS = Counter("rtm_hub_spool_evictions_total", "events hubs evicted from full spools (as reported)")
+HUB_SPOOL_DEPTH = Histogram(
+    "rtm_hub_spool_depth_events", "events waiting in a hub's spool, per report",
+    buckets=(0, 1, 10, 100, 1_000, 10_000, 100_000, 1_000_000),
+)
+HUB_BATTERY = Histogram(
+    "rtm_hub_device_battery_percent", "device battery level, per report (when the device has one)",
+    buckets=(5, 10, 20, 35, 50, 75, 100),
+)
+HUB_SYNC_AGE = Histogram(
+    "rtm_hub_sync_age_seconds", "time since the device's last upload, per report (never synced: +Inf)",
+    buckets=(60, 300, 900, 3_600, 6 * 3_600, 86_400, 3 * 86_400),
+)
+HUB_DISCONNECTED = Counter("rtm_hub_device_disconnected_reports_total", "reports of a device not connected")
+PAIRING = Counter("rtm_ingest_pairing_total", "pairing code redemptions by outcome", ["outcome"])

@@ -36,6 +36,10 @@ TITLES: dict[str, str] = {
     "backlog": "Too many accepted events wait to be stored; retry later",
     "concurrent-upload": "The same events are being uploaded by another request; retry",
     "conflicting-event": "An event id was accepted earlier with other content",
+    "pairing-code-unknown": "Unknown pairing code",
+    "pairing-code-used": "The pairing code was already used",
+    "pairing-code-expired": "The pairing code has expired",
+    "pairing-locked": "Too many failed pairing attempts from this address",
 }
 
 

@@ -56,6 +56,17 @@ class GatewaySettings(BaseSettings):
     # How long an id the database does not know is answered 401 without asking it again.
     auth_negative_ttl_s: float = 60.0
 
+    # --- home hubs (pairing codes, health reports) ---------------------------------------------
+    # A code is typed on the hub at hand-over or on the first call with the clinic: an hour is
+    # enough, and a late one is simply reissued.
+    pairing_code_ttl_s: float = 3600.0
+    # Failed pairing attempts per client address: 5 at once, then one a minute. With 40-bit codes
+    # that keeps guessing hopeless even from many addresses within a code's lifetime.
+    pairing_failure_burst: int = 5
+    pairing_failure_rate_per_s: float = 1 / 60
+    # Health reports whose time is further than this ahead of the gateway's clock are refused.
+    hub_report_max_ahead_s: float = 300.0
+
     # --- broker -----------------------------------------------------------------------------
     # Longest wait for the broker's acknowledgement before answering 503 (never accept and drop).
     publish_timeout_s: float = 5.0

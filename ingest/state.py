@@ -32,6 +32,7 @@ class Gateway:
     sync_db: SyncPools
     ip_limiter: TokenBucketLimiter | None = None  # routes without a credential, per client address
     relay: Relay | None = None  # None: acceptance by broker acknowledgement (settings.acceptance)
+    pairing_failures: TokenBucketLimiter | None = None  # failed pairing attempts, per client address
 
     def emitter(self) -> Emitter:
         return Emitter(

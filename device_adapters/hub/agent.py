@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from bleak.backends.client import BaseBleakClient
@@ -22,6 +23,7 @@ from device_adapters.ble.profiles.base import Reading
 from device_adapters.ble.session import Backoff, BleSession
 from device_adapters.hub.assemble import Assembler, DeviceIdentity
 from device_adapters.hub.config import HubConfig
+from device_adapters.hub.health import report_health
 from device_adapters.hub.spool import Spool
 from device_adapters.hub.uploader import Uploader
 from rtm.contract import Event
@@ -38,11 +40,14 @@ def event_body(event: Event) -> bytes:
 class HubAgent:
     def __init__(self, config: HubConfig, *, scanner_backend: type[BaseBleakScanner] | None = None,
                  client_backend: type[BaseBleakClient] | None = None,
-                 backend_kwargs: dict[str, Any] | None = None, uploader: Uploader | None = None) -> None:
+                 backend_kwargs: dict[str, Any] | None = None, uploader: Uploader | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.config = config
+        self.clock = clock  # the host's UTC clock (a replay of recorded sessions passes its own)
         self.spool = Spool(config.spool_path, config.spool_max_bytes)
         self.uploader = uploader or Uploader(
-            self.spool, config.gateway_url, {d.device_id: d.token.get_secret_value() for d in config.devices},
+            self.spool, config.gateway_url,
+            {d.device_id: d.token.get_secret_value() for d in config.devices if d.token is not None},
             batch_events=config.upload_batch_events)
         self.assemblers: dict[str, Assembler] = {}
         self.sessions: list[BleSession] = []
@@ -58,7 +63,7 @@ class HubAgent:
                 client_backend=client_backend, backend_kwargs=backend_kwargs))
 
     def _sink(self, device_id: str, readings: list[Reading]) -> None:
-        events = self.assemblers[device_id].add(readings, time.time())
+        events = self.assemblers[device_id].add(readings, self.clock())
         if events:
             self.spool_events(device_id, events)
 
@@ -76,7 +81,8 @@ class HubAgent:
                 self.spool_events(device_id, events)
 
     def health(self) -> dict[str, Any]:
-        """What the hub reports about itself (written to `health_path`; the gateway has no route for it yet)."""
+        """What the hub knows about itself: written to `health_path`, and reported to the gateway
+        (`device_adapters.hub.health`) every `health_report_s`."""
         return {
             "at": time.time(),
             "last_sync": self.uploader.stats.last_sync,
@@ -99,12 +105,18 @@ class HubAgent:
     async def run(self, stop: asyncio.Event, health_every_s: float = 30.0) -> None:
         tasks = [asyncio.ensure_future(s.run(stop)) for s in self.sessions]
         tasks.append(asyncio.ensure_future(self.uploader.run(stop)))
+        every = self.config.health_report_s
+        tick = min(health_every_s, every) if every > 0 else health_every_s
+        next_report = time.monotonic()
         try:
             while not stop.is_set():
                 if self.config.health_path is not None:
                     self.config.health_path.write_text(json.dumps(self.health()))
+                if every > 0 and time.monotonic() >= next_report:
+                    await report_health(self)
+                    next_report = time.monotonic() + every
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), health_every_s)
+                    await asyncio.wait_for(stop.wait(), tick)
         finally:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -33,6 +33,7 @@ class UploadStats:
     rejected: int = 0
     failures: int = 0
     last_sync: float | None = None
+    last_sync_by_device: dict[str, float] = field(default_factory=dict)
     paused: dict[str, str] = field(default_factory=dict)
 
 
@@ -70,7 +71,7 @@ class Uploader:
             self.stats.accepted += int(doc.get("accepted", 0))
             self.stats.duplicates += int(doc.get("duplicates", 0))
             self.spool.ack([i.event_id for i in items])
-            self.stats.last_sync = time.time()
+            self.stats.last_sync = self.stats.last_sync_by_device[device_id] = time.time()
             return len(items)
         problem: dict[str, Any] = _json(r)
         kind = str(problem.get("type", "")).rsplit("/", 1)[-1]

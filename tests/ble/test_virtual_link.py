@@ -124,15 +124,41 @@ def test_movesense_notifications_are_cut_at_the_default_mtu(mtu: int | None) -> 
         acc = np.tile([0.0, 0.0, 9.81], (4, 1))
         gyr = np.zeros((4, 3))
         await dev.stream_imu6(1000, acc, gyr)  # 6 + 4 * 24 = 102 bytes
-        await until(lambda: r.session.stats.notifications >= 2)  # the command result, then the data
+        await dev.stream_imu6(1077, acc, gyr)
+        await until(lambda: r.session.stats.notifications >= 3)  # the command result, then the data
         await asyncio.sleep(0.05)
         stats = r.session.decoder.stats
         if mtu is None:
+            # Cut to 20 bytes, each looks like a first part: the next notification shows it was not.
             assert r.session.stats.mtu == 23 and r.data() == [] and stats.bad["truncated"] == 1
         else:
             assert r.session.stats.mtu == 247 and stats.bad_total == 0
-            (imu,) = r.data()
-            assert isinstance(imu, ImuReading) and imu.n_samples == 4
+            assert [x.n_samples for x in r.data() if isinstance(x, ImuReading)] == [4, 4]
+        await r.close()
+    run(main())
+
+
+def test_movesense_two_part_packets_over_a_small_mtu() -> None:
+    """The peripheral splits packets longer than ATT MTU - 3 into DATA and DATA_PART2, as the
+    firmware does; the session's decoder reassembles them exactly."""
+    async def main() -> None:
+        air = Air()
+        dev = peripherals.Movesense(air, "Movesense 2")
+        await dev.start()
+        r = Run(air, movesense.MovesenseImu(104), dev, mtu=100)
+        await asyncio.wait_for(r.session.connected.wait(), 5)
+        await until(lambda: dev.subscriptions == {99: "/Meas/IMU6/104"})
+        rng = np.random.default_rng(3)
+        sent = [(rng.normal(size=(7, 3)).astype(np.float32), rng.normal(size=(7, 3)).astype(np.float32))
+                for _ in range(3)]
+        for k, (acc, gyr) in enumerate(sent):
+            await dev.stream_imu6(1000 + 67 * k, acc, gyr, split=True)  # 174 bytes: 97 + 79
+        await until(lambda: len(r.data()) == 3)
+        assert r.session.stats.mtu == 100 and r.session.decoder.stats.bad_total == 0
+        for got, (acc, gyr) in zip(r.data(), sent, strict=True):
+            assert isinstance(got, ImuReading)
+            np.testing.assert_array_equal(got.acc, acc)
+            np.testing.assert_array_equal(got.gyr, gyr)
         await r.close()
     run(main())
 

@@ -11,44 +11,23 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 
 from device_adapters.ble.testing import peripherals
 from device_adapters.ble.testing.virtual import Air, BumbleClient, BumbleScanner
 from device_adapters.hub.agent import HubAgent
 from device_adapters.hub.config import HubConfig
-from ingest.app import create_app
 from rtm.contract import ImuBatch, decode
 from rtm.settings import Settings
-from rtm.stack.broker import free_port
-from tests.ingest.conftest import gateway_config, make_care, read_topic
+from tests.ingest.conftest import make_care, read_topic
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def gateway_url(db_settings: Settings) -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(db_settings, gateway_config()), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "gateway did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
 
 
 def enrol(url: str, db_settings: Settings, n: int) -> tuple[str, list[tuple[str, str]]]:

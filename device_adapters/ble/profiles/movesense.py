@@ -8,8 +8,19 @@ resource path in ASCII, e.g. "/Meas/IMU6/52"), 2 unsubscribe. Notifications are
 packet. For /Meas/IMU6/{rate} the data payload is the whiteboard IMU6Data serialised by the app:
 timestamp u32 (ms, device clock, first sample), then the n accelerometer samples (3 x f32, m/s^2),
 then the n gyroscope samples (3 x f32, deg/s); n follows from the length (the sample count per
-notification is the firmware's choice and is not documented). Packets split in two parts
-(response 3) are not produced at the rates used here and are counted as unsupported.
+notification is the firmware's choice and is not documented).
+
+Two-part packets: a data packet longer than one notification (e.g. IMU9, or IMU6 at high rates,
+against the negotiated MTU) is sent as `[2, ref, first bytes]` then `[3, ref, the rest]`; the
+packet is the first notification followed by the second one's payload (after its two header
+bytes), as the protocol's reference client reassembles it. A data notification whose length is
+not whole samples is held as a first part; the next notification must be its second part (same
+reference), otherwise the held part is counted `truncated` (a notification cut at the MTU looks
+the same). Once a split was seen, a first part of that length is held even when it happens to be
+whole samples. Limit: the first part of the very first split packet, if it happens to be exactly
+whole samples (6 + 24k bytes), is taken as a packet of its own and its second part is counted
+`unexpected`; the firmware cuts at MTU - 3, which is not of that form for the usual MTUs
+(23, 158, 185, 247, 517).
 """
 
 from __future__ import annotations
@@ -47,25 +58,50 @@ def encode_imu6(ref: int, t_ms: int, acc: np.ndarray, gyr: np.ndarray) -> bytes:
             + np.asarray(gyr, "<f4").tobytes())
 
 
+def split_packet(packet: bytes, max_len: int) -> list[bytes]:
+    """A data packet as the firmware sends it in notifications of at most `max_len` bytes (ATT MTU - 3):
+    whole, or a first part and a second part `[3, ref, rest]`."""
+    if len(packet) <= max_len:
+        return [packet]
+    rest = packet[max_len:]
+    if len(rest) + 2 > max_len:
+        raise ValueError(f"a {len(packet)}-byte packet does not fit two notifications of {max_len} bytes")
+    return [packet[:max_len], bytes([DATA_PART2, packet[1]]) + rest]
+
+
 class MovesenseDecoder(Decoder):
     def __init__(self, ref: int, rate_hz: int) -> None:
         super().__init__()
         self.ref = ref
         self.rate_hz = rate_hz
+        self.pending: bytes | None = None  # a first part waiting for its second
+        self.split_len: int | None = None  # the firmware's first-part length, once a split was seen
 
     def decode(self, char_uuid: str, data: bytes) -> list[Reading]:
         if char_uuid != DATA:
             raise FrameError(f"unknown characteristic: {char_uuid}")
+        held, self.pending = self.pending, None
+        if held is not None and not (len(data) >= 2 and data[0] == DATA_PART2 and data[1] == self.ref):
+            self.stats.bad["truncated"] += 1  # its second part never came
         need(data, 2, "Movesense notification")
         kind, ref = data[0], data[1]
         if kind == RESULT:
             return [ConfigReading({"reference": ref, "result": data[2:].hex()})]
-        if kind == DATA_PART2:
-            raise FrameError("unsupported: Movesense two-part data packet")
-        if kind != DATA_MSG:
+        if kind not in (DATA_MSG, DATA_PART2):
             raise FrameError(f"corrupt: Movesense response type {kind}")
         if ref != self.ref:
             raise FrameError(f"unexpected: Movesense data for reference {ref}, subscribed {self.ref}")
+        if kind == DATA_PART2:
+            if held is None:
+                raise FrameError("unexpected: Movesense second part without a first")
+            self.split_len = len(held)
+            return self._imu(held + data[2:])
+        if len(data) == self.split_len or (len(data) < 6 + SAMPLE_BYTES or (len(data) - 6) % SAMPLE_BYTES):
+            self.pending = data
+            return []
+        return self._imu(data)
+
+    def _imu(self, data: bytes) -> list[Reading]:
         body = data[6:]
         need(data, 6 + SAMPLE_BYTES, "Movesense IMU6 data")
         if len(body) % SAMPLE_BYTES:

@@ -71,6 +71,11 @@ class Movesense(VirtualPeripheral):
             self.subscriptions.pop(value[1], None)
         await self.notify(movesense.DATA, bytes([movesense.RESULT, value[1]]) + struct.pack("<H", 200))
 
-    async def stream_imu6(self, t_ms: int, acc: np.ndarray, gyr: np.ndarray) -> None:
+    async def stream_imu6(self, t_ms: int, acc: np.ndarray, gyr: np.ndarray, split: bool = False) -> None:
+        """One data packet per subscription; with `split`, a packet longer than the link's ATT MTU - 3
+        goes as two parts (DATA, then DATA_PART2), as the firmware sends long packets."""
+        max_len = min((c.att_mtu for c in self.connections()), default=23) - 3
         for ref in self.subscriptions:
-            await self.notify(movesense.DATA, movesense.encode_imu6(ref, t_ms, acc, gyr))
+            packet = movesense.encode_imu6(ref, t_ms, acc, gyr)
+            for part in movesense.split_packet(packet, max_len) if split else [packet]:
+                await self.notify(movesense.DATA, part)
