@@ -132,7 +132,7 @@ class Windows:
 
 def integrated_rotation(t: FloatArray, gyr: FloatArray) -> FloatArray:
     """Integrated rotation (3, N, degrees) of the angular rate (N, 3, rad/s), mean removed.
-    Residual drift is removed locally (each window, each candidate set: :func:`detrend_over`),
+    Residual drift is removed locally (each window, each candidate set: :func:`remove_drift`),
     never over the whole recording, where handling the device elsewhere would tilt the line."""
     dt = np.diff(t, prepend=t[0])
     x = np.rad2deg(np.cumsum(np.ascontiguousarray(gyr.T) * dt, axis=1))
@@ -140,15 +140,16 @@ def integrated_rotation(t: FloatArray, gyr: FloatArray) -> FloatArray:
     return np.asarray(x)
 
 
-def detrend_over(x: FloatArray, t: FloatArray, fit: slice) -> FloatArray:
-    """``x`` (C, N) minus its least-squares line against ``t`` fitted over ``fit`` only: a bias
-    the fusion left (no rest seen) is a ramp of the integral, estimated where the set repeats so
-    that the handling, walking or posture change next to it does not tilt it."""
-    tf = t[fit]
-    tc = tf - tf.mean()
-    xf = x[:, fit]
-    slope = (xf - xf.mean(axis=1, keepdims=True)) @ tc / max(float(tc @ tc), 1e-12)
-    return np.asarray(x - xf.mean(axis=1, keepdims=True) - np.outer(slope, t - tf.mean()))
+def remove_drift(theta: FloatArray, t: FloatArray, core: slice, period_n: int) -> FloatArray:
+    """``theta`` (degrees) minus a linear drift: the median rate of change of its mean over one
+    rep period, over ``core`` (where the set repeats). Averaging over a period cancels the reps;
+    the median keeps a bias the fusion left (no rest seen: a ramp of the integral) and ignores
+    the posture change, handling or walking next to the set, which tilt a least-squares line."""
+    mean = moving_mean(theta, max(period_n, 1))[core]
+    if mean.size < 3:
+        return theta
+    rate = np.diff(mean) / np.maximum(np.diff(t[core]), 1e-12)
+    return np.asarray(theta - _med(rate) * (t - t[core][0]))
 
 
 def vertical_acceleration(acc: FloatArray, up: FloatArray, rate_hz: float,
@@ -366,7 +367,7 @@ def _first_at_or_below(x: FloatArray, level: float, reverse: bool = False) -> in
 def count_cycles(t: FloatArray, angle_deg: FloatArray, period_s: float | None = None,
                  params: RepParams = DEFAULT_REPS, polarity: float | None = None,
                  open_ends: tuple[bool, bool] = (False, False),
-                 level_deg: FloatArray | None = None) -> list[Rep]:
+                 level_deg: FloatArray | None = None, core: tuple[int, int] | None = None) -> list[Rep]:
     """Repetitions in a 1-D segment rotation (degrees, any offset and sign) of one candidate set.
 
     Peaks (by topographic prominence, at least ``period_distance`` x ``period_s`` apart and
@@ -391,7 +392,14 @@ def count_cycles(t: FloatArray, angle_deg: FloatArray, period_s: float | None = 
         if found is None:
             polarity = -1.0
         else:
-            polarity = 1.0 if _start_side(angle_deg, level_all, found[0], found[1], rate, params) <= 0 else -1.0
+            # the start posture is a property of the repetitive part (``core``, samples), not of
+            # the handling or posture change the reach may catch next to it
+            c0, c1 = core if core is not None else (0, n)
+            pk_in, tr_in = found[0], found[1]
+            pk_c, tr_c = pk_in[(pk_in >= c0) & (pk_in < c1)], tr_in[(tr_in >= c0) & (tr_in < c1)]
+            if pk_c.size >= params.min_reps and tr_c.size >= params.min_reps:
+                pk_in, tr_in = pk_c, tr_c
+            polarity = 1.0 if _start_side(angle_deg, level_all, pk_in, tr_in, rate, params) <= 0 else -1.0
     p, lv = polarity * angle_deg, polarity * level_all
     found = _peaks_and_troughs(p, dist, params, span)
     if found is None:
@@ -594,10 +602,16 @@ def split_sets(reps: list[Rep], params: RepParams = DEFAULT_REPS,
         # outside the repetitive windows, a rep unlike the set's (in ROM, or in the posture it
         # starts from, by edge_tolerance of the ROM) is the neighbouring activity, and so is
         # everything beyond it: the set starts after the innermost such rep (ends before it)
+        # ... and so is a rep separated from the set by over twice its longest peak-to-peak
+        # interval inside the repetitive windows (holds and pauses included)
+        gap = np.append(np.diff(peak_s), 0.0)
+        longest = 2.0 * float(gap[inner[:-1]].max()) if inner.size > 1 else np.inf
         before = [i for i, r in enumerate(group) if r.peak_s < core[0] and (
-            _unlike(r, rom, params, True) or abs(lv[i] - ref[0]) > params.edge_tolerance * rom)]
+            _unlike(r, rom, params, True) or abs(lv[i] - ref[0]) > params.edge_tolerance * rom
+            or gap[i] > longest)]
         after = [i for i, r in enumerate(group) if r.peak_s > core[1] and (
-            _unlike(r, rom, params, True) or abs(lv[i] - ref[1]) > params.edge_tolerance * rom)]
+            _unlike(r, rom, params, True) or abs(lv[i] - ref[1]) > params.edge_tolerance * rom
+            or (i > 0 and gap[i - 1] > longest))]
         lo, hi = (max(before) + 1 if before else 0), (min(after) if after else len(group))
         if hi - lo < params.min_reps:
             continue
@@ -620,15 +634,16 @@ def detect_sets(t: FloatArray, gyr: FloatArray, acc: FloatArray, up: FloatArray,
     for cand in repetitive_spans(win, params):
         a, b = cand.start, cand.stop
         axis = candidate_axis(win, cand, raw, rate_hz)
-        w0, w1 = int(win.start[cand.windows[0]]) - a, int(win.stop[cand.windows[-1]]) - a
-        raw_theta = axis @ detrend_over(raw[:, a:b], t[a:b], slice(w0, w1))
+        w0 = min(max(int(win.start[cand.windows[0]]) - a, 0), b - a - 2)
+        w1 = max(min(int(win.stop[cand.windows[-1]]) - a, b - a), w0 + 2)
+        raw_theta = remove_drift(axis @ raw[:, a:b], t[a:b], slice(w0, w1), round(cand.period_s * rate_hz))
         # a centred moving mean over half a period of smooth_hz: -3 dB near smooth_hz
         theta = moving_mean(raw_theta, max(int(rate_hz / (2.0 * params.smooth_hz)), 1))
         # the recording starts (ends) inside the set when its first (last) window repeats
         open_ends = (int(cand.windows[0]) == 0, int(cand.windows[-1]) == win.start.size - 1)
         reps = count_cycles(t[a:b], theta, cand.period_s, params, open_ends=(a == 0 and open_ends[0],
                                                                              b == t.size and open_ends[1]),
-                            level_deg=raw_theta)
+                            level_deg=raw_theta, core=(w0, w1))
         core = (float(t[int(win.start[cand.windows[0]])]), float(t[int(win.stop[cand.windows[-1]]) - 1]))
         rep_idx = np.minimum(np.searchsorted(t[a:b], [r.start_s for r in reps]), b - a - 1)
         for group in split_sets(reps, params, core, raw_theta[rep_idx]):
