@@ -397,9 +397,10 @@ def count_cycles(t: FloatArray, angle_deg: FloatArray, period_s: float | None = 
             c0, c1 = core if core is not None else (0, n)
             pk_in, tr_in = found[0], found[1]
             pk_c, tr_c = pk_in[(pk_in >= c0) & (pk_in < c1)], tr_in[(tr_in >= c0) & (tr_in < c1)]
-            if pk_c.size >= params.min_reps and tr_c.size >= params.min_reps:
-                pk_in, tr_in = pk_c, tr_c
-            polarity = 1.0 if _start_side(angle_deg, level_all, pk_in, tr_in, rate, params) <= 0 else -1.0
+            if pk_c.size < params.min_reps or tr_c.size < params.min_reps:
+                c0, c1, pk_c, tr_c = 0, n, pk_in, tr_in
+            side = _start_side(angle_deg[c0:c1], level_all[c0:c1], pk_c - c0, tr_c - c0, rate, params)
+            polarity = 1.0 if side <= 0 else -1.0
     p, lv = polarity * angle_deg, polarity * level_all
     found = _peaks_and_troughs(p, dist, params, span)
     if found is None:
@@ -602,16 +603,10 @@ def split_sets(reps: list[Rep], params: RepParams = DEFAULT_REPS,
         # outside the repetitive windows, a rep unlike the set's (in ROM, or in the posture it
         # starts from, by edge_tolerance of the ROM) is the neighbouring activity, and so is
         # everything beyond it: the set starts after the innermost such rep (ends before it)
-        # ... and so is a rep separated from the set by over twice its longest peak-to-peak
-        # interval inside the repetitive windows (holds and pauses included)
-        gap = np.append(np.diff(peak_s), 0.0)
-        longest = 2.0 * float(gap[inner[:-1]].max()) if inner.size > 1 else np.inf
         before = [i for i, r in enumerate(group) if r.peak_s < core[0] and (
-            _unlike(r, rom, params, True) or abs(lv[i] - ref[0]) > params.edge_tolerance * rom
-            or gap[i] > longest)]
+            _unlike(r, rom, params, True) or abs(lv[i] - ref[0]) > params.edge_tolerance * rom)]
         after = [i for i, r in enumerate(group) if r.peak_s > core[1] and (
-            _unlike(r, rom, params, True) or abs(lv[i] - ref[1]) > params.edge_tolerance * rom
-            or (i > 0 and gap[i - 1] > longest))]
+            _unlike(r, rom, params, True) or abs(lv[i] - ref[1]) > params.edge_tolerance * rom)]
         lo, hi = (max(before) + 1 if before else 0), (min(after) if after else len(group))
         if hi - lo < params.min_reps:
             continue
