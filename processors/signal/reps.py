@@ -1,18 +1,20 @@
 """Exercise sets and repetitions from a single IMU, for any exercise and any mounting.
 
 Method (one generic path, no kinematic model needed): the bias-corrected angular rate is
-low-passed and integrated into a rotation vector, whose slow drift is removed by a zero-phase
-high-pass. In sliding windows, the principal axis of that integrated rotation is the dominant
-rotation (PCA of the motion, as in RecoFit: Morris et al., CHI 2014, and McGrath et al. 2018)
-and its autocorrelation tells whether the motion repeats and with what period (autocorrelation
-counters: Zijlstra & Hof 2003 for gait, Morris et al. 2014 for exercise). Repetitive windows
-with a consistent axis form candidate sets; the segment rotation about the set's axis is then
-cut into repetitions by topographic prominence (``scipy.signal.find_peaks``) with a minimum
-distance tied to the estimated period and a prominence relative to the set's own typical rep,
-so that low-amplitude reps are counted (and marked partial) while the wobble of a rep is not.
-Counting on the integrated angle rather than the rate keeps slow reps with fast secondary
-motion countable; needing no resting posture keeps sets cut close, sets without pauses and
-holds at either end countable. Walking is excluded by its step bounce.
+low-passed and integrated into a rotation vector, whose residual drift is removed locally (per
+window, and per candidate set as the median rate of its one-period mean). In sliding windows,
+the principal axis of that integrated rotation is the dominant rotation (PCA of the motion, as
+in RecoFit: Morris et al., CHI 2014, and McGrath et al. 2018) and its autocorrelation tells
+whether the motion repeats and with what period (autocorrelation counters: Zijlstra & Hof 2003
+for gait, Morris et al. 2014 for exercise). Repetitive windows with a consistent axis form
+candidate sets; the segment rotation about the set's axis is then cut into repetitions by
+topographic prominence (``scipy.signal.find_peaks``) with a minimum distance tied to the
+estimated period and a prominence relative to the set's own typical rep, so that low-amplitude
+reps are counted (and marked partial) while the wobble of a rep is not. Counting on the
+integrated angle rather than the rate keeps slow reps with fast secondary motion countable;
+needing no resting posture keeps sets cut close, sets without pauses and holds at either end
+countable; reps cut by the recording's start or end count as the cycle fractions they show,
+rounded. Walking is excluded by its step bounce.
 """
 
 from __future__ import annotations
@@ -376,8 +378,10 @@ def count_cycles(t: FloatArray, angle_deg: FloatArray, period_s: float | None = 
     from leaving its preceding trough to regaining its following one; ROM is the peak minus
     the lower trough on ``level_deg`` (default ``angle_deg``), the unsmoothed rotation, on
     which a rep must also end where it started (a posture change does not). ``open_ends`` says
-    whether the recording was cut at the start / end: a rep cut there counts when it got at
-    least ``rel_prominence`` of a typical rep. Partial and pause flags: :func:`flag_reps`.
+    whether the recording was cut at the start / end: the reps cut there are fractions of a
+    cycle (:func:`_edge_rep`), and they add as many reps as their sum rounds to. ``core``
+    (samples) is where the windows saw repetition: the start posture is decided there.
+    Partial and pause flags: :func:`flag_reps`.
     """
     n = t.size
     if n < 3 or float(np.ptp(angle_deg)) < params.min_rom_deg:
