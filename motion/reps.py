@@ -1,18 +1,20 @@
 """Exercise sets and repetitions from a single IMU, for any exercise and any mounting.
 
 Method (one generic path, no kinematic model needed): the bias-corrected angular rate is
-low-passed and integrated into a rotation vector, whose slow drift is removed by a zero-phase
-high-pass. In sliding windows, the principal axis of that integrated rotation is the dominant
-rotation (PCA of the motion, as in RecoFit: Morris et al., CHI 2014, and McGrath et al. 2018)
-and its autocorrelation tells whether the motion repeats and with what period (autocorrelation
-counters: Zijlstra & Hof 2003 for gait, Morris et al. 2014 for exercise). Repetitive windows
-with a consistent axis form candidate sets; the segment rotation about the set's axis is then
-cut into repetitions by topographic prominence (``scipy.signal.find_peaks``) with a minimum
-distance tied to the estimated period and a prominence relative to the set's own typical rep,
-so that low-amplitude reps are counted (and marked partial) while the wobble of a rep is not.
-Counting on the integrated angle rather than the rate keeps slow reps with fast secondary
-motion countable; needing no resting posture keeps sets cut close, sets without pauses and
-holds at either end countable. Walking is excluded by its step bounce.
+low-passed and integrated into a rotation vector, whose residual drift is removed locally (per
+window, and per candidate set as the median rate of its one-period mean). In sliding windows,
+the principal axis of that integrated rotation is the dominant rotation (PCA of the motion, as
+in RecoFit: Morris et al., CHI 2014, and McGrath et al. 2018) and its autocorrelation tells
+whether the motion repeats and with what period (autocorrelation counters: Zijlstra & Hof 2003
+for gait, Morris et al. 2014 for exercise). Repetitive windows with a consistent axis form
+candidate sets; the segment rotation about the set's axis is then cut into repetitions by
+topographic prominence (``scipy.signal.find_peaks``) with a minimum distance tied to the
+estimated period and a prominence relative to the set's own typical rep, so that low-amplitude
+reps are counted (and marked partial) while the wobble of a rep is not. Counting on the
+integrated angle rather than the rate keeps slow reps with fast secondary motion countable;
+needing no resting posture keeps sets cut close, sets without pauses and holds at either end
+countable; reps cut by the recording's start or end count as the cycle fractions they show,
+rounded. Walking is excluded by its step bounce.
 """
 
 from __future__ import annotations
@@ -131,14 +133,25 @@ class Windows:
 
 
 def integrated_rotation(t: FloatArray, gyr: FloatArray) -> FloatArray:
-    """Integrated rotation (3, N, degrees) of the angular rate (N, 3, rad/s). A constant bias
-    left by the fusion (no rest seen) would be a ramp: the best-fit line is removed."""
+    """Integrated rotation (3, N, degrees) of the angular rate (N, 3, rad/s), mean removed.
+    Residual drift is removed locally (each window, each candidate set: :func:`remove_drift`),
+    never over the whole recording, where handling the device elsewhere would tilt the line."""
     dt = np.diff(t, prepend=t[0])
     x = np.rad2deg(np.cumsum(np.ascontiguousarray(gyr.T) * dt, axis=1))
     x -= x.mean(axis=1, keepdims=True)
-    tc = t - t.mean()
-    x -= np.outer(x @ tc / max(float(tc @ tc), 1e-12), tc)
     return np.asarray(x)
+
+
+def remove_drift(theta: FloatArray, t: FloatArray, core: slice, period_n: int) -> FloatArray:
+    """``theta`` (degrees) minus a linear drift: the median rate of change of its mean over one
+    rep period, over ``core`` (where the set repeats). Averaging over a period cancels the reps;
+    the median keeps a bias the fusion left (no rest seen: a ramp of the integral) and ignores
+    the posture change, handling or walking next to the set, which tilt a least-squares line."""
+    mean = moving_mean(theta, max(period_n, 1))[core]
+    if mean.size < 3:
+        return theta
+    rate = np.diff(mean) / np.maximum(np.diff(t[core]), 1e-12)
+    return np.asarray(theta - _med(rate) * (t - t[core][0]))
 
 
 def vertical_acceleration(acc: FloatArray, up: FloatArray, rate_hz: float,
@@ -236,7 +249,9 @@ def rotation_windows(phi: FloatArray, vert_acc: FloatArray, rate_hz: float,
         lag_f = np.where(per1 >= params.min_periodicity, lag1, lag_f)
         periodicity[act] = per
         period[act] = lag_f / block_rate
-        rep = per >= params.min_periodicity
+        # a period found at the edge of the searched lags and interpolated below it is faster
+        # than any rep (tremor, fidgeting, a shaken device), not a rep cycle
+        rep = (per >= params.min_periodicity) & (lag_f >= params.min_period_s * block_rate)
         act, lag_f = act[rep], lag_f[rep]
     if act.size and hi > lo + 1:
         # the rotation that repeats: covariance of the window's angular rate with itself one
@@ -290,7 +305,7 @@ def repetitive_spans(win: Windows, params: RepParams = DEFAULT_REPS) -> list[Can
     walked_pre = np.concatenate(([0], np.cumsum(np.cumsum(edges[:-1]) > 0)))
     in_walk = (walked_pre[win.stop] - walked_pre[win.start]) / np.maximum(win.stop - win.start, 1)
     ok = ((win.amplitude_deg >= params.min_amplitude_deg) & ~win.walking & (in_walk <= 0.5)
-          & (win.periodicity >= params.min_periodicity))
+          & (win.periodicity >= params.min_periodicity) & (win.period_s >= params.min_period_s))
     idx = np.flatnonzero(ok)
     if idx.size == 0:
         return []
@@ -354,7 +369,7 @@ def _first_at_or_below(x: FloatArray, level: float, reverse: bool = False) -> in
 def count_cycles(t: FloatArray, angle_deg: FloatArray, period_s: float | None = None,
                  params: RepParams = DEFAULT_REPS, polarity: float | None = None,
                  open_ends: tuple[bool, bool] = (False, False),
-                 level_deg: FloatArray | None = None) -> list[Rep]:
+                 level_deg: FloatArray | None = None, core: tuple[int, int] | None = None) -> list[Rep]:
     """Repetitions in a 1-D segment rotation (degrees, any offset and sign) of one candidate set.
 
     Peaks (by topographic prominence, at least ``period_distance`` x ``period_s`` apart and
@@ -363,8 +378,10 @@ def count_cycles(t: FloatArray, angle_deg: FloatArray, period_s: float | None = 
     from leaving its preceding trough to regaining its following one; ROM is the peak minus
     the lower trough on ``level_deg`` (default ``angle_deg``), the unsmoothed rotation, on
     which a rep must also end where it started (a posture change does not). ``open_ends`` says
-    whether the recording was cut at the start / end: a rep cut there counts when it got at
-    least ``rel_prominence`` of a typical rep. Partial and pause flags: :func:`flag_reps`.
+    whether the recording was cut at the start / end: the reps cut there are fractions of a
+    cycle (:func:`_edge_rep`), and they add as many reps as their sum rounds to. ``core``
+    (samples) is where the windows saw repetition: the start posture is decided there.
+    Partial and pause flags: :func:`flag_reps`.
     """
     n = t.size
     if n < 3 or float(np.ptp(angle_deg)) < params.min_rom_deg:
@@ -375,30 +392,69 @@ def count_cycles(t: FloatArray, angle_deg: FloatArray, period_s: float | None = 
     dist = max(int(params.period_distance * p_period * rate), int(0.5 * params.min_rep_s * rate), 1)
     span = max(int(p_period * rate), dist)
     if polarity is None:
-        found = _peaks_and_troughs(angle_deg, dist, params, open_ends, n)
+        found = _peaks_and_troughs(angle_deg, dist, params, n)
         if found is None:
             polarity = -1.0
         else:
-            polarity = 1.0 if _start_side(angle_deg, level_all, found[0], found[1], rate, params) <= 0 else -1.0
-    found = _peaks_and_troughs(polarity * angle_deg, dist, params, open_ends, span)
+            # the start posture is a property of the repetitive part (``core``, samples), not of
+            # the handling or posture change the reach may catch next to it
+            c0, c1 = core if core is not None else (0, n)
+            pk_in, tr_in = found[0], found[1]
+            pk_c, tr_c = pk_in[(pk_in >= c0) & (pk_in < c1)], tr_in[(tr_in >= c0) & (tr_in < c1)]
+            if pk_c.size < params.min_reps or tr_c.size < params.min_reps:
+                c0, c1, pk_c, tr_c = 0, n, pk_in, tr_in
+            side = _start_side(angle_deg[c0:c1], level_all[c0:c1], pk_c - c0, tr_c - c0, rate, params)
+            polarity = 1.0 if side <= 0 else -1.0
+    p, lv = polarity * angle_deg, polarity * level_all
+    found = _peaks_and_troughs(p, dist, params, span)
     if found is None:
         return []
     peaks, troughs, typical = found
-    return _reps(t, polarity * angle_deg, polarity * level_all, peaks, troughs, typical, rate, params)
+    # where the recording itself is cut inside the set, the reps cut there are fractions of a cycle
+    cut_start = open_ends[0] and troughs[0] == 0  # starts in the first rep's rise
+    cut_end = open_ends[1] and troughs[-1] == n - 1  # ends in the last rep's fall
+    lo, hi = int(cut_start), peaks.size - int(cut_end)
+    reps = _reps(t, p, lv, peaks[lo:hi], troughs[lo:hi + 1], typical, rate, params) if hi > lo else []
+    # a cut rep is a fraction of the set's median whole rep (not of the upper-half typical one
+    # used to find peaks: that would make every cut rep look smaller than it is)
+    inner = peaks[lo:hi]
+    whole = _med(p[inner] - np.minimum(p[troughs[lo:hi]], p[troughs[lo + 1:hi + 1]])) if inner.size else typical
+    edges = []
+    if open_ends[0]:
+        edges.append(_edge_rep(t, p, lv, 0, int(troughs[lo]), whole))
+    if open_ends[1]:
+        edges.append(_edge_rep(t, p, lv, int(troughs[hi]), n - 1, whole))
+    # the cycles seen are rounded, not the peaks counted: the two cut ends add a rep for each whole
+    # cycle their fractions make up (a rep cut in its rise ~1, a fall seen alone < 0.5, rest ~0)
+    keep = int(np.floor(sum(f for _, f in edges) + 0.5))
+    kept = sorted(edges, key=lambda e: -e[1])[:keep]
+    reps.extend(r for r, _ in kept if r is not None)
+    return sorted(reps, key=lambda r: r.peak_s)
 
 
-def _peaks_and_troughs(p: FloatArray, dist: int, params: RepParams, open_ends: tuple[bool, bool],
+def _edge_rep(t: FloatArray, p: FloatArray, level: FloatArray, a: int, b: int,
+              typical: float) -> tuple[Rep | None, float]:
+    """The part of a rep cut by the recording's start or end (samples ``a..b``, one side being
+    the recording's edge, the other the trough of the adjacent whole rep) and the fraction of a
+    cycle it is: the way up and back down it shows, over twice the set's typical rep."""
+    if b - a < 2:
+        return None, 0.0
+    seg = p[a:b + 1]
+    k = int(np.argmax(seg))
+    top = float(seg[k])
+    frac = min(((top - float(seg[0])) + (top - float(seg[-1]))) / (2.0 * max(typical, 1e-9)), 1.0)
+    low = float(min(level[a], level[b])) if 0 < k < seg.size - 1 else float(level[b] if a == 0 else level[a])
+    rom = float(level[a + k]) - low
+    return Rep(float(t[a]), float(t[a + k]), float(t[b]), rom, False, False, False), frac
+
+
+def _peaks_and_troughs(p: FloatArray, dist: int, params: RepParams,
                        span: int) -> tuple[IntArray, IntArray, float] | None:
     """Peaks of ``p`` prominent relative to the typical one, the troughs between them, and the
     typical prominence (median of the upper half: robust to many small swings)."""
     n = p.size
-    # an open end may be a peak: a sample below it outside lets find_peaks see it
-    drop = float(np.ptp(p)) + 1.0
-    ext = np.concatenate(([p[0] - drop] if open_ends[0] else [], p, [p[-1] - drop] if open_ends[1] else []))
-    peaks, props = find_peaks(ext, prominence=params.min_rom_deg * params.rel_prominence, distance=dist)
-    peaks = peaks - int(open_ends[0])
-    keep = (peaks >= 0) & (peaks < n)
-    peaks, prom = peaks[keep], props["prominences"][keep]
+    peaks, props = find_peaks(p, prominence=params.min_rom_deg * params.rel_prominence, distance=dist)
+    prom = props["prominences"]
     if peaks.size == 0:
         return None
     typical = _med(np.sort(prom)[prom.size // 2:])
@@ -415,12 +471,18 @@ def _peaks_and_troughs(p: FloatArray, dist: int, params: RepParams, open_ends: t
     return peaks, troughs, typical
 
 
+def _detrended(idx: IntArray, x: FloatArray) -> FloatArray:
+    """``x`` minus its median and its least-squares line against ``idx`` (drift over the set)."""
+    if idx.size < 3:
+        return np.asarray(x - _med(x))
+    i = idx - idx.mean()
+    r = x - x.mean() - i * (float(i @ (x - x.mean())) / max(float(i @ i), 1e-12))
+    return np.asarray(r - _med(r))
+
+
 def _detrended_mad(idx: IntArray, x: FloatArray) -> float:
     """MAD of ``x`` after removing its least-squares line against ``idx`` (drift over the set)."""
-    if idx.size < 3:
-        return _mad(x)
-    i = idx - idx.mean()
-    return _mad(x - x.mean() - i * (float(i @ (x - x.mean())) / max(float(i @ i), 1e-12)))
+    return _med(np.abs(_detrended(idx, x))) if x.size else 0.0
 
 
 def _start_side(p: FloatArray, level: FloatArray, peaks: IntArray, troughs: IntArray, rate: float,
@@ -434,7 +496,16 @@ def _start_side(p: FloatArray, level: FloatArray, peaks: IntArray, troughs: IntA
     """
     lo, hi = _med(level[troughs]), _med(level[peaks])
     span = max(hi - lo, 1e-9)
-    spread = (_detrended_mad(troughs, level[troughs]) - _detrended_mad(peaks, level[peaks])) / span
+    # the troughs between peaks (the first and last may be a posture held before or after the set)
+    inner = troughs[1:-1] if troughs.size >= 5 else troughs
+    # a partial rep falls short of the others by more than 1 - partial_frac of a rep; no rep starts
+    # that far from the start posture: count such outliers of either extreme, after drift
+    far = (1.0 - params.partial_frac) * span
+    n_far = (np.count_nonzero(np.abs(_detrended(inner, level[inner])) > far)
+             - np.count_nonzero(np.abs(_detrended(peaks, level[peaks])) > far))
+    if n_far:
+        return float(n_far)
+    spread = (_detrended_mad(inner, level[inner]) - _detrended_mad(peaks, level[peaks])) / span
     if abs(spread) >= params.spread_margin:
         return spread
     lo_p, hi_p = _med(p[troughs]), _med(p[peaks])
@@ -449,24 +520,18 @@ def _start_side(p: FloatArray, level: FloatArray, peaks: IntArray, troughs: IntA
 
 def _reps(t: FloatArray, p: FloatArray, level: FloatArray, peaks: IntArray, troughs: IntArray,
           typical: float, rate: float, params: RepParams) -> list[Rep]:
-    n = p.size
     reps: list[Rep] = []
     near = max(int(0.05 * rate), 1)
     for i, pk in enumerate(peaks.tolist()):
         tl, tr = int(troughs[i]), int(troughs[i + 1])
         top = float(p[pk])
         low_l, low_r = float(p[tl]), float(p[tr])
-        # a rep cut by the recording's start or end is seen on one side only
-        if pk == 0:
-            low_l = low_r
-        elif pk == n - 1:
-            low_r = low_l
         rom = top - min(low_l, low_r)
         # a rep rises from and falls back to near its start level on both sides (not a drift step)
         if top - max(low_l, low_r) < params.rel_prominence * typical:
             continue
         # ... and ends where it started: a change of posture (sitting down, lying down) does not
-        if pk not in (0, n - 1) and abs(float(level[tl] - level[tr])) > params.max_level_change * rom:
+        if abs(float(level[tl] - level[tr])) > params.max_level_change * rom:
             continue
         s = tl + _first_at_or_below(p[tl:pk + 1], low_l + params.onset_frac * (top - low_l), reverse=True)
         e = pk + _first_at_or_below(p[pk:tr + 1], low_r + params.onset_frac * (top - low_r))
@@ -475,9 +540,8 @@ def _reps(t: FloatArray, p: FloatArray, level: FloatArray, peaks: IntArray, trou
         held = float(np.count_nonzero(p[s:e + 1] >= top - 0.1 * rom)) / rate > params.hold_s
         # ROM on the unsmoothed rotation: its extreme near the smoothed peak minus the trough
         lv_top = float(level[max(pk - near, 0):pk + near + 1].max())
-        lv_l, lv_r = float(level[tl]), float(level[tr])
-        lv_low = lv_r if pk == 0 else lv_l if pk == n - 1 else min(lv_l, lv_r)
-        reps.append(Rep(float(t[s]), float(t[pk]), float(t[e]), lv_top - lv_low, False, False, held))
+        reps.append(Rep(float(t[s]), float(t[pk]), float(t[e]), lv_top - min(float(level[tl]), float(level[tr])),
+                        False, False, held))
     return reps
 
 
@@ -569,13 +633,16 @@ def detect_sets(t: FloatArray, gyr: FloatArray, acc: FloatArray, up: FloatArray,
     for cand in repetitive_spans(win, params):
         a, b = cand.start, cand.stop
         axis = candidate_axis(win, cand, raw, rate_hz)
-        raw_theta = axis @ raw[:, a:b]
+        w0 = min(max(int(win.start[cand.windows[0]]) - a, 0), b - a - 2)
+        w1 = max(min(int(win.stop[cand.windows[-1]]) - a, b - a), w0 + 2)
+        raw_theta = remove_drift(axis @ raw[:, a:b], t[a:b], slice(w0, w1), round(cand.period_s * rate_hz))
         # a centred moving mean over half a period of smooth_hz: -3 dB near smooth_hz
         theta = moving_mean(raw_theta, max(int(rate_hz / (2.0 * params.smooth_hz)), 1))
-        open_ends = (int(win.start[cand.windows[0]]) == 0, int(win.stop[cand.windows[-1]]) >= t.size)
+        # the recording starts (ends) inside the set when its first (last) window repeats
+        open_ends = (int(cand.windows[0]) == 0, int(cand.windows[-1]) == win.start.size - 1)
         reps = count_cycles(t[a:b], theta, cand.period_s, params, open_ends=(a == 0 and open_ends[0],
                                                                              b == t.size and open_ends[1]),
-                            level_deg=raw_theta)
+                            level_deg=raw_theta, core=(w0, w1))
         core = (float(t[int(win.start[cand.windows[0]])]), float(t[int(win.stop[cand.windows[-1]]) - 1]))
         rep_idx = np.minimum(np.searchsorted(t[a:b], [r.start_s for r in reps]), b - a - 1)
         for group in split_sets(reps, params, core, raw_theta[rep_idx]):

@@ -28,7 +28,7 @@ from rtm.contract import ImuBatch, decode
 from rtm.contract.base import EVENT_ID_NAMESPACE, time_key
 from rtm.db import Conn
 
-ALGORITHM_VERSION = "reps-rom-2"
+ALGORITHM_VERSION = "reps-rom-3"
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,8 @@ def _replace_results(conn: Conn, key: StreamKey, origin: datetime, session_id: s
         sid = set_id(key, i, start)
         sets.append((start, sid, key.patient_id, episode_id, key.device_id, key.stream_id, session_id, exercise,
                      origin + timedelta(seconds=s.end_s), s.count, s.n_partial, s.n_pauses,
-                     _finite(s.reps_per_min), _finite(s.rom.median_deg), _finite(s.rom.max_deg), ALGORITHM_VERSION))
+                     _finite(s.reps_per_min), _finite(s.rom.median_deg), _finite(s.rom.max_deg), s.rom_kind,
+                     bool(s.rom_plausible), ALGORITHM_VERSION))
         for j, r in enumerate(s.reps):
             reps.append((origin + timedelta(seconds=r.start_s), sid, j, key.patient_id,
                          origin + timedelta(seconds=r.end_s), _finite(r.rom_deg), bool(r.partial),
@@ -149,7 +150,8 @@ def _replace_results(conn: Conn, key: StreamKey, origin: datetime, session_id: s
         cur.executemany(
             """insert into exercise_sets (time, set_id, patient_id, episode_id, device_id, stream_id, session_id,
                    exercise, end_time, rep_count, partial_reps, pauses, reps_per_min, rom_median_deg, rom_max_deg,
-                   algorithm_version) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                   rom_kind, rom_plausible, algorithm_version)
+               values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
             sets,
         )
         cur.executemany(

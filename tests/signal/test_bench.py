@@ -19,7 +19,11 @@ def test_bench_quick_prints_table_and_json_last(capsys: pytest.CaptureFixture[st
     code = bench.main(["--quick", "--repeats", "1"])
     out = capsys.readouterr().out.strip().splitlines()
     summary = json.loads(out[-1])
-    assert list(summary) == KEYS
+    assert [k for k in summary if k in KEYS] == KEYS  # the headline figures, in this order
+    # per exercise and per case: where the counter holds and where not
+    assert "reps_knee_extension_within1_pct" in summary and "hard_surrounded_within1_pct" in summary
+    if summary["spar_within1_pct"] is not None:
+        assert {f"spar_pendulum_{k}" for k in ("within1_pct", "mae_reps")} <= set(summary)
     assert any(line.startswith("measured") for line in out)
     assert code in (0, 1, 2)
     assert summary["steps_mape_pct"] is not None and summary["msamples_per_s"] > 0

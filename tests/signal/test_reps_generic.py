@@ -131,3 +131,41 @@ def test_set_with_many_partial_reps_is_counted_and_they_are_marked() -> None:
         n_partial = sum(r.partial for r in truth)
         ok += abs(res.n_reps - len(truth)) <= 1 and abs(sum(r.partial for r in res.reps) - n_partial) <= 2
     assert ok >= 3
+
+
+def _reps_signal(t0: float, t1: float, rate: float = 50.0) -> tuple[np.ndarray, np.ndarray]:
+    """Back-to-back reps of 40 deg, one every 2 s (peaks at 1, 3, 5, ... s), seen from t0 to t1."""
+    t = np.arange(round((t1 - t0) * rate) + 1) / rate + t0
+    return t, 20.0 * (1.0 - np.cos(np.pi * t))
+
+
+@pytest.mark.parametrize(("t0", "t1", "expected"), [
+    (0.3, 19.7, 10),  # cut in the first rep's rise and the last rep's fall: both count
+    (1.6, 20.0, 9),  # the first rep seen only as the end of its fall (< half a cycle): not a rep
+    (1.6, 21.6, 10),  # two cut reps of about 0.3 cycle each do not make one
+    (1.2, 20.8, 10),  # a fall from near the top and a rise nearly to it: together one cycle
+])
+def test_reps_cut_by_the_recording_count_as_rounded_cycle_fractions(t0: float, t1: float, expected: int) -> None:
+    t, angle = _reps_signal(t0, t1)
+    reps = count_cycles(t, angle, 2.0, polarity=1.0, open_ends=(True, True))
+    assert len(reps) == expected
+
+
+def test_drift_is_estimated_where_the_set_repeats_not_from_the_handling_next_to_it() -> None:
+    from motion.reps import remove_drift
+
+    rate = 50.0
+    t = np.arange(round(60 * rate)) / rate
+    reps = 20.0 * (1.0 - np.cos(np.pi * t))
+    drift = 1.5 * t  # a bias the fusion could not see: a ramp of the integral
+    handling = np.where(t > 45.0, 90.0, 0.0)  # the device turned over after the set
+    core = slice(0, round(44 * rate))
+    out = remove_drift(reps + drift + handling, t, core, round(2.0 * rate))
+    # the reps keep their levels to within a degree over the set, whatever happened after it
+    resid = out[core] - reps[core]
+    assert float(np.ptp(resid)) < 1.0
+    # a least-squares line over a span that includes the handling would be tilted by it
+    span = t[: round(50 * rate)]
+    x = (reps + drift + handling)[: span.size]
+    slope = np.polyfit(span, x, 1)[0]
+    assert abs(slope - 1.5) > 0.3

@@ -74,6 +74,7 @@ def _generic_reps_rows(rows: list[Row], notes: list[str], quick: bool) -> dict[s
                     "", f"synthetic, {hard.start_errors_s.size} matched reps"))
     out: dict[str, float | None] = {"hard_within1_pct": hard.within1_pct,
                                     "hard_false_reps_per_10min": hard.false_per_10min,
+                                    **{f"hard_{c}_within1_pct": hard.case_pct(c) for c in hard.within1},
                                     "spar_within1_pct": None, "spar_mae_reps": None,
                                     "spar_baseline_within1_pct": None}
     try:
@@ -96,6 +97,10 @@ def _generic_reps_rows(rows: list[Row], notes: list[str], quick: bool) -> dict[s
                  + ", ".join(f"S{k:02d} {spar.within1_pct(subject=k):.0f} %" for k in sorted(set(spar.subjects))))
     out.update(spar_within1_pct=spar.within1_pct(), spar_mae_reps=spar.mae_reps(),
                spar_baseline_within1_pct=spar.baseline_within1_pct())
+    # per exercise, so the JSON line says where the counter holds and where not
+    for ex in spar.exercise_names:
+        out[f"spar_{ex}_within1_pct"] = spar.within1_pct(ex)
+        out[f"spar_{ex}_mae_reps"] = spar.mae_reps(ex)
     return out
 
 
@@ -244,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = {
         "reps_within1_pct": num(reps.within1_pct, 2),
+        **{f"reps_{k}_within1_pct": num(v, 2) for k, v in reps.per_exercise_within1.items()},
         "false_reps_per_10min": num(reps.false_per_10min),
         "rom_mae_deg": num(reps.rom_mae_deg),
         **{k: num(v) for k, v in reps_summary.items()},
