@@ -6,7 +6,7 @@ Entry points other parts call:
   and range of motion per rep for one IMU recording and a prescribed exercise;
 - :func:`minute_activity` -- per-minute steps, active minutes, ENMO and wear from a raw
   accelerometer; :func:`device_steps` -- vendor step counts passed through with their intervals;
-- :func:`day_facts` -- per patient-local calendar date, whether and what qualifying data it holds;
+- :func:`offset_table` -- a checked time-zone history as UTC offsets, for patient-local dates;
 - :mod:`processors.signal.synth` -- seedable synthetic IMU generator with exact ground truth.
 
 See ``docs/signal-processing.md`` for methods, parameters, citations and measured accuracy.
@@ -16,7 +16,7 @@ from rtm.localtime import local_day_index
 
 from .activity import ActivityParams, MinuteActivity, minute_activity
 from .analysis import AnalysisParams, ExerciseAnalysis, ExerciseSet, analyze_exercise
-from .daydata import DayFact, DayParams, day_facts, offset_table
+from .daydata import offset_table
 from .errors import (
     DatasetUnavailableError,
     EmptyInputError,
@@ -45,8 +45,6 @@ __all__ = [
     "ActivityParams",
     "AnalysisParams",
     "DatasetUnavailableError",
-    "DayFact",
-    "DayParams",
     "DeviceSteps",
     "EmptyInputError",
     "Exercise",
@@ -79,7 +77,6 @@ __all__ = [
     "analyze_exercise",
     "contiguous_segments",
     "count_steps",
-    "day_facts",
     "detect_strides",
     "detect_wear",
     "device_steps",

@@ -32,7 +32,7 @@ def test_csv_export_one_line_per_code(scenario):
     s = _billed(scenario)
     rows = list(csv.DictReader(io.StringIO(billing.export(s.conn, "csv", s.clinic, d("2026-03-01")))))
     assert {(r["code"], r["modifiers"]) for r in rows} == {("98975", "GP"), ("98977", "GP"), ("98980", "GP")}
-    assert all(r["status"] == "final" and r["policy"] == "medicare-2026@2026.2" for r in rows)
+    assert all(r["status"] == "final" and r["policy"] == "medicare-2026@2026.3" for r in rows)
 
 
 def test_jsonl_export_has_explanations_reasons(scenario):
