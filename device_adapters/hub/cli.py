@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
 import signal
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from device_adapters.hub.agent import HubAgent
 from device_adapters.hub.config import HubConfig
+from rtm.cliutil import exit_with, new_app
+
+hub_app = new_app("The home-hub agent: BLE devices to the gateway through a local spool.")
+Config = Annotated[Path, typer.Option(exists=True, dir_okay=False, help="The hub's JSON configuration file.")]
 
 
-def _agent(args: argparse.Namespace) -> HubAgent:
-    return HubAgent(HubConfig.load(Path(args.config)))
+def _agent(config: Path) -> HubAgent:
+    return HubAgent(HubConfig.load(config))
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+@hub_app.command("run")
+def cmd_run(config: Config) -> None:
+    """Run the agent (BLE sessions, spool, uploads) until SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     async def main() -> None:
-        agent = _agent(args)
+        agent = _agent(config)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -33,14 +41,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             await agent.close()
 
     asyncio.run(main())
-    return 0
 
 
-def cmd_upload(args: argparse.Namespace) -> int:
-    """Drain the spool to the gateway once (no BLE)."""
+@hub_app.command("upload")
+def cmd_upload(config: Config) -> None:
+    """Drain the spool to the gateway once (no BLE); exit 1 when events are left."""
 
     async def main() -> int:
-        agent = _agent(args)
+        agent = _agent(config)
         try:
             moved = await agent.uploader.drain()
             print(json.dumps({"uploaded": moved, "left": agent.spool.depth(), **agent.uploader.stats.__dict__}))
@@ -48,25 +56,19 @@ def cmd_upload(args: argparse.Namespace) -> int:
         finally:
             await agent.close()
 
-    return asyncio.run(main())
+    exit_with(asyncio.run(main()))
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    agent = _agent(args)
+@hub_app.command("status")
+def cmd_status(config: Config) -> None:
+    """Print the spool's depth, evictions and rejections."""
+    agent = _agent(config)
     try:
         h = agent.health()
         print(json.dumps({k: h[k] for k in ("spool_depth", "spool_bytes", "evicted", "rejected")}))
     finally:
         asyncio.run(agent.close())
-    return 0
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("hub", help="the home-hub agent: BLE devices to the gateway through a local spool")
-    hub = p.add_subparsers(dest="hub_cmd", required=True)
-    for name, func, text in (("run", cmd_run, "run the agent (BLE sessions, spool, uploads) until SIGTERM"),
-                             ("upload", cmd_upload, "drain the spool to the gateway once"),
-                             ("status", cmd_status, "print the spool's depth, evictions and rejections")):
-        q = hub.add_parser(name, help=text)
-        q.add_argument("--config", required=True, help="the hub's JSON configuration file")
-        q.set_defaults(func=func)
+def register(app: typer.Typer) -> None:
+    app.add_typer(hub_app, name="hub")
