@@ -9,7 +9,7 @@ import sys
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
 
@@ -255,7 +255,7 @@ def cmd_billing_export(
 ) -> None:
     """Export a clinic's bill month for a billing job."""
     with _connect("reader") as conn:
-        text = billing.export(conn, cast(billing.Format, format.value), clinic, _month(month), billable_only=not all)
+        text = billing.export(conn, format.value, clinic, _month(month), billable_only=not all)
     if output:
         with open(output, "w", encoding="utf-8") as fh:
             fh.write(text)
