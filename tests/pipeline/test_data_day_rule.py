@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from processors.activity import recompute_minutes
-from processors.dayfacts import DayChange, rebuild_day_facts
+from processors.dayfacts import DayChange, patient_rules, rebuild_day_facts
 from processors.eligibility.policy import DataDayRule, load_policy
 from processors.sink.raw import ChangedSpan
 
@@ -144,10 +144,18 @@ def test_data_before_the_first_zone(owner_db: Conn, db: Conn, before_first_zone:
         assert got[dated] == (True, 1, 0)
 
 
-def test_each_patient_gets_the_rule_of_their_episodes_policy(owner_db: Conn, db: Conn) -> None:
-    """Without an override the rebuild reads the policy of the patient's latest episode."""
-    pid = zero_step_record(owner_db, db)
-    owner_db.execute("""insert into episodes (episode_id, patient_id, clinic_id, payer_policy, discipline, start_date)
-                        values (%s, %s, 'c-rule', 'legacy-16-day', 'PT', '2026-03-01')""", (f"e-{pid}", pid))
-    assert load_policy("legacy-16-day").data_day.zero_step_records is False
-    assert not facts(db, pid, None)[DAY][0]
+def test_each_patient_gets_the_rule_of_their_latest_episodes_policy(owner_db: Conn, db: Conn) -> None:
+    """Without an override the rebuild reads the `[data_day]` of the policy of the patient's latest
+    episode; without an episode, or with an unknown policy, the default policy's."""
+    legacy, default = load_policy("legacy-16-day").data_day, load_policy("medicare-2026").data_day
+    on_legacy, unknown, none = patient(owner_db), patient(owner_db), patient(owner_db)
+    for pid, policy, start in ((on_legacy, "medicare-2026", "2026-01-01"), (on_legacy, "legacy-16-day", "2026-03-01"),
+                               (unknown, "no-such-policy", "2026-03-01")):
+        owner_db.execute("""insert into episodes (episode_id, patient_id, clinic_id, payer_policy, discipline,
+                                                  start_date) values (%s, %s, 'c-rule', %s, 'PT', %s)""",
+                         (f"e-{pid}-{policy}", pid, policy, start))
+    rules = patient_rules(db, [on_legacy, unknown, none])
+    assert rules[on_legacy] is legacy and rules[unknown] is default and rules[none] is default
+    # and the rebuild applies it: the 0-step record makes no day under the shipped rule
+    step_record(owner_db, db, on_legacy, local(DAY, 10), local(DAY, 10, 30), 0)
+    assert not facts(db, on_legacy, None)[DAY][0]
