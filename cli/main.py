@@ -1,16 +1,24 @@
-"""`rtm`: the one command-line entry point. Each part registers its own subcommands here."""
+"""`rtm`: the one command-line entry point (typer). Each part registers its own subcommands here.
+
+Errors a user can cause (a stack that is not up, a missing password, an unknown id, a refused
+time entry) end as one line on stderr and a non-zero exit; `rtm --debug ...` shows the traceback.
+"""
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated
 
+import typer
+
+from rtm.cliutil import PASS_THROUGH, DebugFlag, exit_with, new_app, run_app
 from rtm.settings import get_settings
 
-# name -> "module:function" taking argv and returning an exit code. Imported lazily so that a
-# quick command (status) does not pay for numpy/scipy/faust imports.
+# name -> ("module:function" taking argv and returning an exit code, what it measures). Imported
+# lazily so that a quick command (status) does not pay for numpy/scipy/faust imports.
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "encoding": ("tools.bench.encoding:main", "encode+decode of IMU batches: binary frame vs JSON"),
     "signal": ("tools.bench.signal_processing:main", "signal processing accuracy and throughput"),
@@ -27,127 +35,146 @@ def _load(target: str) -> Callable[[list[str]], int]:
     return fn
 
 
-def cmd_up(args: argparse.Namespace) -> int:
+def _version() -> str:
+    try:
+        return version("rtm-pipeline")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
+app = new_app("Remote Therapeutic Monitoring pipeline: the local stack, workers, gateway, billing, tools.")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"rtm {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[bool, typer.Option(
+        "--version", callback=_show_version, is_eager=True, help="Print the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")] = False,
+) -> None:
+    DebugFlag.on = debug
+
+
+@app.command()
+def up() -> None:
+    """Start the local stack (database, broker) and create the topics."""
     from rtm import stack
 
     for line in stack.up(get_settings()):
-        print(f"up: {line}")
-    return 0
+        typer.echo(f"up: {line}")
 
 
-def cmd_down(args: argparse.Namespace) -> int:
+@app.command()
+def down(purge: Annotated[bool, typer.Option(help="Also delete the local database.")] = False) -> None:
+    """Stop the local stack."""
     from rtm import stack
 
-    stack.down(get_settings(), purge=args.purge)
-    print("down: stopped" + (" and deleted the database" if args.purge else ""))
-    return 0
+    stack.down(get_settings(), purge=purge)
+    typer.echo("down: stopped" + (" and deleted the database" if purge else ""))
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+@app.command()
+def status() -> None:
+    """Show whether the local services are up (exit 1 when one is down)."""
+    from rich.console import Console
+    from rich.table import Table
+
     from rtm import stack
 
     states = stack.status(get_settings())
+    table = Table("service", "state", "detail", box=None)
     for name, (running, detail) in states.items():
-        print(f"{name:9} {'up  ' if running else 'down'}  {detail}")
-    return 0 if all(r for r, _ in states.values()) else 1
+        table.add_row(name, "[green]up[/]" if running else "[red]down[/]", detail)
+    Console().print(table)
+    exit_with(0 if all(r for r, _ in states.values()) else 1)
 
 
-def cmd_migrate(args: argparse.Namespace) -> int:
-    from rtm.db.migrate import migrate
+@app.command()
+def migrate() -> None:
+    """Apply pending database migrations."""
+    from rtm.db.migrate import migrate as apply
 
-    applied = migrate(get_settings())
-    print("migrate: " + (", ".join(applied) if applied else "up to date"))
-    return 0
+    applied = apply(get_settings())
+    typer.echo("migrate: " + (", ".join(applied) if applied else "up to date"))
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
-    if args.supervise:
-        from processors.supervisor import supervise
+@app.command()
+def worker(
+    loglevel: Annotated[str, typer.Option(help="faust's log level (debug, info, warning, error).")] = "warning",
+    supervise: Annotated[bool, typer.Option(
+        help="Keep --workers workers running (web ports from RTM_WORKER_WEB_PORT up), restarting any that exits "
+             "or stops answering /live/.")] = False,
+    workers: Annotated[int, typer.Option(min=1, help="Workers to keep running with --supervise.")] = 1,
+) -> None:
+    """Run one stream-processing worker (faust), or supervise several."""
+    if supervise:
+        from processors.supervisor import supervise as run_supervised
 
-        return supervise(get_settings(), args.workers, args.loglevel)
+        exit_with(run_supervised(get_settings(), workers, loglevel))
+        return
     from processors.worker import run_worker
 
-    return run_worker(loglevel=args.loglevel)
+    exit_with(run_worker(loglevel=loglevel))
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+@app.command()
+def run(
+    patients: Annotated[int, typer.Option(min=1, help="Simulated patients in the cohort.")] = 50,
+    days: Annotated[int, typer.Option(min=1, help="Days of data per patient.")] = 45,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated cohort (same seed, same cohort).")] = 7,
+    via_ble: Annotated[int, typer.Option(min=0, metavar="N",
+                                         help="Send N IMU sessions through virtual BLE devices and the hub agent.")]
+    = 0,
+) -> None:
+    """The main job: stack, pipeline and a simulated cohort, end to end."""
     from cli.mainjob import run_main_job
 
-    return run_main_job(patients=args.patients, days=args.days, seed=args.seed, via_ble=args.via_ble)
+    exit_with(run_main_job(patients=patients, days=days, seed=seed, via_ble=via_ble))
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    if args.name not in BENCHMARKS:
-        print(f"unknown benchmark {args.name!r}; choose from: {', '.join(sorted(BENCHMARKS))}", file=sys.stderr)
-        return 2
-    return _load(BENCHMARKS[args.name][0])(args.rest)
+@app.command(context_settings=PASS_THROUGH, add_help_option=False)
+def faults(ctx: typer.Context) -> None:
+    """Run a simulated cohort through a private stack while injecting faults (rtm faults --help)."""
+    exit_with(_load("tools.faults.main:main")(list(ctx.args)))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rtm", description="Remote Therapeutic Monitoring pipeline")
-    sub = parser.add_subparsers(dest="command", required=True)
+bench_app = new_app("Run a benchmark: a readable table, then one JSON line. Options after the name go to it "
+                    "(rtm bench NAME --help).")
 
-    sub.add_parser("up", help="start the local stack (database, broker) and create topics").set_defaults(
-        func=cmd_up
-    )
-    p = sub.add_parser("down", help="stop the local stack")
-    p.add_argument("--purge", action="store_true", help="also delete the local database")
-    p.set_defaults(func=cmd_down)
-    sub.add_parser("status", help="show whether the local services are up").set_defaults(func=cmd_status)
-    sub.add_parser("migrate", help="apply pending database migrations").set_defaults(func=cmd_migrate)
 
-    p = sub.add_parser("worker", help="run one stream-processing worker (faust), or supervise several")
-    p.add_argument("--loglevel", default="warning")
-    p.add_argument("--supervise", action="store_true",
-                   help="keep --workers workers running (web ports from RTM_WORKER_WEB_PORT up), restarting any that "
-                        "exits or stops answering /live/")
-    p.add_argument("--workers", type=int, default=1)
-    p.set_defaults(func=cmd_worker)
+def _bench_command(name: str, target: str, text: str) -> None:
+    def command(ctx: typer.Context) -> None:
+        exit_with(_load(target)(list(ctx.args)))
 
-    p = sub.add_parser("run", help="the main job: stack, pipeline and a simulated cohort, end to end")
-    p.add_argument("--patients", type=int, default=50)
-    p.add_argument("--days", type=int, default=45)
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--via-ble", type=int, default=0, metavar="N", help="send N sessions through virtual BLE + hub")
-    p.set_defaults(func=cmd_run)
+    command.__doc__ = text
+    bench_app.command(name, context_settings=PASS_THROUGH, add_help_option=False, help=text)(command)
 
+
+for _name, (_target, _text) in sorted(BENCHMARKS.items()):
+    _bench_command(_name, _target, _text)
+app.add_typer(bench_app, name="bench")
+
+
+def _register_parts() -> None:
     from device_adapters.hub.cli import register as register_hub
     from eligibility.cli import register as register_eligibility
     from ingest.cli import register as register_ingest
 
-    register_ingest(sub)
-    register_eligibility(sub)
-    register_hub(sub)
+    register_ingest(app)
+    register_eligibility(app)
+    register_hub(app)
 
-    # Parsed by the tool itself (its options follow the name): see main() below.
-    sub.add_parser(
-        "faults", add_help=False,
-        help="run a simulated cohort through the local stack while injecting faults (rtm faults --help)",
-    )
 
-    p = sub.add_parser(
-        "bench",
-        help="run a benchmark: " + "; ".join(f"{k} ({v[1]})" for k, v in sorted(BENCHMARKS.items())),
-    )
-    p.add_argument("name")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_bench)
-    return parser
+_register_parts()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from rtm.stack import StackError
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["faults"]:  # a developer tool with options of its own, imported only when asked for
-        return _load("tools.faults.main:main")(argv[1:])
-    args = build_parser().parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = args.func
-    try:
-        return func(args)
-    except StackError as exc:  # an operator's problem, said plainly rather than as a traceback
-        print(f"rtm: {exc}", file=sys.stderr)
-        return 1
+    return run_app(app, argv)
 
 
 if __name__ == "__main__":

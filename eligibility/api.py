@@ -7,7 +7,9 @@ writer connection for time entries, one yielding a reader connection for billing
 one returning the authenticated `Caller` (its clinic, and the actor for the audit trail; it runs
 first and raises on a bad credential). Every route acts for that clinic only: a patient, episode,
 practitioner, entry or timer of another clinic answers 404 exactly like one that does not exist,
-and lists, summaries and exports hold the caller's clinic only.
+and lists, summaries and exports hold the caller's clinic only. A refused request raises its
+typed error (`timeentries.TimeEntryError`, a `rtm.errors.CodedError`) for the mounting app to map
+to a problem response (the gateway: `ingest/problems.py`).
 (No `from __future__ import annotations` here: FastAPI must resolve the local Annotated aliases.)
 """
 
@@ -73,10 +75,6 @@ def _month(text: str) -> date:
         raise HTTPException(status_code=400, detail=f"month {text!r} is not a calendar month (YYYY-MM)") from None
 
 
-def _refuse(exc: timeentries.TimeEntryError) -> HTTPException:
-    return HTTPException(status_code=409 if "already" in str(exc) else 422, detail=str(exc))
-
-
 def _require(found: bool, what: str) -> None:
     """404 alike for what does not exist and for what is another clinic's (existence is not leaked)."""
     if not found:
@@ -112,10 +110,7 @@ def eligibility_router(
         _own_care(conn, who, body.patient_id, body.episode_id, body.practitioner_id)
         if body.entry_id is not None:
             body = body.model_copy(update={"entry_id": scoped_entry_id(who.clinic_id, body.entry_id)})
-        try:
-            return timeentries.add_entry(conn, body, actor=who.actor)
-        except timeentries.TimeEntryError as exc:
-            raise _refuse(exc) from exc
+        return timeentries.add_entry(conn, body, actor=who.actor)
 
     @router.post("/time-entries/{entry_id}/corrections", status_code=201)
     def correct_time_entry(
@@ -126,18 +121,12 @@ def eligibility_router(
             _require(ownership.episode(conn, who.clinic_id, body.episode_id), "episode")
         if body.entry_id is not None:
             body = body.model_copy(update={"entry_id": scoped_entry_id(who.clinic_id, body.entry_id)})
-        try:
-            return timeentries.correct_entry(conn, entry_id, body, actor=who.actor)
-        except timeentries.TimeEntryError as exc:
-            raise _refuse(exc) from exc
+        return timeentries.correct_entry(conn, entry_id, body, actor=who.actor)
 
     @router.post("/time-entries/{entry_id}/void")
     def void_time_entry(who: Who, entry_id: str, body: VoidRequest, conn: Writer) -> timeentries.StoredEntry:
         _require(ownership.time_entry(conn, who.clinic_id, entry_id), "time entry")
-        try:
-            return timeentries.void_entry(conn, entry_id, body.reason, actor=who.actor)
-        except timeentries.TimeEntryError as exc:
-            raise _refuse(exc) from exc
+        return timeentries.void_entry(conn, entry_id, body.reason, actor=who.actor)
 
     @router.get("/time-entries")
     def list_time_entries(
@@ -158,10 +147,8 @@ def eligibility_router(
         _own_care(conn, who, body.patient_id, body.episode_id, body.practitioner_id)
         try:
             return TimerOut(timer_id=timeentries.start_timer(conn, body, actor=who.actor))
-        except timeentries.TimeEntryError as exc:
-            raise _refuse(exc) from exc
         except psycopg.errors.UniqueViolation as exc:  # a concurrent start for the same practitioner
-            raise HTTPException(status_code=409, detail="practitioner already has a timer running") from exc
+            raise timeentries.TimeEntryConflict("practitioner already has a timer running") from exc
 
     @router.post("/timers/stop")
     def stop_timer(who: Who, body: StopRequest, conn: Writer) -> timeentries.StoredEntry:
@@ -171,10 +158,7 @@ def eligibility_router(
             _require(ownership.practitioner(conn, who.clinic_id, body.practitioner_id), "practitioner")
         else:
             raise HTTPException(status_code=422, detail="name the timer_id or the practitioner_id")
-        try:
-            return timeentries.stop_timer(conn, body.timer_id, body.practitioner_id, actor=who.actor)
-        except timeentries.TimeEntryError as exc:
-            raise _refuse(exc) from exc
+        return timeentries.stop_timer(conn, body.timer_id, body.practitioner_id, actor=who.actor)
 
     @router.get("/billing/summaries")
     def billing_summaries(

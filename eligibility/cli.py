@@ -1,22 +1,43 @@
 """`rtm time ...` and `rtm billing ...`: therapist time entries and billing answers from the shell.
 
-Wire into the main parser with `register(subparsers)`. Output never carries more than ids.
+Wire into the `rtm` app with `register(app)` (typer). Output never carries more than ids.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
 
 from eligibility import billing, timeentries
 from eligibility.store import mark_all, recompute_dirty, recompute_patients
+from rtm.cliutil import new_app
 from rtm.contract.clinical import TimeActivity, TimeChannel
 
-Handler = Callable[[argparse.Namespace], int]
+time_app = new_app("Therapist time entries: timers, manual entries, corrections.")
+billing_app = new_app("RTM billing eligibility: compute, summary, export, release.")
+
+
+
+class ExportFormat(StrEnum):
+    csv = "csv"
+    jsonl = "jsonl"
+    fhir = "fhir"
+
+
+# Options shared by several commands.
+Patient = Annotated[str, typer.Option(help="The patient.")]
+Episode = Annotated[str, typer.Option(help="The patient's episode of care.")]
+Practitioner = Annotated[str, typer.Option(help="The practitioner furnishing the minutes.")]
+Activity = Annotated[TimeActivity, typer.Option(help="What the minutes were spent on.")]
+Channel = Annotated[TimeChannel, typer.Option(help="How the patient was reached.")]
+Actor = Annotated[str | None, typer.Option(help="Who makes the change, for the audit trail.")]
+Clinic = Annotated[str | None, typer.Option(help="Only this clinic.")]
+Month = Annotated[str, typer.Option(help="The bill month, YYYY-MM.")]
 
 
 def _connect(role: str) -> Any:
@@ -34,7 +55,7 @@ def _instant(text: str | None) -> datetime | None:
         return None
     value = datetime.fromisoformat(text)
     if value.tzinfo is None:
-        raise SystemExit("times need an offset, e.g. 2026-03-10T14:05-05:00")
+        raise typer.BadParameter("times need an offset, e.g. 2026-03-10T14:05-05:00")
     return value
 
 
@@ -50,104 +71,149 @@ def _print_entry(e: timeentries.StoredEntry) -> None:
 # ------------------------------------------------------------------------------ time ------------
 
 
-def cmd_time_start(args: argparse.Namespace) -> int:
+@time_app.command("start")
+def cmd_time_start(
+    patient: Patient, episode: Episode, practitioner: Practitioner, activity: Activity, channel: Channel,
+    at: Annotated[str | None, typer.Option(help="Start instant with offset (default: now).")] = None,
+) -> None:
+    """Start a timer."""
     with _connect("writer") as conn:
         timer = timeentries.start_timer(
             conn,
             timeentries.TimerStart(
-                patient_id=args.patient, episode_id=args.episode, practitioner_id=args.practitioner,
-                activity=TimeActivity(args.activity), channel=TimeChannel(args.channel), at=_instant(args.at),
+                patient_id=patient, episode_id=episode, practitioner_id=practitioner,
+                activity=activity, channel=channel, at=_instant(at),
             ),
-            actor=args.practitioner,
+            actor=practitioner,
         )  # fmt: skip
     print(f"timer {timer} started")
-    return 0
 
 
-def cmd_time_stop(args: argparse.Namespace) -> int:
+@time_app.command("stop")
+def cmd_time_stop(
+    timer: Annotated[str | None, typer.Argument(help="The timer to stop.")] = None,
+    practitioner: Annotated[str | None, typer.Option(help="Stop this practitioner's running timer.")] = None,
+    at: Annotated[str | None, typer.Option(help="Stop instant with offset (default: now).")] = None,
+    actor: Actor = None,
+) -> None:
+    """Stop a timer and record its minutes."""
     with _connect("writer") as conn:
-        entry = timeentries.stop_timer(
-            conn, args.timer, args.practitioner, at=_instant(args.at), actor=args.practitioner or args.actor
-        )
+        entry = timeentries.stop_timer(conn, timer, practitioner, at=_instant(at), actor=practitioner or actor)
     _print_entry(entry)
-    return 0
 
 
-def cmd_time_add(args: argparse.Namespace) -> int:
+@time_app.command("add")
+def cmd_time_add(
+    patient: Patient, episode: Episode, practitioner: Practitioner, activity: Activity, channel: Channel,
+    minutes: Annotated[str, typer.Option(help="Minutes furnished (decimal).")],
+    started_at: Annotated[str | None, typer.Option(help="Instant with offset (default: now).")] = None,
+    service_date: Annotated[str | None, typer.Option(help="Date of service, YYYY-MM-DD (default: the "
+                                                         "patient-local date of the start).")] = None,
+    other_service: Annotated[str | None, typer.Option(
+        help="The billed service these minutes already count toward.")] = None,
+    entry_id: Annotated[str | None, typer.Option(help="Idempotency key: the same id is stored once.")] = None,
+    actor: Actor = None,
+) -> None:
+    """Record minutes manually."""
     with _connect("writer") as conn:
         entry = timeentries.add_entry(
             conn,
             timeentries.NewTimeEntry(
-                patient_id=args.patient, episode_id=args.episode, practitioner_id=args.practitioner,
-                activity=TimeActivity(args.activity), channel=TimeChannel(args.channel),
-                started_at=_instant(args.started_at) or datetime.now(UTC), minutes=Decimal(args.minutes),
-                service_date=date.fromisoformat(args.service_date) if args.service_date else None,
-                other_service=args.other_service, entry_id=args.entry_id,
+                patient_id=patient, episode_id=episode, practitioner_id=practitioner,
+                activity=activity, channel=channel,
+                started_at=_instant(started_at) or datetime.now(UTC), minutes=Decimal(minutes),
+                service_date=date.fromisoformat(service_date) if service_date else None,
+                other_service=other_service, entry_id=entry_id,
             ),
-            actor=args.actor or args.practitioner,
+            actor=actor or practitioner,
         )  # fmt: skip
     _print_entry(entry)
-    return 0
 
 
-def cmd_time_correct(args: argparse.Namespace) -> int:
+@time_app.command("correct")
+def cmd_time_correct(
+    entry: Annotated[str, typer.Argument(help="The entry to correct.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")],
+    minutes: Annotated[str | None, typer.Option(help="Corrected minutes (default: unchanged).")] = None,
+    activity: Annotated[TimeActivity | None, typer.Option(help="Corrected activity (default: unchanged).")] = None,
+    channel: Annotated[TimeChannel | None, typer.Option(help="Corrected channel (default: unchanged).")] = None,
+    started_at: Annotated[str | None, typer.Option(help="Corrected start with offset (default: unchanged).")] = None,
+    service_date: Annotated[str | None, typer.Option(help="Corrected date of service (default: unchanged).")] = None,
+    actor: Actor = None,
+) -> None:
+    """Replace an entry by a corrected copy (kept in the audit trail)."""
     with _connect("writer") as conn:
-        entry = timeentries.correct_entry(
+        fixed = timeentries.correct_entry(
             conn,
-            args.entry,
+            entry,
             timeentries.Correction(
-                reason=args.reason, minutes=Decimal(args.minutes) if args.minutes else None,
-                activity=TimeActivity(args.activity) if args.activity else None,
-                channel=TimeChannel(args.channel) if args.channel else None,
-                started_at=_instant(args.started_at),
-                service_date=date.fromisoformat(args.service_date) if args.service_date else None,
+                reason=reason, minutes=Decimal(minutes) if minutes else None, activity=activity, channel=channel,
+                started_at=_instant(started_at),
+                service_date=date.fromisoformat(service_date) if service_date else None,
             ),
-            actor=args.actor,
+            actor=actor,
         )  # fmt: skip
-    _print_entry(entry)
-    return 0
+    _print_entry(fixed)
 
 
-def cmd_time_void(args: argparse.Namespace) -> int:
+@time_app.command("void")
+def cmd_time_void(
+    entry: Annotated[str, typer.Argument(help="The entry logged in error.")],
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")],
+    actor: Actor = None,
+) -> None:
+    """Mark an entry as logged in error."""
     with _connect("writer") as conn:
-        _print_entry(timeentries.void_entry(conn, args.entry, args.reason, actor=args.actor))
-    return 0
+        _print_entry(timeentries.void_entry(conn, entry, reason, actor=actor))
 
 
-def cmd_time_list(args: argparse.Namespace) -> int:
-    with _connect("reader" if not args.history else "writer") as conn:
-        if args.history:
-            for row in timeentries.history(conn, args.history):
+@time_app.command("list")
+def cmd_time_list(
+    patient: Annotated[str | None, typer.Option(help="The patient whose entries to list.")] = None,
+    month: Annotated[str | None, typer.Option(help="Only this month, YYYY-MM.")] = None,
+    all: Annotated[bool, typer.Option("--all", help="Include corrected and voided entries.")] = False,
+    history: Annotated[str | None, typer.Option(metavar="ENTRY", help="Show the audit trail of an entry.")] = None,
+) -> None:
+    """A patient's entries, or one entry's audit trail."""
+    with _connect("reader" if not history else "writer") as conn:
+        if history:
+            for row in timeentries.history(conn, history):
                 when = f"{row['at']:%Y-%m-%d %H:%M:%S}"
                 print(
                     f"{row['audit_id']:>6}  {when}  {row['action']:6}  {row['entry_id']}  by {row['actor']}"
                 )
-            return 0
-        month = _month(args.month) if args.month else None
-        for e in timeentries.list_entries(conn, args.patient, month, include_replaced=args.all):
+            return
+        if patient is None:
+            raise typer.BadParameter("name the --patient (or an entry's --history)")
+        for e in timeentries.list_entries(conn, patient, _month(month) if month else None, include_replaced=all):
             _print_entry(e)
-    return 0
 
 
 # ------------------------------------------------------------------------------ billing ---------
 
 
-def cmd_billing_compute(args: argparse.Namespace) -> int:
-    as_of = date.fromisoformat(args.as_of) if args.as_of else datetime.now(UTC).date()
+@billing_app.command("compute")
+def cmd_billing_compute(
+    as_of: Annotated[str | None, typer.Option(help="The computation date (default: today, UTC).")] = None,
+    all: Annotated[bool, typer.Option("--all", help="Mark every patient first.")] = False,
+    patient: Annotated[list[str] | None, typer.Option(help="Recompute this patient now (repeatable).")] = None,
+    batch: Annotated[int, typer.Option(min=1, help="Patients per batch.")] = 2000,
+) -> None:
+    """Recompute patients whose data changed (or --all, or --patient)."""
+    day = date.fromisoformat(as_of) if as_of else datetime.now(UTC).date()
     with _connect("writer") as conn:
-        if args.patient:
-            stats = recompute_patients(conn, args.patient, as_of)
+        if patient:
+            stats = recompute_patients(conn, patient, day)
         else:
-            if args.all:
+            if all:
                 mark_all(conn)
-            stats = recompute_dirty(conn, as_of, batch=args.batch)
+            stats = recompute_dirty(conn, day, batch=batch)
     s = stats.saved
     print(
         f"recomputed {stats.patients} patients, {stats.results} results in {stats.seconds:.2f}s: "
         f"{s.inserted} new, {s.updated} changed, {s.status_only} status only, {s.unchanged} unchanged, "
         f"{s.deleted} withdrawn, {s.amendments} amendments"
     )
-    return 0
 
 
 def _print_summaries(items: list[billing.Summary]) -> None:
@@ -164,145 +230,66 @@ def _print_summaries(items: list[billing.Summary]) -> None:
         )
 
 
-def cmd_billing_summary(args: argparse.Namespace) -> int:
+@billing_app.command("summary")
+def cmd_billing_summary(
+    clinic: Clinic = None,
+    month: Annotated[str | None, typer.Option(help="Only this bill month, YYYY-MM.")] = None,
+    patient: Annotated[str | None, typer.Option(help="Only this patient.")] = None,
+) -> None:
+    """Answers per patient per period/month."""
     with _connect("reader") as conn:
         items = billing.summaries(
-            conn,
-            clinic_id=args.clinic,
-            month=_month(args.month) if args.month else None,
-            patient_id=args.patient,
-        )
+            conn, clinic_id=clinic, month=_month(month) if month else None, patient_id=patient,
+        )  # fmt: skip
     _print_summaries(items)
-    return 0
 
 
-def cmd_billing_export(args: argparse.Namespace) -> int:
+@billing_app.command("export")
+def cmd_billing_export(
+    clinic: Annotated[str, typer.Option(help="The clinic to export.")],
+    month: Month,
+    format: Annotated[ExportFormat, typer.Option(help="Output format.")] = ExportFormat.csv,
+    all: Annotated[bool, typer.Option("--all", help="Include results without a code.")] = False,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write to this file (default: stdout).")]
+    = None,
+) -> None:
+    """Export a clinic's bill month for a billing job."""
     with _connect("reader") as conn:
-        text = billing.export(conn, args.format, args.clinic, _month(args.month), billable_only=not args.all)
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as fh:
+        text = billing.export(conn, format.value, clinic, _month(month), billable_only=not all)
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
             fh.write(text)
     else:
         sys.stdout.write(text)
-    return 0
 
 
-def cmd_billing_release(args: argparse.Namespace) -> int:
+@billing_app.command("release")
+def cmd_billing_release(
+    clinic: Annotated[str, typer.Option(help="The clinic whose answers to release.")],
+    month: Month,
+    dry_run: Annotated[bool, typer.Option(help="Show what would be released, change nothing.")] = False,
+    actor: Annotated[str | None, typer.Option(help="Who releases, for the audit trail.")] = None,
+) -> None:
+    """Hand final answers of a bill month to billing."""
     with _connect("writer") as conn:
-        report = billing.release(
-            conn, args.clinic, _month(args.month), dry_run=args.dry_run, actor=args.actor
-        )
+        report = billing.release(conn, clinic, _month(month), dry_run=dry_run, actor=actor)
     verb = "would release" if report.dry_run else f"released as {report.release_id}"
     print(f"{verb}: {len(report.released)} results; {len(report.held)} still provisional")
     _print_summaries(report.released)
-    return 0
 
 
-def cmd_billing_amendments(args: argparse.Namespace) -> int:
+@billing_app.command("amendments")
+def cmd_billing_amendments(clinic: Clinic = None) -> None:
+    """Changes to released answers."""
     with _connect("reader") as conn:
-        for a in billing.amendments(conn, clinic_id=args.clinic):
+        for a in billing.amendments(conn, clinic_id=clinic):
             state = f"released in {a['released_in']}" if a["released_in"] else "awaiting release"
             print(
                 f"{a['amendment_id']:>6}  {a['result_key']}  amends {a['release_id']}  {state}: {a['reason']}"
             )
-    return 0
 
 
-# ------------------------------------------------------------------------------ wiring ----------
-
-
-def _entry_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--patient", required=True)
-    p.add_argument("--episode", required=True)
-    p.add_argument("--practitioner", required=True)
-    p.add_argument("--activity", required=True, choices=[a.value for a in TimeActivity])
-    p.add_argument("--channel", required=True, choices=[c.value for c in TimeChannel])
-
-
-def register(subparsers: Any) -> None:
-    """Add `time` and `billing` to the `rtm` command (argparse subparsers of the main parser)."""
-    time_p = subparsers.add_parser("time", help="therapist time entries: timers, manual entries, corrections")
-    t = time_p.add_subparsers(dest="time_command", required=True)
-
-    p = t.add_parser("start", help="start a timer")
-    _entry_args(p)
-    p.add_argument("--at", help="start instant with offset (default: now)")
-    p.set_defaults(func=cmd_time_start)
-
-    p = t.add_parser("stop", help="stop a timer and record its minutes")
-    p.add_argument("timer", nargs="?")
-    p.add_argument("--practitioner", help="stop this practitioner's running timer")
-    p.add_argument("--at")
-    p.add_argument("--actor")
-    p.set_defaults(func=cmd_time_stop)
-
-    p = t.add_parser("add", help="record minutes manually")
-    _entry_args(p)
-    p.add_argument("--minutes", required=True)
-    p.add_argument("--started-at", help="instant with offset (default: now)")
-    p.add_argument("--service-date")
-    p.add_argument("--other-service", help="the billed service these minutes already count toward")
-    p.add_argument("--entry-id", help="idempotency key: the same id is stored once")
-    p.add_argument("--actor")
-    p.set_defaults(func=cmd_time_add)
-
-    p = t.add_parser("correct", help="replace an entry by a corrected copy (kept in the audit trail)")
-    p.add_argument("entry")
-    p.add_argument("--reason", required=True)
-    p.add_argument("--minutes")
-    p.add_argument("--activity", choices=[a.value for a in TimeActivity])
-    p.add_argument("--channel", choices=[c.value for c in TimeChannel])
-    p.add_argument("--started-at")
-    p.add_argument("--service-date")
-    p.add_argument("--actor")
-    p.set_defaults(func=cmd_time_correct)
-
-    p = t.add_parser("void", help="mark an entry as logged in error")
-    p.add_argument("entry")
-    p.add_argument("--reason", required=True)
-    p.add_argument("--actor")
-    p.set_defaults(func=cmd_time_void)
-
-    p = t.add_parser("list", help="a patient's entries, or one entry's audit trail")
-    p.add_argument("--patient")
-    p.add_argument("--month", help="YYYY-MM")
-    p.add_argument("--all", action="store_true", help="include corrected and voided entries")
-    p.add_argument("--history", metavar="ENTRY", help="show the audit trail of an entry")
-    p.set_defaults(func=cmd_time_list)
-
-    bill_p = subparsers.add_parser(
-        "billing", help="RTM billing eligibility: compute, summary, export, release"
-    )
-    b = bill_p.add_subparsers(dest="billing_command", required=True)
-
-    p = b.add_parser("compute", help="recompute patients whose data changed (or --all, or --patient)")
-    p.add_argument("--as-of", help="the computation date (default: today, UTC)")
-    p.add_argument("--all", action="store_true", help="mark every patient first")
-    p.add_argument("--patient", action="append", help="recompute this patient now (repeatable)")
-    p.add_argument("--batch", type=int, default=2000)
-    p.set_defaults(func=cmd_billing_compute)
-
-    p = b.add_parser("summary", help="answers per patient per period/month")
-    p.add_argument("--clinic")
-    p.add_argument("--month", help="bill month YYYY-MM")
-    p.add_argument("--patient")
-    p.set_defaults(func=cmd_billing_summary)
-
-    p = b.add_parser("export", help="export a clinic's bill month for a billing job")
-    p.add_argument("--clinic", required=True)
-    p.add_argument("--month", required=True)
-    p.add_argument("--format", choices=["csv", "jsonl", "fhir"], default="csv")
-    p.add_argument("--all", action="store_true", help="include results without a code")
-    p.add_argument("--output", "-o")
-    p.set_defaults(func=cmd_billing_export)
-
-    p = b.add_parser("release", help="hand final answers of a bill month to billing")
-    p.add_argument("--clinic", required=True)
-    p.add_argument("--month", required=True)
-    p.add_argument("--dry-run", action="store_true", help="show what would be released, change nothing")
-    p.add_argument("--actor")
-    p.set_defaults(func=cmd_billing_release)
-
-    p = b.add_parser("amendments", help="changes to released answers")
-    p.add_argument("--clinic")
-    p.set_defaults(func=cmd_billing_amendments)
+def register(app: typer.Typer) -> None:
+    """Add `time` and `billing` to the `rtm` app."""
+    app.add_typer(time_app, name="time")
+    app.add_typer(billing_app, name="billing")

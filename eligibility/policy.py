@@ -124,6 +124,21 @@ class GateRule(_Strict):
     rpm_overlap_test: Literal["period", "month"] = "period"
 
 
+class DataDayRule(_Strict):
+    """What makes a patient-local date a data day: applied by the processors' day-facts rebuild
+    (`processors/dayfacts.py`), the one place the rule lives. Defaults: see docs/eligibility.md."""
+
+    zero_step_records: bool = False  # a step record reporting 0 steps proves transmission, not wear
+    zero_rep_sets: bool = False  # a detected set in which no repetition was found
+    unworn_minutes: bool = False  # steps in a minute wear detection marked not worn
+    # A record's minute past local midnight whose whole-step share rounds to 0: "rounded_steps"
+    # counts the share (0, no data day), "record_steps" counts it as part of a record with steps.
+    split_minute: Literal["rounded_steps", "record_steps"] = "rounded_steps"
+    # Data older than the patient's first time-zone record: dated in that first zone, in UTC, or
+    # not dated at all (excluded from every day).
+    before_first_zone: Literal["first_zone", "utc", "exclude"] = "first_zone"
+
+
 class StatusRule(_Strict):
     final_after_days: Annotated[int, Field(ge=0)] = 7
 
@@ -143,6 +158,7 @@ class Policy(_Strict):
     modifiers: ModifierRule
     gates: GateRule = GateRule()
     status: StatusRule = StatusRule()
+    data_day: DataDayRule = DataDayRule()
     # sha256 of the file's text, filled by the loader: ties a result to the exact rules used.
     digest: str = ""
 

@@ -18,13 +18,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rtm.contract.base import AwareDatetime, Identifier, Provenance
 from rtm.contract.clinical import TherapistTimeEntry, TimeActivity, TimeChannel
 from rtm.db import Conn
+from rtm.errors import CodedError
 
 Minutes = Annotated[Decimal, Field(gt=0, le=24 * 60, max_digits=7, decimal_places=2)]
 _PROVENANCE = {"adapter": "eligibility-time-api", "vendor": "rtm"}
 
 
-class TimeEntryError(ValueError):
+class TimeEntryError(CodedError, ValueError):
     """A request the time-entry API refuses, with the reason."""
+
+
+class TimeEntryConflict(TimeEntryError):
+    """The request contradicts what is on record (an entry, correction, void or running timer)."""
+
+    code = "conflict"
 
 
 class NewTimeEntry(BaseModel):
@@ -172,7 +179,7 @@ def _insert(
     ).fetchone()  # fmt: skip
     stored = get_entry(conn, entry_id)
     if inserted is None and not _same(stored, e, supersedes):
-        raise TimeEntryError(f"time entry {entry_id} already exists with different content")
+        raise TimeEntryConflict(f"time entry {entry_id} already exists with different content")
     return stored
 
 
@@ -200,7 +207,7 @@ def correct_entry(conn: Conn, entry_id: str, fix: Correction, actor: str | None 
         old = get_entry(conn, entry_id)
         conn.execute("select 1 from therapist_time_entries where entry_id = %s for update", (entry_id,))
         if old.superseded_by:
-            raise TimeEntryError(
+            raise TimeEntryConflict(
                 f"entry {entry_id} was already corrected by {old.superseded_by}; correct that one"
             )
         if old.voided_at:
@@ -233,7 +240,7 @@ def void_entry(conn: Conn, entry_id: str, reason: str, actor: str | None = None)
         ).fetchone()
         if row is None:
             get_entry(conn, entry_id)  # raises when unknown
-            raise TimeEntryError(f"entry {entry_id} is already voided")
+            raise TimeEntryConflict(f"entry {entry_id} is already voided")
         return get_entry(conn, entry_id)
 
 
@@ -298,7 +305,7 @@ def start_timer(conn: Conn, req: TimerStart, actor: str | None = None) -> str:
             (req.practitioner_id,),
         ).fetchone()
         if running:
-            raise TimeEntryError(f"practitioner already has timer {running[0]} running; stop it first")
+            raise TimeEntryConflict(f"practitioner already has timer {running[0]} running; stop it first")
         timer_id = f"tm-{uuid.uuid4().hex[:16]}"
         conn.execute(
             """insert into therapist_timers (timer_id, patient_id, episode_id, practitioner_id, activity,

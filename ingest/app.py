@@ -27,28 +27,19 @@ from ingest.auth import Authenticator
 from ingest.log import configure_logging, request_id_var
 from ingest.metrics import LATENCY, REJECTED, REQUESTS
 from ingest.outbox import Relay
-from ingest.problems import Problem, problem_response, retry_after
+from ingest.problems import Problem, from_coded_error, from_http_status, problem_response, retry_after
 from ingest.publisher import Publisher
 from ingest.ratelimit import TokenBucketLimiter
-from ingest.routes import eligibility, enrolment, events, health, hub, phone, webhooks
+from ingest.routes import eligibility, enrolment, events, health, phone, webhooks
 from ingest.settings import GatewaySettings, get_gateway_settings
 from ingest.state import Gateway, gateway, request_id
 from ingest.store import Store
 from ingest.syncdb import SyncPools
+from rtm.errors import CodedError
 from rtm.settings import Settings, get_settings
 
 log = logging.getLogger("ingest.access")
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,64}$")
-_HTTP_CODES = {
-    400: "invalid-request",
-    401: "unauthenticated",
-    403: "forbidden",
-    404: "not-found",
-    405: "method-not-allowed",
-    409: "conflict",
-    413: "payload-too-large",
-    415: "unsupported-media-type",
-}
 
 
 class RequestContext:
@@ -92,7 +83,7 @@ class RequestContext:
             request_id_var.reset(token)
 
 
-def _install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Problem)
         REJECTED.labels(exc.code).inc()
@@ -100,12 +91,15 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        code = _HTTP_CODES.get(exc.status_code, "invalid-request")
-        REJECTED.labels(code).inc()
-        return problem_response(
-            Problem(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})),
-            request_id(request),
-        )
+        problem = from_http_status(exc.status_code, str(exc.detail), exc.headers)
+        REJECTED.labels(problem.code).inc()
+        return problem_response(problem, request_id(request))
+
+    async def on_coded(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, CodedError)
+        problem = from_coded_error(exc)
+        REJECTED.labels(problem.code).inc()
+        return problem_response(problem, request_id(request))
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -142,6 +136,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(CodedError, on_coded)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(PoolTimeout, on_database_down)
     app.add_exception_handler(psycopg.OperationalError, on_database_down)
@@ -211,8 +206,8 @@ def create_app(
         "Errors are RFC 9457 problem details (application/problem+json) with a stable `code`.",
         lifespan=lifespan,
     )
-    _install_error_handlers(app)
-    for module in (events, phone, enrolment, eligibility, webhooks, health, hub):
+    install_error_handlers(app)
+    for module in (events, phone, enrolment, eligibility, webhooks, health):
         app.include_router(module.router)
     app.add_middleware(RequestContext)
     return app

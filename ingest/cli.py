@@ -1,21 +1,24 @@
-"""Command-line entry points of the gateway, registered into `rtm` by `register(subparsers)`:
+"""Command-line entry points of the gateway, registered into `rtm` by `register(app)` (typer):
 
 rtm gateway [--host H] [--port P] [--workers N]        serve the HTTP gateway (uvicorn)
 rtm clinic-key create CLINIC_ID [--name N] [--label L]  make a clinic API key (printed once)
 rtm clinic-key revoke KEY_ID
 rtm enrol device --clinic C --patient P --episode E --device D --model M [--body-site S]
+rtm enrol pairing-code --clinic C --device D [--ttl S]   a single-use code the device's hub redeems
 rtm enrol revoke CREDENTIAL_ID [--reason R]
 rtm enrol list [--clinic C]
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
+import typer
+
+from rtm.cliutil import exit_with, new_app, run_app
 from rtm.settings import get_settings
 
 T = TypeVar("T")
@@ -47,12 +50,13 @@ def _emitter(pub: Any) -> Any:
     return Emitter(pub, get_gateway_settings().acceptance == "outbox")
 
 
-def _problem_exit(exc: Exception) -> int:
-    print(f"error: {exc}", file=sys.stderr)
-    return 1
-
-
-def cmd_gateway(args: argparse.Namespace) -> int:
+def cmd_gateway(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default: RTM_GATEWAY_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on (default: RTM_GATEWAY_PORT).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
+    proxy_headers: Annotated[bool, typer.Option(help="Trust X-Forwarded-* from a load balancer.")] = False,
+) -> None:
+    """Serve the ingest HTTP gateway (uvicorn)."""
     import uvicorn
 
     from ingest.log import configure_logging
@@ -63,96 +67,89 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     uvicorn.run(
         "ingest.app:app_factory",
         factory=True,
-        host=args.host or cfg.host,
-        port=args.port or cfg.port,
-        workers=args.workers,
+        host=host or cfg.host,
+        port=port or cfg.port,
+        workers=workers,
         log_config=None,
         access_log=False,
         loop="auto",
         http="auto",
-        proxy_headers=args.proxy_headers,
+        proxy_headers=proxy_headers,
     )
-    return 0
 
 
-def cmd_clinic_key_create(args: argparse.Namespace) -> int:
+clinic_key = new_app("Create or revoke a clinic's API key.")
+
+
+@clinic_key.command("create")
+def cmd_clinic_key_create(
+    clinic_id: Annotated[str, typer.Argument(help="The clinic the key acts for.")],
+    name: Annotated[str | None, typer.Option(help="Create the clinic with this name if it does not exist.")] = None,
+    label: Annotated[str | None, typer.Option(help="A label to recognise the key by.")] = None,
+) -> None:
+    """Create an API key (its token is printed once)."""
     from ingest.enrolment import create_clinic_key
 
     async def run(store: Any, _: Any, pepper: bytes) -> Any:
-        if args.name:
-            await store.ensure_clinic(args.clinic_id, args.name)
-        return await create_clinic_key(store, pepper, args.clinic_id, args.label)
+        if name:
+            await store.ensure_clinic(clinic_id, name)
+        return await create_clinic_key(store, pepper, clinic_id, label)
 
-    try:
-        key = _with_services(run, owner=True)
-    except Exception as exc:  # the database explains (e.g. an unknown clinic)
-        return _problem_exit(exc)
+    key = _with_services(run, owner=True)
     print(f"key id: {key.key_id}\nclinic: {key.clinic_id}\ntoken (shown once): {key.token}")
-    return 0
 
 
-def cmd_clinic_key_revoke(args: argparse.Namespace) -> int:
+@clinic_key.command("revoke")
+def cmd_clinic_key_revoke(key_id: Annotated[str, typer.Argument(help="The key id printed at creation.")]) -> None:
+    """Revoke an API key."""
+
     async def run(store: Any, _: Any, pepper: bytes) -> bool:
-        return bool(await store.revoke_clinic_key(args.key_id))
+        return bool(await store.revoke_clinic_key(key_id))
 
     done = _with_services(run, owner=True)
     print("revoked" if done else "no such live key")
-    return 0 if done else 1
+    exit_with(0 if done else 1)
 
 
-def cmd_enrol_device(args: argparse.Namespace) -> int:
+enrol_app = new_app("Enrol a device for a patient's episode, revoke, list.")
+
+
+@enrol_app.command("device")
+def cmd_enrol_device(
+    clinic: Annotated[str, typer.Option(help="The clinic enrolling the device.")],
+    patient: Annotated[str, typer.Option(help="The patient the device writes for.")],
+    episode: Annotated[str, typer.Option(help="The patient's episode of care.")],
+    device: Annotated[str, typer.Option(help="The device id.")],
+    model: Annotated[str, typer.Option(help="The device model id.")],
+    body_site: Annotated[str, typer.Option(help="Where the device is worn.")] = "unknown",
+    serial: Annotated[str | None, typer.Option(help="The device's serial number.")] = None,
+) -> None:
+    """Enrol a device (its token is printed once)."""
     from ingest.enrolment import EnrolmentRequest, enrol
 
     req = EnrolmentRequest(
-        patient_id=args.patient,
-        episode_id=args.episode,
-        device_id=args.device,
-        model_id=args.model,
-        body_site=args.body_site,
-        serial=args.serial,
-    )
+        patient_id=patient, episode_id=episode, device_id=device, model_id=model, body_site=body_site,
+        serial=serial,
+    )  # fmt: skip
 
     async def run(store: Any, pub: Any, pepper: bytes) -> Any:
-        return await enrol(store, _emitter(pub), pepper, args.clinic, req, created_by="cli")
+        return await enrol(store, _emitter(pub), pepper, clinic, req, created_by="cli")
 
-    try:
-        e = _with_services(run, publisher=True)
-    except Exception as exc:
-        return _problem_exit(exc)
+    e = _with_services(run, publisher=True)
     print(
         f"credential id: {e.credential_id}\ndevice: {e.device_id}\nvalid from: {e.valid_from.isoformat()}\n"
         f"token (shown once): {e.token}"
     )
-    return 0
 
 
-def cmd_enrol_revoke(args: argparse.Namespace) -> int:
-    from ingest.enrolment import revoke
-
-    async def run(store: Any, pub: Any, pepper: bytes) -> Any:
-        return await revoke(store, _emitter(pub), args.credential_id, None, args.reason)
-
-    try:
-        _with_services(run, publisher=True)
-    except Exception as exc:
-        return _problem_exit(exc)
-    print("revoked")
-    return 0
-
-
-def cmd_enrol_list(args: argparse.Namespace) -> int:
-    async def run(store: Any, _: Any, pepper: bytes) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = await store.list_credentials(args.clinic)
-        return rows
-
-    for r in _with_services(run):
-        state = f"revoked {r['revoked_at']:%Y-%m-%d %H:%M}" if r["revoked_at"] else "live"
-        print(f"{r['credential_id']}  {r['device_id']:<24} {r['clinic_id']:<16} {state}")
-    return 0
-
-
-def cmd_pairing_code(args: argparse.Namespace) -> int:
-    """Issue a pairing code for an enrolled device (an operator's or the clinic's side, on the database)."""
+@enrol_app.command("pairing-code")
+def cmd_pairing_code(
+    clinic: Annotated[str, typer.Option(help="The clinic the device is enrolled with.")],
+    device: Annotated[str, typer.Option(help="The enrolled device id.")],
+    ttl: Annotated[float | None, typer.Option(help="Lifetime in seconds (default RTM_GATEWAY_PAIRING_CODE_TTL_S).")]
+    = None,
+) -> None:
+    """Issue a single-use pairing code for an enrolled device (for its hub; printed once)."""
     import psycopg
 
     from ingest.enrolment import issue_pairing_code_sync
@@ -162,63 +159,54 @@ def cmd_pairing_code(args: argparse.Namespace) -> int:
     s, cfg = get_settings(), get_gateway_settings()
     try:
         with psycopg.connect(s.dsn("writer"), autocommit=True) as conn:
-            code = issue_pairing_code_sync(conn, cfg.pepper_bytes(s.secrets_dir), args.clinic, args.device,
-                                           args.ttl or cfg.pairing_code_ttl_s, created_by="cli")
+            code = issue_pairing_code_sync(conn, cfg.pepper_bytes(s.secrets_dir), clinic, device,
+                                           ttl or cfg.pairing_code_ttl_s, created_by="cli")
     except (Problem, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise typer.Exit(1) from None
     print(f"pairing code (shown once): {code.code}\ndevice: {code.device_id}\nexpires: {code.expires_at.isoformat()}")
-    return 0
 
 
-def register(subparsers: Any) -> None:
-    """Add the gateway's commands to the `rtm` parser's subparsers."""
-    p = subparsers.add_parser("gateway", help="serve the ingest HTTP gateway (uvicorn)")
-    p.add_argument("--host", default=None)
-    p.add_argument("--port", type=int, default=None)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--proxy-headers", action="store_true", help="trust X-Forwarded-* from a load balancer")
-    p.set_defaults(func=cmd_gateway)
+@enrol_app.command("revoke")
+def cmd_enrol_revoke(
+    credential_id: Annotated[str, typer.Argument(help="The credential id printed at enrolment.")],
+    reason: Annotated[str | None, typer.Option(help="Why (kept with the revocation).")] = None,
+) -> None:
+    """Revoke a device credential."""
+    from ingest.enrolment import revoke
 
-    p = subparsers.add_parser("clinic-key", help="create or revoke a clinic's API key")
-    sub = p.add_subparsers(dest="clinic_key_command", required=True)
-    c = sub.add_parser("create", help="create an API key (printed once)")
-    c.add_argument("clinic_id")
-    c.add_argument("--name", help="create the clinic with this name if it does not exist")
-    c.add_argument("--label")
-    c.set_defaults(func=cmd_clinic_key_create)
-    c = sub.add_parser("revoke", help="revoke an API key")
-    c.add_argument("key_id")
-    c.set_defaults(func=cmd_clinic_key_revoke)
+    async def run(store: Any, pub: Any, pepper: bytes) -> Any:
+        return await revoke(store, _emitter(pub), credential_id, None, reason)
 
-    p = subparsers.add_parser("enrol", help="enrol a device for a patient's episode, revoke, list")
-    sub = p.add_subparsers(dest="enrol_command", required=True)
-    c = sub.add_parser("device", help="enrol a device (the token is printed once)")
-    for name in ("clinic", "patient", "episode", "device", "model"):
-        c.add_argument(f"--{name}", required=True)
-    c.add_argument("--body-site", default="unknown")
-    c.add_argument("--serial")
-    c.set_defaults(func=cmd_enrol_device)
-    c = sub.add_parser("pairing-code", help="issue a single-use pairing code for an enrolled device (for its hub)")
-    c.add_argument("--clinic", required=True)
-    c.add_argument("--device", required=True)
-    c.add_argument("--ttl", type=float, help="lifetime in seconds (default RTM_GATEWAY_PAIRING_CODE_TTL_S)")
-    c.set_defaults(func=cmd_pairing_code)
-    c = sub.add_parser("revoke", help="revoke a device credential")
-    c.add_argument("credential_id")
-    c.add_argument("--reason")
-    c.set_defaults(func=cmd_enrol_revoke)
-    c = sub.add_parser("list", help="list enrolments")
-    c.add_argument("--clinic")
-    c.set_defaults(func=cmd_enrol_list)
+    _with_services(run, publisher=True)
+    print("revoked")
+
+
+@enrol_app.command("list")
+def cmd_enrol_list(clinic: Annotated[str | None, typer.Option(help="Only this clinic's devices.")] = None) -> None:
+    """List enrolments."""
+
+    async def run(store: Any, _: Any, pepper: bytes) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = await store.list_credentials(clinic)
+        return rows
+
+    for r in _with_services(run):
+        state = f"revoked {r['revoked_at']:%Y-%m-%d %H:%M}" if r["revoked_at"] else "live"
+        print(f"{r['credential_id']}  {r['device_id']:<24} {r['clinic_id']:<16} {state}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the gateway's commands to the `rtm` app."""
+    app.command("gateway")(cmd_gateway)
+    app.add_typer(clinic_key, name="clinic-key")
+    app.add_typer(enrol_app, name="enrol")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rtm")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = args.func
-    return func(args)
+    """The gateway's commands on their own (as `rtm` runs them)."""
+    own = new_app("The ingest gateway's commands.")
+    register(own)
+    return run_app(own, argv)
 
 
 if __name__ == "__main__":

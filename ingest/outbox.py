@@ -51,6 +51,7 @@ from ingest.metrics import (
 )
 from ingest.publisher import Outgoing, Publisher
 from ingest.settings import GatewaySettings
+from rtm.retrying import Backoff
 from rtm.settings import Settings
 from rtm.stack.broker import ensure_topics
 
@@ -212,7 +213,7 @@ class Relay:
             )
 
     async def _fast_loop(self) -> None:
-        backoff = _Backoff(self.cfg.outbox_failure_backoff_s, self.cfg.outbox_failure_backoff_max_s)
+        backoff = Backoff(self.cfg.outbox_failure_backoff_s, self.cfg.outbox_failure_backoff_max_s)
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -244,7 +245,7 @@ class Relay:
             return [OutboxRow(*r) for r in await cur.fetchall()]
 
     async def _retry_loop(self) -> None:
-        backoff = _Backoff(self.cfg.outbox_failure_backoff_s, self.cfg.outbox_failure_backoff_max_s)
+        backoff = Backoff(self.cfg.outbox_failure_backoff_s, self.cfg.outbox_failure_backoff_max_s)
         while True:
             try:
                 rows = await self._claim()
@@ -295,18 +296,3 @@ class Relay:
             except Exception as exc:  # metrics and pruning wait for the database
                 log.warning("outbox housekeeping: %s", type(exc).__name__)
             await asyncio.sleep(self.cfg.outbox_stats_interval_s)
-
-
-class _Backoff:
-    """Exponential back-off: base, 2 x base, ... up to `cap` seconds; reset on success."""
-
-    def __init__(self, base: float, cap: float) -> None:
-        self.base, self.cap, self.n = base, cap, 0
-
-    def next(self) -> float:
-        delay = min(self.cap, self.base * (2**self.n))
-        self.n = min(self.n + 1, 30)
-        return float(delay)
-
-    def reset(self) -> None:
-        self.n = 0

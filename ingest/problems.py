@@ -3,11 +3,14 @@ the request id, and, for batches, the failing events by index."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from starlette.responses import Response
+
+from rtm.errors import CodedError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:rtm:problem:"
@@ -43,6 +46,21 @@ TITLES: dict[str, str] = {
 }
 
 
+# The status of each code an error may carry (`rtm.errors.CodedError` subclasses raised by parts
+# the gateway mounts), and the code of each status a plain HTTP error answers with.
+STATUS_OF_CODE: dict[str, int] = {"invalid-request": 422, "conflict": 409, "not-found": 404, "forbidden": 403}
+CODE_OF_STATUS: dict[int, str] = {
+    400: "invalid-request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    409: "conflict",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+}
+
+
 @dataclass
 class Problem(Exception):
     status: int
@@ -69,6 +87,15 @@ class Problem(Exception):
             out["errors"] = self.errors
         out.update(self.extra)
         return out
+
+
+def from_coded_error(exc: CodedError) -> Problem:
+    """The problem a coded error answers with: its code, the code's status, its message."""
+    return Problem(STATUS_OF_CODE.get(exc.code, 422), exc.code, exc.detail)
+
+
+def from_http_status(status: int, detail: str, headers: Mapping[str, str] | None = None) -> Problem:
+    return Problem(status, CODE_OF_STATUS.get(status, "invalid-request"), detail, headers=dict(headers or {}))
 
 
 def problem_response(problem: Problem, request_id: str) -> Response:

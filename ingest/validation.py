@@ -42,23 +42,6 @@ class ItemError:
         return out
 
 
-def classify(detail: str) -> str:
-    """A stable code for a contract validation message (the contract reports text)."""
-    text = detail.lower()
-    if "nul character" in text:
-        return "unstorable-text"
-    if "nan" in text or "infinite" in text:
-        return "non-finite"
-    if "physical range" in text or ("sample_rate_hz" in text and ("greater" in text or "less" in text)):
-        return "out-of-physical-range"
-    if "steps in" in text and "exceed" in text:
-        return "out-of-physical-range"
-    if "in the future" in text:
-        return "future-timestamp"
-    if "time-zone offset" in text:
-        return "naive-timestamp"
-    return "invalid"
-
 
 def decode_item(index: int, item: Any) -> Event | ItemError:
     """Decode one JSON object or one binary IMU frame into a validated canonical event."""
@@ -74,10 +57,7 @@ def decode_item(index: int, item: Any) -> Event | ItemError:
             )
         return from_dict(dict(item))
     except DecodeError as exc:
-        code = {"unknown_kind": "unknown-kind", "malformed": "malformed"}.get(exc.reason) or classify(
-            exc.detail
-        )
-        return ItemError(index, code, exc.detail)
+        return ItemError(index, exc.code, exc.detail)
     except Exception as exc:  # whatever a hostile body triggers is a 422, never a 500
         log.warning("unexpected %s while decoding an item", type(exc).__name__)
         return ItemError(index, "invalid", "the event could not be interpreted")

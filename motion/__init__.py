@@ -6,7 +6,7 @@ Entry points other parts call:
   and range of motion per rep for one IMU recording and a prescribed exercise;
 - :func:`minute_activity` -- per-minute steps, active minutes, ENMO and wear from a raw
   accelerometer; :func:`device_steps` -- vendor step counts passed through with their intervals;
-- :func:`day_facts` -- per patient-local calendar date, whether and what qualifying data it holds.
+- :func:`offset_table` -- a checked time-zone history as UTC offsets, for patient-local dates.
 
 Synthetic recordings with exact truth come from :mod:`simulation.synth`; accuracy checks on real
 recordings live in :mod:`tools.validation`.
@@ -18,7 +18,7 @@ from rtm.localtime import local_day_index
 
 from .activity import ActivityParams, MinuteActivity, minute_activity
 from .analysis import AnalysisParams, ExerciseAnalysis, ExerciseSet, analyze_exercise
-from .daydata import DayFact, DayParams, day_facts, offset_table
+from .daydata import offset_table
 from .errors import (
     DatasetUnavailableError,
     EmptyInputError,
@@ -47,8 +47,6 @@ __all__ = [
     "ActivityParams",
     "AnalysisParams",
     "DatasetUnavailableError",
-    "DayFact",
-    "DayParams",
     "DeviceSteps",
     "EmptyInputError",
     "Exercise",
@@ -81,7 +79,6 @@ __all__ = [
     "analyze_exercise",
     "contiguous_segments",
     "count_steps",
-    "day_facts",
     "detect_strides",
     "detect_wear",
     "device_steps",

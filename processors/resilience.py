@@ -1,16 +1,15 @@
 """What keeps a worker alive through its dependencies' failures, and honest about its health.
 
 A database or broker that restarts, a deadlock or a serialization failure is transient: the work
-is retried with exponential back-off and nothing is acknowledged meanwhile. Every failure and
+is retried with exponential back-off with jitter (tenacity, through `rtm.retrying.Backoff`) and
+nothing is acknowledged meanwhile. Every failure and
 recovery is noted in `HEALTH`, which `/ready/` reports, so a worker that cannot work says so
 instead of answering ready.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,8 +18,10 @@ from typing import TypeVar
 
 import psycopg
 from aiokafka.errors import KafkaError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from processors import metrics
+from rtm.retrying import Backoff
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -33,30 +34,6 @@ def is_transient(exc: BaseException) -> bool:
     that could not hand out a connection in time, and (as TransactionRollback) deadlocks and
     serialization failures."""
     return isinstance(exc, psycopg.OperationalError | KafkaError | ConnectionError | TimeoutError)
-
-
-@dataclass
-class Backoff:
-    """Exponential back-off with full jitter (Brooker, "Exponential Backoff And Jitter", 2015)."""
-
-    initial_s: float = 0.5
-    max_s: float = 30.0
-    failures: int = 0
-    not_before: float = 0.0
-
-    def next_delay(self) -> float:
-        self.failures += 1
-        delay = min(self.max_s, self.initial_s * 2 ** (self.failures - 1))
-        delay = random.uniform(delay / 2, delay)
-        self.not_before = time.monotonic() + delay
-        return delay
-
-    def waiting(self) -> bool:
-        return time.monotonic() < self.not_before
-
-    def reset(self) -> None:
-        self.failures = 0
-        self.not_before = 0.0
 
 
 @dataclass
@@ -79,22 +56,26 @@ class Health:
 HEALTH = Health()
 
 
+def _backoff(max_s: float) -> Backoff:
+    return Backoff(initial_s=0.5, max_s=max_s, jitter=True)
+
+
 async def retry(component: str, work: Callable[[], Awaitable[T]], max_backoff_s: float) -> T:
     """Run `work` until it succeeds, backing off on transient errors (others propagate)."""
-    backoff = Backoff(max_s=max_backoff_s)
-    while True:
-        try:
-            result = await work()
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
+
+    def note(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        if exc is not None:
             HEALTH.failed(component, exc)
-            delay = backoff.next_delay()
-            log.warning("%s: %s; retrying in %.1f s", component, HEALTH.failing[component], delay)
-            await asyncio.sleep(delay)
-            continue
-        HEALTH.ok(component)
-        return result
+        delay = state.next_action.sleep if state.next_action else 0.0
+        log.warning("%s: %s; retrying in %.1f s", component, HEALTH.failing.get(component), delay)
+
+    async for attempt in AsyncRetrying(retry=retry_if_exception(is_transient), wait=_backoff(max_backoff_s).strategy(),
+                                       before_sleep=note, reraise=True):
+        with attempt:
+            result = await work()
+    HEALTH.ok(component)
+    return result
 
 
 def guarded(component: str, max_backoff_s: float) -> Callable[[Callable[[], Awaitable[None]]],
@@ -103,7 +84,7 @@ def guarded(component: str, max_backoff_s: float) -> Callable[[Callable[[], Awai
     never allowed to end the worker (faust crashes the whole app on a timer's exception)."""
 
     def decorate(body: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
-        backoff = Backoff(max_s=max_backoff_s)
+        backoff = _backoff(max_backoff_s)
 
         @wraps(body)
         async def run() -> None:
@@ -113,7 +94,7 @@ def guarded(component: str, max_backoff_s: float) -> Callable[[Callable[[], Awai
                 await body()
             except Exception as exc:
                 HEALTH.failed(component, exc)
-                delay = backoff.next_delay()
+                delay = backoff.next()
                 log.warning("%s failed (%s); next attempt in %.1f s", component, HEALTH.failing[component], delay,
                             exc_info=not is_transient(exc))
                 return

@@ -9,12 +9,22 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+import typer
 import yaml
 
-from cli.main import build_parser
+from cli.main import app
 from rtm.settings import PROJECT_ROOT, Settings
 
 DEPLOY = PROJECT_ROOT / "deploy"
+
+
+def _parse(argv: list[str]) -> tuple[str, dict[str, Any]]:
+    """The `rtm` subcommand a deployment runs and its parsed options (an unknown option fails)."""
+    command = typer.main.get_command(app)
+    name, *rest = argv
+    sub = command.get_command(command.make_context("rtm", [name]), name)  # type: ignore[attr-defined]
+    assert sub is not None, f"rtm has no command {name!r}"
+    return name, dict(sub.make_context(name, rest).params)
 WORKER_ENDPOINTS = {"/live/", "/ready/"}
 
 
@@ -34,8 +44,8 @@ def test_systemd_units_run_a_real_command_restart_always_and_outlast_the_stop_ti
     service = unit["Service"]
     argv = shlex.split(service["ExecStart"])
     assert argv[0].endswith("/rtm")
-    args = build_parser().parse_args(argv[1:])
-    assert args.command == "worker" and not args.supervise
+    name, params = _parse(argv[1:])
+    assert name == "worker" and not params["supervise"]
     assert service["Restart"] == "always"
     assert unit["Unit"]["StartLimitIntervalSec"] == "0"
     assert int(service["TimeoutStopSec"]) > Settings().worker_stop_timeout_s
@@ -57,8 +67,8 @@ def test_kubernetes_probes_ask_the_workers_endpoints_on_its_port() -> None:
     (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    args = build_parser().parse_args(container["command"][1:])
-    assert container["command"][0] == "rtm" and args.command == "worker" and not args.supervise
+    name, params = _parse(container["command"][1:])
+    assert container["command"][0] == "rtm" and name == "worker" and not params["supervise"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert set(env) <= _settings_names(), set(env) - _settings_names()
     (port,) = container["ports"]

@@ -22,22 +22,12 @@ from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.exc import BleakError
 
 from device_adapters.ble.profiles.base import Decoder, Profile, Reading, sig_uuid
+from rtm.retrying import Backoff
 
 log = logging.getLogger(__name__)
 
 ReadingsSink = Callable[[str, list[Reading]], None]
 BATTERY_LEVEL = sig_uuid(0x2A19)
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Reconnect delays: initial_s, doubling up to max_s (a hub retries forever; the wearer comes back)."""
-
-    initial_s: float = 1.0
-    max_s: float = 60.0
-
-    def delay(self, attempt: int) -> float:
-        return float(min(self.max_s, self.initial_s * 2 ** max(0, attempt)))
 
 
 @dataclass

@@ -20,13 +20,14 @@ from bleak.backends.scanner import BaseBleakScanner
 
 from device_adapters.ble import profiles
 from device_adapters.ble.profiles.base import Reading
-from device_adapters.ble.session import Backoff, BleSession
+from device_adapters.ble.session import BleSession
 from device_adapters.hub.assemble import Assembler, DeviceIdentity
 from device_adapters.hub.config import HubConfig
 from device_adapters.hub.health import report_health
 from device_adapters.hub.spool import Spool
 from device_adapters.hub.uploader import Uploader
 from rtm.contract import Event
+from rtm.retrying import Backoff
 
 log = logging.getLogger(__name__)
 

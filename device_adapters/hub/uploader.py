@@ -19,8 +19,8 @@ from typing import Any
 
 import httpx
 
-from device_adapters.ble.session import Backoff
 from device_adapters.hub.spool import Spool
+from rtm.retrying import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,9 @@ from ingest.problems import Problem
 from ingest.routes.events import UPLOAD_RESPONSES, accepted_response
 from ingest.state import Gateway, gateway, request_id
 from ingest.store import DeviceCredential
-from ingest.validation import ItemError, batch_problem, check_item, classify
+from ingest.validation import ItemError, batch_problem, check_item
 from rtm.contract import ActivityInterval, Event
+from rtm.contract.base import violation_code
 
 router = APIRouter(tags=["phone"])
 M = TypeVar("M", bound=BaseModel)
@@ -80,7 +81,7 @@ def _map(
             detail = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in exc.errors()[:5]
             )
-            errors.append(ItemError(i, classify(detail), detail, pointer))
+            errors.append(ItemError(i, violation_code(exc), detail, pointer))
             continue
         except Exception:  # a hostile record is a 422, never a 500
             errors.append(ItemError(i, "invalid", "the record could not be interpreted", pointer))

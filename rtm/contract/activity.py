@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from rtm.contract.base import AwareDatetime, Event, Identifier, Storable, time_key
+from rtm.contract.base import AwareDatetime, Event, Identifier, OutOfPhysicalRange, Storable, time_key
 
 ActivitySource = Literal["device", "health_connect", "healthkit", "vendor_cloud", "derived"]
 MAX_INTERVAL = timedelta(days=1)
@@ -52,7 +52,7 @@ class ActivityInterval(Event):
             raise ValueError(f"an interval may span at most {MAX_INTERVAL}")
         minutes = self.granularity_s / 60.0
         if self.steps > MAX_STEPS_PER_MINUTE * max(minutes, 1.0):
-            raise ValueError(f"{self.steps} steps in {minutes:.1f} min exceed {MAX_STEPS_PER_MINUTE}/min")
+            raise OutOfPhysicalRange(f"{self.steps} steps in {minutes:.1f} min exceed {MAX_STEPS_PER_MINUTE}/min")
         if self.active_minutes is not None and self.active_minutes > minutes + 1e-9:
             raise ValueError("active_minutes exceed the interval's length")
         return self

@@ -11,10 +11,48 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rtm.errors import CodedError
 
 # Fixed namespace for uuid5 event ids: changing it would change every id, so never do.
 EVENT_ID_NAMESPACE = uuid.UUID("6f3f9a52-3c1e-4c55-9a35-2a8c0a3f7e11")
+
+class ContractViolation(CodedError, ValueError):
+    """A value the contract refuses; each subclass is one rule with its stable code. Raised inside
+    validators, it reaches the caller inside pydantic's ValidationError (see `violation_code`)."""
+
+    code = "invalid"
+
+
+class NonFiniteValue(ContractViolation):
+    code = "non-finite"
+
+
+class OutOfPhysicalRange(ContractViolation):
+    code = "out-of-physical-range"
+
+
+class FutureTimestamp(ContractViolation):
+    code = "future-timestamp"
+
+
+class NaiveTimestamp(ContractViolation):
+    code = "naive-timestamp"
+
+
+class UnstorableText(ContractViolation):
+    code = "unstorable-text"
+
+
+def violation_code(exc: ValidationError) -> str:
+    """The code of the first refused rule in a validation error ("invalid" for schema errors)."""
+    for err in exc.errors():
+        cause = err.get("ctx", {}).get("error")
+        if isinstance(cause, ContractViolation):
+            return cause.code
+    return ContractViolation.code
+
 
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")]
 
@@ -23,7 +61,7 @@ def _storable(value: str) -> str:
     # PostgreSQL text and jsonb cannot hold U+0000: refuse it here rather than accept and then
     # have the database refuse the stored event.
     if "\x00" in value:
-        raise ValueError("contains a NUL character (U+0000), which cannot be stored")
+        raise UnstorableText("contains a NUL character (U+0000), which cannot be stored")
     return value
 
 
@@ -33,7 +71,7 @@ Storable = AfterValidator(_storable)
 
 def _require_aware(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("timestamp must carry a time-zone offset (UTC instants only)")
+        raise NaiveTimestamp("timestamp must carry a time-zone offset (UTC instants only)")
     return value.astimezone(UTC)
 
 
@@ -102,7 +140,7 @@ def not_in_future(value: datetime, skew: timedelta, now: datetime | None = None)
     """Reject instants beyond `now + skew` (devices' clocks drift; the future does not exist)."""
     limit = (now or datetime.now(UTC)) + skew
     if value > limit:
-        raise ValueError(f"timestamp {value.isoformat()} is in the future (beyond {skew} clock skew)")
+        raise FutureTimestamp(f"timestamp {value.isoformat()} is in the future (beyond {skew} clock skew)")
 
 
 def payload_dict(event: Event) -> dict[str, Any]:

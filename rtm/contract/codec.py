@@ -19,7 +19,7 @@ import orjson
 from pydantic import ValidationError
 
 from rtm.contract.activity import ActivityInterval
-from rtm.contract.base import Event
+from rtm.contract.base import Event, violation_code
 from rtm.contract.clinical import DeviceAssignment, SessionMarker, TherapistTimeEntry, TimezoneChange
 from rtm.contract.imu import ImuBatch
 
@@ -39,13 +39,18 @@ def content_digest(value: bytes) -> bytes:
     return hashlib.blake2b(value, digest_size=16).digest()
 
 
-class DecodeError(ValueError):
-    """Bytes that are not a valid canonical event. `reason` is a stable, machine-readable code."""
+_REASON_CODES = {"unknown_kind": "unknown-kind", "malformed": "malformed"}
 
-    def __init__(self, reason: str, detail: str) -> None:
+
+class DecodeError(ValueError):
+    """Bytes that are not a valid canonical event. `reason` says which step failed (malformed,
+    unknown_kind, unsupported_version, invalid); `code` is the item-level code a client gets."""
+
+    def __init__(self, reason: str, detail: str, code: str | None = None) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+        self.code = code or _REASON_CODES.get(reason, "invalid")
 
 
 def encode(event: Event) -> bytes:
@@ -93,7 +98,7 @@ def from_dict(body: dict[str, Any]) -> Event:
     try:
         return cls.model_validate(body)
     except ValidationError as exc:
-        raise DecodeError("invalid", _summarise(exc)) from None
+        raise DecodeError("invalid", _summarise(exc), violation_code(exc)) from None
 
 
 def frame_length(data: bytes, pos: int = 0) -> int:
@@ -155,7 +160,7 @@ def decode_imu(data: bytes) -> ImuBatch:
     try:
         return ImuBatch.model_validate(header)
     except ValidationError as exc:
-        raise DecodeError("invalid", _summarise(exc)) from None
+        raise DecodeError("invalid", _summarise(exc), violation_code(exc)) from None
 
 
 def _summarise(exc: ValidationError) -> str:

@@ -7,9 +7,16 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field, PlainSerializer, PlainValidator, WithJsonSchema, model_validator
+from pydantic import AfterValidator, Field, PlainSerializer, PlainValidator, WithJsonSchema, model_validator
 
-from rtm.contract.base import AwareDatetime, Event, Identifier, time_key
+from rtm.contract.base import (
+    AwareDatetime,
+    Event,
+    Identifier,
+    NonFiniteValue,
+    OutOfPhysicalRange,
+    time_key,
+)
 
 F32 = npt.NDArray[np.float32]
 I32 = npt.NDArray[np.int32]
@@ -18,6 +25,14 @@ MAX_SAMPLES = 120_000  # 10 min at 200 Hz: larger recordings are split by the se
 # Physical limits of consumer/medical IMUs (±32 g accelerometers, ±4000 °/s gyroscopes).
 ACC_LIMIT = {"m/s^2": 32 * 9.80665, "g": 32.0}
 GYR_LIMIT = {"rad/s": np.deg2rad(4000.0), "deg/s": 4000.0}
+RATE_LIMIT_HZ = (1.0, 2000.0)  # wearable IMUs sample at 12.5-1600 Hz
+
+
+def _rate_in_range(value: float) -> float:
+    lo, hi = RATE_LIMIT_HZ
+    if not lo <= value <= hi:
+        raise OutOfPhysicalRange(f"should be greater than or equal to {lo:g} and less than or equal to {hi:g} Hz")
+    return value
 G = 9.80665
 
 
@@ -53,7 +68,7 @@ def _xyz_array(value: Any) -> F32:
         raise ValueError(f"must be an n x 3 array of numbers, got shape {arr.shape}")
     if not np.isfinite(arr).all():
         bad = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
-        raise ValueError(f"contains NaN or infinite values (first at sample {bad})")
+        raise NonFiniteValue(f"contains NaN or infinite values (first at sample {bad})")
     arr.setflags(write=False)
     return arr
 
@@ -102,7 +117,7 @@ class ImuBatch(Event):
     stream_id: Identifier
     body_site: BodySite
     t0: AwareDatetime
-    sample_rate_hz: Annotated[float, Field(ge=1.0, le=2000.0, strict=True)]
+    sample_rate_hz: Annotated[float, Field(strict=True), AfterValidator(_rate_in_range)]
     acc_unit: Literal["m/s^2", "g"] = "m/s^2"
     gyr_unit: Literal["rad/s", "deg/s"] = "rad/s"
     acc: XyzArray
@@ -126,9 +141,9 @@ class ImuBatch(Event):
         if self.gyr.shape[0] != n:
             raise ValueError(f"acc has {n} samples but gyr has {self.gyr.shape[0]}")
         if np.abs(self.acc).max() > ACC_LIMIT[self.acc_unit]:
-            raise ValueError(f"acc exceeds the physical range ±{ACC_LIMIT[self.acc_unit]:.0f} {self.acc_unit}")
+            raise OutOfPhysicalRange(f"acc exceeds the physical range ±{ACC_LIMIT[self.acc_unit]:.0f} {self.acc_unit}")
         if np.abs(self.gyr).max() > GYR_LIMIT[self.gyr_unit]:
-            raise ValueError(f"gyr exceeds the physical range ±{GYR_LIMIT[self.gyr_unit]:.1f} {self.gyr_unit}")
+            raise OutOfPhysicalRange(f"gyr exceeds the physical range ±{GYR_LIMIT[self.gyr_unit]:.1f} {self.gyr_unit}")
         if self.t_offsets_us is not None:
             off = self.t_offsets_us
             if off.shape[0] != n:

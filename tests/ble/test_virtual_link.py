@@ -11,9 +11,10 @@ import pytest
 
 from device_adapters.ble.profiles import movesense, polar_pmd, rsc, thingy52
 from device_adapters.ble.profiles.base import CadenceReading, ConfigReading, ImuReading, Reading, StepCountReading
-from device_adapters.ble.session import Backoff, BleSession
+from device_adapters.ble.session import BleSession
 from device_adapters.ble.testing import peripherals
 from device_adapters.ble.testing.virtual import Air, BumbleClient, BumbleScanner, VirtualPeripheral
+from rtm.retrying import Backoff
 
 
 async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 from collections.abc import Iterator
@@ -17,6 +16,8 @@ from fastapi.testclient import TestClient
 
 from eligibility import billing, cli, timeentries
 from eligibility.api import Caller, eligibility_router
+from ingest.app import install_error_handlers
+from rtm.cliutil import new_app, run_app
 from tests.eligibility.factory import d, days_from
 
 
@@ -32,7 +33,7 @@ def test_csv_export_one_line_per_code(scenario):
     s = _billed(scenario)
     rows = list(csv.DictReader(io.StringIO(billing.export(s.conn, "csv", s.clinic, d("2026-03-01")))))
     assert {(r["code"], r["modifiers"]) for r in rows} == {("98975", "GP"), ("98977", "GP"), ("98980", "GP")}
-    assert all(r["status"] == "final" and r["policy"] == "medicare-2026@2026.2" for r in rows)
+    assert all(r["status"] == "final" and r["policy"] == "medicare-2026@2026.3" for r in rows)
 
 
 def test_jsonl_export_has_explanations_reasons(scenario):
@@ -95,6 +96,7 @@ def test_api_router(db_settings, scenario):
             yield c
 
     app = FastAPI()
+    install_error_handlers(app)  # a refused request's typed error becomes the gateway's problem
     app.include_router(eligibility_router(conn, conn, lambda: Caller(s.clinic, "test-api")), prefix="/rtm")
     client = TestClient(app)
     body = {
@@ -106,20 +108,28 @@ def test_api_router(db_settings, scenario):
     assert created.status_code == 201, created.text
     bad = client.post("/rtm/time-entries", json={**body, "channel": "none", "entry_id": "x1"})
     assert bad.status_code == 422  # interactive communication needs a channel
+    assert bad.json()["code"] == "invalid-request" and "channel" in bad.json()["detail"]
     listed = client.get("/rtm/time-entries", params={"patient_id": s.patient}).json()
     assert [e["entry_id"] for e in listed] == [created.json()["entry_id"]]
     s.days(["2026-03-02"])  # monitoring active in March
     s.compute("2026-04-15")
     summary = client.get("/rtm/billing/summaries", params={"clinic_id": s.clinic, "month": "2026-03"}).json()
     assert any(x["codes"] and x["codes"][0]["code"] == "98979" for x in summary)
+    timer = {k: body[k] for k in ("patient_id", "episode_id", "practitioner_id", "activity", "channel")}
+    assert client.post("/rtm/timers", json=timer).status_code == 201
+    again = client.post("/rtm/timers", json=timer)  # a TimeEntryConflict: 409 by its type
+    assert again.status_code == 409 and again.json()["code"] == "conflict", again.text
 
 
 def test_cli_register_and_summary(db_settings, scenario, monkeypatch, capsys):
     s = _billed(scenario)
     dsn = db_settings.dsn("writer")
     monkeypatch.setattr(cli, "_connect", lambda role: psycopg.connect(dsn, autocommit=True))
-    parser = argparse.ArgumentParser(prog="rtm")
-    cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["billing", "release", "--clinic", s.clinic, "--month", "2026-03", "--dry-run"])
-    assert args.func(args) == 0
+    app = new_app("test")
+    cli.register(app)
+    assert run_app(app, ["billing", "release", "--clinic", s.clinic, "--month", "2026-03", "--dry-run"]) == 0
     assert "would release: 3 results" in capsys.readouterr().out
+    # a refused request is one line on stderr and exit 1, no traceback
+    assert run_app(app, ["time", "void", "no-such-entry", "--reason", "typo"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rtm: ") and "no-such-entry" in err and "Traceback" not in err

@@ -232,7 +232,7 @@ def test_legacy_sixteen_days(scenario):
     s.days(days_from("2026-03-01", 16))
     s.compute(AS_OF)
     r = s.supply(0)
-    assert r.codes == ["98977"] and r.explanation["policy"] == {"id": "legacy-16-day", "version": "2025.2"}
+    assert r.codes == ["98977"] and r.explanation["policy"] == {"id": "legacy-16-day", "version": "2025.3"}
 
 
 def test_anchor_first_data_day(scenario):

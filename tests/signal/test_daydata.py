@@ -7,8 +7,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from motion import TimeZoneHistoryError, day_facts, local_day_index, offset_table
-from motion.daydata import DayParams
+from motion import TimeZoneHistoryError, local_day_index, offset_table
 
 UTC = dt.UTC
 
@@ -57,37 +56,11 @@ def test_vectorised_dates_match_zoneinfo_per_sample() -> None:
         assert got[i] == str(dt.datetime.fromtimestamp(t[i], z).date())
 
 
-def test_day_facts_wear_sets_steps_and_zero_vs_missing() -> None:
-    # minutes on 2026-03-08 local (NY), some worn with zero steps, one unworn
-    m = np.array([ts(2026, 3, 8, 14, 0), ts(2026, 3, 8, 14, 1), ts(2026, 3, 8, 14, 2), ts(2026, 3, 9, 14, 0)])
-    facts = day_facts(NY, minute_start_s=m, minute_worn=np.array([True, True, False, False]),
-                      minute_steps=np.array([0.0, 12.0, np.nan, np.nan]),
-                      minute_active=np.array([False, True, False, False]),
-                      set_start_s=np.array([ts(2026, 3, 8, 3, 30)]), set_reps=np.array([10]))
-    by = {f.date.isoformat(): f for f in facts}
-    assert set(by) == {"2026-03-07", "2026-03-08", "2026-03-09"}
-    assert by["2026-03-07"].exercise_sets == 1 and by["2026-03-07"].exercise_reps == 10  # 22:30 local
-    assert by["2026-03-07"].has_data and np.isnan(by["2026-03-07"].steps)
-    d8 = by["2026-03-08"]
-    assert d8.has_data and d8.wear_minutes == 2 and d8.steps == 12.0 and d8.active_minutes == 1
-    d9 = by["2026-03-09"]
-    assert not d9.has_data and d9.wear_minutes == 0 and np.isnan(d9.steps)  # unworn: missing
-
-
-def test_device_step_interval_across_local_midnight_is_split() -> None:
-    facts = day_facts(NY, device_start_s=np.array([ts(2026, 7, 1, 2)]), device_end_s=np.array([ts(2026, 7, 1, 6)]),
-                      device_steps=np.array([400.0]))
-    # 22:00-02:00 EDT: half on June 30, half on July 1
-    assert [(f.date.isoformat(), f.device_steps) for f in facts] == [("2026-06-30", 200.0), ("2026-07-01", 200.0)]
-    assert all(f.has_data for f in facts)
-
-
 def test_moving_time_zone_changes_the_date() -> None:
     hist = [(dt.datetime(2026, 1, 1, tzinfo=UTC), "Europe/London"),
             (dt.datetime(2026, 5, 1, 12, tzinfo=UTC), "Asia/Tokyo")]
     t = np.array([ts(2026, 5, 1, 11, 0), ts(2026, 5, 1, 16, 0)])  # 12:00 BST / 01:00 JST next day
-    facts = day_facts(hist, set_start_s=t, set_reps=np.array([5, 6]))
-    assert [f.date.isoformat() for f in facts] == ["2026-05-01", "2026-05-02"]
+    assert dates(local_day_index(t, offset_table(hist, float(t[0]), float(t[-1])))) == ["2026-05-01", "2026-05-02"]
 
 
 def test_history_errors() -> None:
@@ -100,10 +73,7 @@ def test_history_errors() -> None:
     with pytest.raises(TimeZoneHistoryError, match="timezone-aware"):
         offset_table([(dt.datetime(2026, 1, 1), "UTC")], 0.0, 1.0)
     with pytest.raises(TimeZoneHistoryError, match="precede"):
-        day_facts(NY, set_start_s=np.array([ts(2024, 6, 1)]))
-    facts = day_facts(NY, set_start_s=np.array([ts(2024, 6, 1, 12)]), params=DayParams(extend_first_zone=True))
-    assert facts[0].date == dt.date(2024, 6, 1)
-
-
-def test_no_inputs_no_days() -> None:
-    assert day_facts(NY) == []
+        offset_table(NY, ts(2024, 6, 1), ts(2024, 6, 2))
+    t = np.array([ts(2024, 6, 1, 12)])
+    assert dates(local_day_index(t, offset_table(NY, float(t[0]), float(t[0]), extend_first_zone=True))) == [
+        "2024-06-01"]
