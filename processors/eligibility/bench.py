@@ -1,9 +1,11 @@
-"""Benchmark: recompute RTM eligibility for N patients with D days of data each.
+"""Benchmark: recompute RTM eligibility for N patients with D days of data each, against its floor.
 
-Builds a scratch database (migrated like production), bulk-loads a synthetic cohort with COPY,
-marks every patient dirty and times the engine's incremental loop (load, compute, write). The
-scratch database is dropped afterwards. Prints a table, then one JSON line: patients, seconds.
-"""
+Builds a scratch database (migrated like production), bulk-loads a synthetic cohort with COPY, then
+runs rounds of the recompute (every patient marked, the incremental loop: claim, load, compute,
+write every row) and of the floor (the same input queries and the same result rows in one COPY per
+connection into an unlogged copy of the results table), with the same processes, connections and
+batches, in alternating order. The scratch database is dropped afterwards. Prints a table, then one
+JSON line: patients, seconds, floor_seconds, ratio_to_floor (medians over the rounds)."""
 
 from __future__ import annotations
 

@@ -616,7 +616,8 @@ def recompute_dirty(
     try:
         mark_due(conn, as_of)
         # Claims walk the queue by mark_seq: the batch in flight is not claimed again, and a patient
-        # marked again meanwhile has a newer seq and comes round once more.
+        # marked again meanwhile has a newer seq and comes round once more. (A mark whose transaction
+        # commits after a newer seq was claimed waits for the next run: nothing is cleared unseen.)
         after = [0]
 
         def claim() -> Claim:
