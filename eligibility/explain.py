@@ -7,6 +7,7 @@ data always hashes the same and an unchanged answer is recognised without compar
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 from functools import lru_cache
@@ -55,7 +56,10 @@ def _day(d: CountedDay, memo: dict[int, bytes] | None = None) -> bytes:
     for one batch) serialises a day once: set-up and period 0 list the same days."""
     if memo is not None and (done := memo.get(id(d))) is not None:
         return done
-    if all(isinstance(x, str) for x in d.refs):
+    refs = d.refs
+    if len(refs) == 1 and type(refs[0]) is str and len(d.devices) == 1:  # the usual day: one device
+        out = f'{{"date":"{iso(d.local_date)}","devices":{_devices_json(d.devices)},"records":[{refs[0]}]}}'.encode()
+    elif all(isinstance(x, str) for x in refs):
         records = ",".join(d.refs)  # type: ignore[arg-type]
         out = f'{{"date":"{iso(d.local_date)}","devices":{_devices_json(d.devices)},"records":[{records}]}}'.encode()
     else:
@@ -64,6 +68,11 @@ def _day(d: CountedDay, memo: dict[int, bytes] | None = None) -> bytes:
     if memo is not None:
         memo[id(d)] = out
     return out
+
+
+def _days_json(days: Sequence[CountedDay], memo: dict[int, bytes] | None) -> bytes:
+    # Most days come with their JSON written by the engine; the others are written here, once.
+    return b"[" + b",".join([d.json or _day(d, memo) for d in days]) + b"]"
 
 
 def answer_of(r: Result) -> JSON:
@@ -110,7 +119,7 @@ def explanation_of(r: Result, memo: dict[int, bytes] | None = None) -> JSON:
         out["anchor"] = {"rule": r.anchor.rule, "date": _iso(r.anchor.date), "detail": r.anchor.detail}
     if r.data_days is not None:
         out["data_days"] = r.data_days
-        out["days"] = orjson.Fragment(b"[" + b",".join(_day(d, memo) for d in r.days) + b"]")
+        out["days"] = orjson.Fragment(_days_json(r.days, memo))
         out["excluded_days"] = [
             {"date": _iso(x.local_date), "device": x.device_id, "why": x.why} for x in r.excluded_days
         ]

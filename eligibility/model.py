@@ -122,6 +122,9 @@ class CountedDay:
     local_date: date
     devices: tuple[str, ...]
     refs: tuple[object, ...]
+    # The day as canonical explanation JSON when the engine could write it in passing (one device,
+    # records as raw JSON text); empty otherwise. Derived from the fields above: not compared.
+    json: bytes = field(default=b"", compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

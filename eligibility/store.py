@@ -12,7 +12,8 @@ import gc
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -305,6 +306,12 @@ def plan_writes(existing: Existing, rows: Sequence[_Row], stats: SaveStats) -> W
 def save_results(conn: Conn, patient_ids: Sequence[str], results: Sequence[Result]) -> SaveStats:
     """Write the patients' answers. Unchanged answers are left alone; a released answer that changed
     gets an amendment (old, new, why) and the status 'amended' until it is released again."""
+    return save_rows(conn, patient_ids, _prepare(results))
+
+
+def save_rows(conn: Conn, patient_ids: Sequence[str], rows: Sequence[_Row]) -> SaveStats:
+    """`save_results` for answers already serialised and hashed (`_prepare`): the database half, which
+    the recompute loop runs on its I/O thread while the next batch is computed."""
     stats = SaveStats()
     existing: Existing = {}
     for key, ah, eh, status, release_id, revision in conn.execute(
@@ -313,7 +320,7 @@ def save_results(conn: Conn, patient_ids: Sequence[str], results: Sequence[Resul
         (list(patient_ids),),
     ):
         existing[key] = (ah, eh, status, release_id, revision)
-    plan = plan_writes(existing, _prepare(results), stats)
+    plan = plan_writes(existing, rows, stats)
     with conn.transaction():
         # Never-released rows carry no references: replacing them is a delete plus the COPY below.
         gone = plan.rewrite_keys + plan.stale_unreleased
@@ -484,6 +491,28 @@ class RecomputeStats:
     save_s: float = 0.0
     saved: SaveStats = field(default_factory=SaveStats)
 
+    def add(self, other: RecomputeStats) -> None:
+        self.patients += other.patients
+        self.results += other.results
+        self.load_s += other.load_s
+        self.compute_s += other.compute_s
+        self.save_s += other.save_s
+        self.saved.add(other.saved)
+
+
+def _compute_rows(inputs: Mapping[str, PatientInputs], patient_ids: Sequence[str], as_of: date,
+                  pol: Mapping[str, Policy]) -> tuple[int, list[_Row]]:
+    """The pure half of a batch: answers, serialised and hashed (number of results, rows)."""
+    # Many small immutable objects and no cycles: the cyclic collector would only rescan them.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        results = [r for pid in patient_ids for r in compute_patient(inputs[pid], pol, as_of)]
+        return len(results), _prepare(results)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
 
 def recompute_patients(
     conn: Conn, patient_ids: Sequence[str], as_of: date, policies: Mapping[str, Policy] | None = None
@@ -494,20 +523,80 @@ def recompute_patients(
     t0 = time.perf_counter()
     inputs = load_inputs(conn, patient_ids)
     t1 = time.perf_counter()
-    # Many small immutable objects and no cycles: the cyclic collector would only rescan them.
+    stats.results, rows = _compute_rows(inputs, patient_ids, as_of, pol)
+    t2 = time.perf_counter()
+    stats.saved = save_rows(conn, patient_ids, rows)
+    t3 = time.perf_counter()
+    stats.patients = len(patient_ids)
+    stats.load_s, stats.compute_s, stats.save_s, stats.seconds = t1 - t0, t2 - t1, t3 - t2, t3 - t0
+    return stats
+
+
+Claim = list[tuple[str, int]]
+
+
+def _pipeline(
+    conn: Conn, claim: Callable[[], Claim], as_of: date, pol: Mapping[str, Policy], max_batches: int | None
+) -> RecomputeStats:
+    """Recompute batch after batch on one connection, overlapping the database with Python: an I/O
+    thread owns the connection and runs, in order, claim + load of batch k+1 and the writes of batch
+    k, while this thread computes. The writes of a batch commit before the next batch's writes start,
+    and marks are cleared only after their batch is written."""
+    total = RecomputeStats()
+    t0 = time.perf_counter()
+
+    def load() -> tuple[Claim, dict[str, PatientInputs], float]:
+        t = time.perf_counter()
+        claimed = claim()
+        inputs = load_inputs(conn, [p for p, _ in claimed]) if claimed else {}
+        return claimed, inputs, time.perf_counter() - t
+
+    def save(claimed: Claim, rows: list[_Row]) -> tuple[SaveStats, float]:
+        t = time.perf_counter()
+        saved = save_rows(conn, [p for p, _ in claimed], rows)
+        clear_dirty(conn, claimed)
+        return saved, time.perf_counter() - t
+
+    def collect(done: Future[tuple[SaveStats, float]]) -> None:
+        saved, seconds = done.result()
+        total.saved.add(saved)
+        total.save_s += seconds
+
+    # The collector is off for the whole loop: both threads allocate many small acyclic objects that
+    # each collection would rescan; the young generations are collected once per batch instead.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        results = [r for pid in patient_ids for r in compute_patient(inputs[pid], pol, as_of)]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="eligibility-io") as io:
+            loading: Future[tuple[Claim, dict[str, PatientInputs], float]] | None = io.submit(load)
+            saving: Future[tuple[SaveStats, float]] | None = None
+            batches = 0
+            while loading is not None:
+                claimed, inputs, load_s = loading.result()
+                if not claimed:
+                    break
+                batches += 1
+                loading = io.submit(load) if max_batches is None or batches < max_batches else None
+                t = time.perf_counter()
+                ids = [p for p, _ in claimed]
+                results, rows = _compute_rows(inputs, ids, as_of, pol)
+                del inputs
+                total.compute_s += time.perf_counter() - t
+                total.load_s += load_s
+                total.patients += len(ids)
+                total.results += results
+                if saving is not None:
+                    collect(saving)  # at most one batch waits to be written: bounded memory
+                saving = io.submit(save, claimed, rows)
+                gc.collect(1)
+                log.info("eligibility batch: %d patients, %d results", len(ids), results)
+            if saving is not None:
+                collect(saving)
     finally:
         if gc_was_enabled:
             gc.enable()
-    t2 = time.perf_counter()
-    stats.saved = save_results(conn, patient_ids, results)
-    t3 = time.perf_counter()
-    stats.patients, stats.results = len(patient_ids), len(results)
-    stats.load_s, stats.compute_s, stats.save_s, stats.seconds = t1 - t0, t2 - t1, t3 - t2, t3 - t0
-    return stats
+    total.seconds = time.perf_counter() - t0
+    return total
 
 
 def recompute_dirty(
@@ -519,40 +608,44 @@ def recompute_dirty(
 ) -> RecomputeStats:
     """The incremental loop: mark patients whose periods ended, then recompute every marked patient
     in batches until none is left. Only one loop runs at a time per database."""
-    total = RecomputeStats()
     pol = policies if policies is not None else available_policies()
     locked = conn.execute("select pg_try_advisory_lock(%s)", (RECOMPUTE_LOCK,)).fetchone()
     if not locked or not locked[0]:
         log.warning("another eligibility recompute is running; skipping")
-        return total
+        return RecomputeStats()
     try:
         mark_due(conn, as_of)
-        done = 0
-        while max_batches is None or done < max_batches:
-            claimed = claim_dirty(conn, batch)
-            if not claimed:
-                break
-            s = recompute_patients(conn, [p for p, _ in claimed], as_of, pol)
-            clear_dirty(conn, claimed)
-            total.patients += s.patients
-            total.results += s.results
-            total.load_s += s.load_s
-            total.compute_s += s.compute_s
-            total.save_s += s.save_s
-            total.seconds += s.seconds
-            total.saved.add(s.saved)
-            done += 1
-            log.info("eligibility batch: %d patients, %d results in %.2fs", s.patients, s.results, s.seconds)
+        # Claims walk the queue by mark_seq: the batch in flight is not claimed again, and a patient
+        # marked again meanwhile has a newer seq and comes round once more. (A mark whose transaction
+        # commits after a newer seq was claimed waits for the next run: nothing is cleared unseen.)
+        after = [0]
+
+        def claim() -> Claim:
+            rows = conn.execute(
+                """select patient_id, mark_seq from eligibility_dirty_patients where mark_seq > %s
+                    order by mark_seq limit %s""",
+                (after[0], batch),
+            ).fetchall()
+            if rows:
+                after[0] = int(rows[-1][1])
+            return [(str(p), int(s)) for p, s in rows]
+
+        return _pipeline(conn, claim, as_of, pol, max_batches)
     finally:
         conn.execute("select pg_advisory_unlock(%s)", (RECOMPUTE_LOCK,))
-    return total
 
 
-def _worker_batch(dsn: str, claimed: list[tuple[str, int]], as_of: date) -> RecomputeStats:
+def recompute_claimed(dsn: str, batches: list[Claim], as_of: date) -> RecomputeStats:
+    """One worker process's share of a parallel recompute: its batches, pipelined on one connection."""
+    queue = iter(batches)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        stats = recompute_patients(conn, [p for p, _ in claimed], as_of)
-        clear_dirty(conn, claimed)
-        return stats
+        return _pipeline(conn, lambda: next(queue, []), as_of, available_policies(), None)
+
+
+def shares(claimed: Claim, workers: int, batch: int) -> list[list[Claim]]:
+    """Batches of `batch` patients dealt round-robin to `workers` (the benchmark's floor uses the same)."""
+    chunks = [claimed[i : i + batch] for i in range(0, len(claimed), batch)]
+    return [chunks[w::workers] for w in range(workers) if chunks[w::workers]]
 
 
 def recompute_dirty_parallel(
@@ -569,17 +662,11 @@ def recompute_dirty_parallel(
         return total
     try:
         mark_due(conn, as_of)
-        claimed = claim_dirty(conn, 10**9)
-        chunks = [claimed[i : i + batch] for i in range(0, len(claimed), batch)]
+        parts = shares(claim_dirty(conn, 10**9), workers, batch)
         t0 = time.perf_counter()
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for s in pool.map(_worker_batch, [dsn] * len(chunks), chunks, [as_of] * len(chunks)):
-                total.patients += s.patients
-                total.results += s.results
-                total.load_s += s.load_s
-                total.compute_s += s.compute_s
-                total.save_s += s.save_s
-                total.saved.add(s.saved)
+        with ProcessPoolExecutor(max_workers=max(1, len(parts))) as pool:
+            for s in pool.map(recompute_claimed, [dsn] * len(parts), parts, [as_of] * len(parts)):
+                total.add(s)
         total.seconds = time.perf_counter() - t0
     finally:
         conn.execute("select pg_advisory_unlock(%s)", (RECOMPUTE_LOCK,))

@@ -150,6 +150,23 @@ def test_incremental_only_changed_patients(scenario):
     assert stats.patients >= 1 and s.supply(0).data_days == 4
 
 
+def test_pipelined_loop_over_several_batches(scenario):
+    # recompute_dirty loads batch k+1 and writes batch k on its I/O thread while it computes: with one
+    # patient per batch, each patient is written, its mark cleared, and a direct recompute afterwards
+    # finds nothing to change.
+    people = [scenario() for _ in range(3)]
+    for i, s in enumerate(people):
+        s.days(days_from("2026-03-01", 5 + i))
+    stats = recompute_dirty(people[0].conn, d("2026-04-15"), batch=1)
+    assert stats.patients >= 3 and stats.saved.inserted >= 3 * 4
+    marked = "select count(*) from eligibility_dirty_patients where patient_id = %s"
+    for i, s in enumerate(people):
+        assert s.conn.execute(marked, (s.patient,)).fetchone()[0] == 0
+        assert s.supply(0).data_days == 5 + i
+        again = s.compute("2026-04-15")
+        assert again.saved.unchanged == again.results and again.saved.inserted == again.saved.updated == 0
+
+
 def test_copy_write_keeps_every_character(db):
     # Results are written with COPY text lines built by the engine: a reason, ids and JSON holding a
     # backslash, a tab, a newline and non-ASCII text come back byte for byte (hash of the stored

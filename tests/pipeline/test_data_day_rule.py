@@ -9,13 +9,13 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
 import orjson
-import psycopg
 import pytest
 
 from eligibility.policy import DataDayRule, load_policy
 from processors.activity import recompute_minutes
 from processors.dayfacts import DayChange, patient_rules, rebuild_day_facts
 from processors.sink.raw import ChangedSpan
+from rtm.db import Conn
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,6 @@ ZONE = "America/New_York"  # EDT in June: local = UTC - 4 h
 DEVICE = "dev-rule"
 DAY = date(2026, 6, 16)  # the disputed day
 DEFAULT = load_policy("medicare-2026").data_day
-Conn = psycopg.Connection
 
 
 def local(d: date, hour: int, minute: int = 0, second: int = 0) -> datetime:
