@@ -30,7 +30,7 @@ from ingest.outbox import Relay
 from ingest.problems import Problem, from_coded_error, from_http_status, problem_response, retry_after
 from ingest.publisher import Publisher
 from ingest.ratelimit import TokenBucketLimiter
-from ingest.routes import eligibility, enrolment, events, health, phone, webhooks
+from ingest.routes import eligibility, enrolment, events, health, hub, phone, webhooks
 from ingest.settings import GatewaySettings, get_gateway_settings
 from ingest.state import Gateway, gateway, request_id
 from ingest.store import Store
@@ -207,7 +207,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (events, phone, enrolment, eligibility, webhooks, health):
+    for module in (events, phone, enrolment, eligibility, webhooks, health, hub):
         app.include_router(module.router)
     app.add_middleware(RequestContext)
     return app
