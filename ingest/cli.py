@@ -31,7 +31,7 @@ def _with_services(fn: Callable[..., Awaitable[T]], publisher: bool = False, own
         store = await Store.open(s, max_size=2, role="owner" if owner else "writer")
         pub = await Publisher.start(s, cfg.publish_timeout_s) if publisher else None
         try:
-            return await fn(store, pub, cfg.pepper_bytes(s.secrets_dir))
+            return await fn(store, pub, cfg.pepper_bytes(s.secrets_dir, s.environment))
         finally:
             if pub is not None:
                 await pub.stop()
@@ -57,9 +57,18 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
     from ingest.log import configure_logging
     from ingest.settings import get_gateway_settings
+    from rtm import production
 
     cfg = get_gateway_settings()
     configure_logging(cfg.log_level)
+    try:
+        production.check("gateway", get_settings(), cfg)
+    except production.ProductionConfigError as exc:
+        return _problem_exit(exc)
+    if args.workers > 1:
+        from ingest.multiproc import prepare_multiprocess
+
+        prepare_multiprocess(get_settings().state_dir)
     uvicorn.run(
         "ingest.app:app_factory",
         factory=True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faust
 
+from rtm.kafka import tls_context
 from rtm.settings import Settings, get_settings
 from rtm.topics import ALL_TOPICS, TopicSpec
 
@@ -15,9 +16,11 @@ def broker_url(settings: Settings) -> str:
 
 
 def create_app(settings: Settings) -> faust.App:
+    context = tls_context(settings)
     return faust.App(
         settings.app_id,
         broker=broker_url(settings),
+        broker_credentials=faust.SSLCredentials(context) if context is not None else None,
         # Tables hold only small state rebuilt from their changelogs; billing-critical counts live
         # in the database (architecture rule 2).
         store="memory://",

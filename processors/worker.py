@@ -13,11 +13,13 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from rtm import production
 from rtm.kafka import forbid_topic_auto_creation
 from rtm.settings import get_settings
 from rtm.stack.broker import ensure_topics
@@ -59,6 +61,11 @@ def _watchdog(app: Any, stop_timeout_s: float) -> None:
 
 def run_worker(loglevel: str = "warning") -> int:
     settings = get_settings()
+    try:
+        production.check("worker", settings)
+    except production.ProductionConfigError as exc:
+        print(f"rtm: {exc}", file=sys.stderr)
+        return 78  # EX_CONFIG: restarting will not help
     forbid_topic_auto_creation()
     # In a thread of its own: the worker's event loop must not exist yet.
     with ThreadPoolExecutor(1) as pool:

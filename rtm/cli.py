@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_ingest(sub)
     register_eligibility(sub)
     register_hub(sub)
+    from rtm.provision import register as register_provision
+    register_provision(sub)
 
     # Parsed by the tool itself (its options follow the name): see main() below.
     sub.add_parser(
