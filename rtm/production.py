@@ -32,6 +32,12 @@ REQUIRED: dict[Component, tuple[str, ...]] = {
                 "RTM_PG_READER_PASSWORD"),
     "topics": (*_WHERE, "RTM_TOPIC_REPLICATION"),
 }
+COMMANDS: dict[Component, str] = {
+    "gateway": "rtm gateway",
+    "worker": "rtm worker",
+    "migrate": "rtm provision database",
+    "topics": "rtm provision topics",
+}
 # Secrets and their shortest acceptable length: a guessable one is as bad as none.
 SECRET_MIN_LENGTH = {
     "RTM_PG_ADMIN_PASSWORD": 16,
@@ -82,7 +88,7 @@ def check(component: Component, settings: Settings, gateway: BaseSettings | None
     found = problems(component, settings, gateway)
     if found:
         raise ProductionConfigError(
-            f"rtm {component} refuses to start in production (RTM_ENVIRONMENT=production): " + "; ".join(found)
+            f"{COMMANDS[component]} refuses to start in production (RTM_ENVIRONMENT=production): " + "; ".join(found)
         )
     if settings.environment == "production":
         if settings.pg_sslmode not in ("verify-ca", "verify-full"):

@@ -7,9 +7,6 @@ from __future__ import annotations
 import configparser
 import shlex
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from rtm.cli import build_parser
 from rtm.settings import PROJECT_ROOT, Settings
