@@ -24,8 +24,9 @@ Component = Literal["gateway", "worker", "migrate", "topics"]
 # Local defaults that point at the development stack (127.0.0.1, the embedded broker's workarounds).
 _WHERE = ("RTM_PG_HOST", "RTM_KAFKA_BOOTSTRAP", "RTM_BROKER_FLAVOUR")
 REQUIRED: dict[Component, tuple[str, ...]] = {
-    "gateway": (*_WHERE, "RTM_PG_WRITER_PASSWORD", "RTM_GATEWAY_PEPPER", "RTM_GATEWAY_HOST",
-                "RTM_KAFKA_IDEMPOTENT_PRODUCER"),
+    # The gateway writes as the writer and serves the clinics' billing reads as the reader.
+    "gateway": (*_WHERE, "RTM_PG_WRITER_PASSWORD", "RTM_PG_READER_PASSWORD", "RTM_GATEWAY_PEPPER",
+                "RTM_GATEWAY_HOST", "RTM_KAFKA_IDEMPOTENT_PRODUCER"),
     "worker": (*_WHERE, "RTM_PG_WRITER_PASSWORD", "RTM_TOPIC_REPLICATION", "RTM_KAFKA_IDEMPOTENT_PRODUCER",
                "RTM_WORKER_WEB_HOST"),
     "migrate": ("RTM_PG_HOST", "RTM_PG_ADMIN_PASSWORD", "RTM_PG_OWNER_PASSWORD", "RTM_PG_WRITER_PASSWORD",

@@ -445,7 +445,8 @@ def run_rtm(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess
 
 
 @pytest.mark.parametrize(("args", "code", "named"), [
-    (["gateway", "--port", "1"], 1, ["RTM_GATEWAY_PEPPER", "RTM_PG_WRITER_PASSWORD", "RTM_PG_HOST"]),
+    (["gateway", "--port", "1"], 1, ["RTM_GATEWAY_PEPPER", "RTM_PG_WRITER_PASSWORD", "RTM_PG_READER_PASSWORD",
+                                     "RTM_PG_HOST"]),
     (["worker"], 78, ["RTM_PG_WRITER_PASSWORD", "RTM_TOPIC_REPLICATION", "RTM_BROKER_FLAVOUR"]),
     (["provision", "database"], 1, ["RTM_PG_ADMIN_PASSWORD", "RTM_PG_OWNER_PASSWORD", "RTM_PG_READER_PASSWORD"]),
     (["provision", "topics"], 1, ["RTM_KAFKA_BOOTSTRAP", "RTM_TOPIC_REPLICATION"]),
