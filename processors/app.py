@@ -25,8 +25,10 @@ def create_app(settings: Settings) -> faust.App:
         # in the database (architecture rule 2).
         store="memory://",
         # faust writes a small "{id}-data" folder; keep it with the rest of the local state, not in
-        # whatever directory the worker was started from.
-        datadir=str(settings.state_dir / "faust" / settings.app_id),
+        # whatever directory the worker was started from, and one per worker (its web port is unique
+        # on a host): workers of one group sharing it lose events after one of them is SIGKILLed
+        # (`rtm faults`, worker-sigkill).
+        datadir=str(settings.state_dir / "faust" / f"{settings.app_id}-{settings.worker_web_port}"),
         value_serializer="raw",
         key_serializer="raw",
         processing_guarantee="at_least_once",

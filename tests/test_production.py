@@ -480,6 +480,14 @@ def test_production_refuses_short_secrets_and_the_tansu_flavour_and_accepts_a_fu
     assert production.problems("gateway", Settings(), GatewaySettings()) == []  # the local stack: no demands
 
 
+def test_systemd_example_is_production_and_refused_until_its_placeholder_password_is_replaced() -> None:
+    env = dict(line.split("=", 1) for line in (PROJECT_ROOT / "deploy" / "systemd" / "rtm.env.example")
+               .read_text().splitlines() if line and not line.startswith("#"))
+    settings = Settings(**{k[4:].lower(): v for k, v in env.items()})
+    assert settings.environment == "production"
+    assert production.problems("worker", settings) == ["RTM_PG_WRITER_PASSWORD is shorter than 16 characters"]
+
+
 def test_production_never_falls_back_to_generated_local_secrets(tmp_path: Path) -> None:
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "pg_writer_password").write_text("a-local-generated-password")
