@@ -161,6 +161,7 @@ app.add_typer(bench_app, name="bench")
 
 
 def _register_parts() -> None:
+    from cli.provision import register as register_provision
     from device_adapters.hub.cli import register as register_hub
     from eligibility.cli import register as register_eligibility
     from ingest.cli import register as register_ingest
@@ -168,6 +169,7 @@ def _register_parts() -> None:
     register_ingest(app)
     register_eligibility(app)
     register_hub(app)
+    register_provision(app)
 
 
 _register_parts()

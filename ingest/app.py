@@ -35,6 +35,7 @@ from ingest.settings import GatewaySettings, get_gateway_settings
 from ingest.state import Gateway, gateway, request_id
 from ingest.store import Store
 from ingest.syncdb import SyncPools
+from rtm import production
 from rtm.errors import CodedError
 from rtm.settings import Settings, get_settings
 
@@ -154,6 +155,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        production.check("gateway", s, cfg)
         store = await Store.open(s, max_size=cfg.db_pool_max, acquire_timeout_s=cfg.db_acquire_timeout_s)
         sync_db = await asyncio.to_thread(
             SyncPools.open, s, max(2, cfg.db_pool_max // 2), cfg.db_acquire_timeout_s
@@ -161,7 +163,7 @@ def create_app(
         publisher = await Publisher.start(s, cfg.publish_timeout_s)
         relay = Relay(store.pool, publisher, s, cfg) if cfg.acceptance == "outbox" else None
         http = polar_http or httpx.AsyncClient()
-        pepper = cfg.pepper_bytes(s.secrets_dir)
+        pepper = cfg.pepper_bytes(s.secrets_dir, s.environment)
         app.state.gateway = Gateway(
             settings=s,
             config=cfg,

@@ -34,7 +34,7 @@ def _with_services(fn: Callable[..., Awaitable[T]], publisher: bool = False, own
         store = await Store.open(s, max_size=2, role="owner" if owner else "writer")
         pub = await Publisher.start(s, cfg.publish_timeout_s) if publisher else None
         try:
-            return await fn(store, pub, cfg.pepper_bytes(s.secrets_dir))
+            return await fn(store, pub, cfg.pepper_bytes(s.secrets_dir, s.environment))
         finally:
             if pub is not None:
                 await pub.stop()
@@ -61,9 +61,19 @@ def cmd_gateway(
 
     from ingest.log import configure_logging
     from ingest.settings import get_gateway_settings
+    from rtm import production
 
     cfg = get_gateway_settings()
     configure_logging(cfg.log_level)
+    try:
+        production.check("gateway", get_settings(), cfg)
+    except production.ProductionConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    if workers > 1:
+        from ingest.multiproc import prepare_multiprocess
+
+        prepare_multiprocess(get_settings().state_dir)
     uvicorn.run(
         "ingest.app:app_factory",
         factory=True,
@@ -159,7 +169,7 @@ def cmd_pairing_code(
     s, cfg = get_settings(), get_gateway_settings()
     try:
         with psycopg.connect(s.dsn("writer"), autocommit=True) as conn:
-            code = issue_pairing_code_sync(conn, cfg.pepper_bytes(s.secrets_dir), clinic, device,
+            code = issue_pairing_code_sync(conn, cfg.pepper_bytes(s.secrets_dir, s.environment), clinic, device,
                                            ttl or cfg.pairing_code_ttl_s, created_by="cli")
     except (Problem, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

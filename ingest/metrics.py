@@ -19,9 +19,14 @@ SAMPLES = Counter("rtm_ingest_imu_samples_total", "IMU samples accepted (acknowl
 WEBHOOKS = Counter(
     "rtm_ingest_webhooks_total", "vendor notifications by vendor and outcome", ["vendor", "outcome"]
 )
-OUTBOX_DEPTH = Gauge("rtm_ingest_outbox_depth", "events accepted but not yet stored by the sink (whole table)")
+# Whole-table figures that every process reads alike: across processes the latest reading counts.
+OUTBOX_DEPTH = Gauge(
+    "rtm_ingest_outbox_depth", "events accepted but not yet stored by the sink (whole table)",
+    multiprocess_mode="mostrecent",
+)
 OUTBOX_OLDEST_S = Gauge(
-    "rtm_ingest_outbox_oldest_unstored_seconds", "age of the oldest accepted event not yet stored (0: none)"
+    "rtm_ingest_outbox_oldest_unstored_seconds", "age of the oldest accepted event not yet stored (0: none)",
+    multiprocess_mode="mostrecent",
 )
 OUTBOX_PUBLISHED = Counter(
     "rtm_ingest_outbox_published_total", "outbox rows the broker acknowledged, by path (fast, retry)", ["path"]

@@ -18,6 +18,7 @@ MIB = 1 << 20
 class GatewaySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RTM_GATEWAY_", extra="ignore")
 
+    # Loopback on a development machine; 0.0.0.0 in a container (the image sets it), behind a proxy.
     host: str = "127.0.0.1"
     port: int = 8080
 
@@ -48,7 +49,8 @@ class GatewaySettings(BaseSettings):
 
     # --- authentication ---------------------------------------------------------------------
     # Key of the HMAC that turns token secrets into stored digests. Unset: a random one is made
-    # once and kept in the state folder (local stack); production sets it from a secret store.
+    # once and kept in the state folder (local stack only); production must set it from a secret
+    # store, the same for every replica (RTM_ENVIRONMENT=production refuses to start without it).
     pepper: SecretStr | None = None
     # How long a verified credential is trusted without asking the database again: the upper
     # bound on how late a revocation done on another gateway instance takes effect.
@@ -105,9 +107,11 @@ class GatewaySettings(BaseSettings):
     db_pool_max: int = 8
     log_level: str = "info"
 
-    def pepper_bytes(self, secrets_dir: Path) -> bytes:
-        if self.pepper is not None:
+    def pepper_bytes(self, secrets_dir: Path, environment: str = "local") -> bytes:
+        if self.pepper is not None and self.pepper.get_secret_value():
             return self.pepper.get_secret_value().encode()
+        if environment == "production":  # a per-process pepper would break credentials across replicas
+            raise RuntimeError("RTM_GATEWAY_PEPPER is not set (RTM_ENVIRONMENT=production)")
         return _local_pepper(secrets_dir)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faust
 
+from rtm.kafka import tls_context
 from rtm.settings import Settings, get_settings
 from rtm.topics import ALL_TOPICS, TopicSpec
 
@@ -18,15 +19,19 @@ def create_app(settings: Settings) -> faust.App:
     # faust creates its data folder without parents; the state folder may not have a faust/ yet.
     faust_dir = settings.state_dir / "faust"
     faust_dir.mkdir(parents=True, exist_ok=True)
+    context = tls_context(settings)
     return faust.App(
         settings.app_id,
         broker=broker_url(settings),
+        broker_credentials=faust.SSLCredentials(context) if context is not None else None,
         # Tables hold only small state rebuilt from their changelogs; billing-critical counts live
         # in the database (docs/architecture.md, rule 2).
         store="memory://",
         # faust writes a small "{id}-data" folder; keep it with the rest of the local state, not in
-        # whatever directory the worker was started from.
-        datadir=str(faust_dir / settings.app_id),
+        # whatever directory the worker was started from, and one per worker (its web port is unique
+        # on a host): workers of one group sharing it lose events after one of them is SIGKILLed
+        # (`rtm faults`, worker-sigkill).
+        datadir=str(faust_dir / f"{settings.app_id}-{settings.worker_web_port}"),
         value_serializer="raw",
         key_serializer="raw",
         processing_guarantee="at_least_once",

@@ -13,11 +13,13 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from rtm import production
 from rtm.kafka import forbid_topic_auto_creation
 from rtm.settings import get_settings
 from rtm.stack.broker import ensure_topics
@@ -59,7 +61,14 @@ def _watchdog(app: Any, stop_timeout_s: float) -> None:
 
 def run_worker(loglevel: str = "warning") -> int:
     settings = get_settings()
+    try:
+        production.check("worker", settings)
+    except production.ProductionConfigError as exc:
+        print(f"rtm: {exc}", file=sys.stderr)
+        return 78  # EX_CONFIG: restarting will not help
     forbid_topic_auto_creation()
+    # faust creates its data folder but not the folders above it (a fresh state folder, a container).
+    (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
     # In a thread of its own: the worker's event loop must not exist yet.
     with ThreadPoolExecutor(1) as pool:
         created = pool.submit(asyncio.run, ensure_topics(settings, repair=settings.broker_flavour == "tansu")).result()

@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import aiokafka.client
 from aiokafka import AIOKafkaProducer
+from aiokafka.helpers import create_ssl_context
 from aiokafka.protocol.metadata import MetadataRequest
 
 from rtm.contract import Event, encode
@@ -32,11 +34,31 @@ def forbid_topic_auto_creation() -> None:
     aiokafka.client.MetadataRequest = _NoAutoCreateMetadataRequest
 
 
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context for the brokers (RTM_KAFKA_SECURITY_PROTOCOL=SSL), or None for plaintext."""
+    if settings.kafka_security_protocol != "SSL":
+        return None
+    context: ssl.SSLContext = create_ssl_context(
+        cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
+        certfile=str(settings.kafka_ssl_certfile) if settings.kafka_ssl_certfile else None,
+        keyfile=str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+    )
+    return context
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """Connection options every aiokafka client of ours takes (producer, consumer, admin)."""
+    context = tls_context(settings)
+    if context is None:
+        return {"bootstrap_servers": settings.kafka_bootstrap}
+    return {"bootstrap_servers": settings.kafka_bootstrap, "security_protocol": "SSL", "ssl_context": context}
+
+
 def make_producer(settings: Settings | None = None, **overrides: Any) -> AIOKafkaProducer:
     s = settings or get_settings()
     forbid_topic_auto_creation()
     options: dict[str, Any] = {
-        "bootstrap_servers": s.kafka_bootstrap,
+        **client_options(s),
         "acks": "all",
         "enable_idempotence": s.kafka_idempotent_producer,
         "linger_ms": 5,

@@ -19,6 +19,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RTM_", extra="ignore")
 
+    # "production" refuses to start without its secrets and never falls back to the local stack's
+    # generated ones (`rtm.production`); "local" is the embedded development stack.
+    environment: Literal["local", "production"] = "local"
     state_dir: Path = Field(default=PROJECT_ROOT / ".state", description="logs, data and local secrets")
     shared_data_dir: Path = Field(default=PROJECT_ROOT.parent / "shared" / "data")
 
@@ -35,6 +38,13 @@ class Settings(BaseSettings):
     pg_owner_password: str | None = None
     pg_writer_password: str | None = None
     pg_reader_password: str | None = None
+    # A superuser, only for `rtm provision database` (roles, database, extension) in production.
+    pg_admin_user: str = "postgres"
+    pg_admin_password: str | None = None
+    pg_admin_database: str = "postgres"
+    # libpq's sslmode: "verify-full" with the server's CA in production; the local stack has no TLS.
+    pg_sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    pg_sslrootcert: Path | None = None
     pg_pool_max: int = 8
     # How long a worker waits for a database connection before it counts as a failure and backs off.
     pg_connect_timeout_s: float = 5.0
@@ -47,6 +57,11 @@ class Settings(BaseSettings):
     kafka_session_timeout_ms: int = 3000  # a group join takes half of it on Tansu: keep it short
     kafka_heartbeat_interval_ms: int = 1000
     topic_replication: int = 1
+    # TLS to the brokers: "SSL" with the cluster's CA (and a client certificate for mutual TLS).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL"] = "PLAINTEXT"
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
 
     # --- processors -----------------------------------------------------------------------------
     app_id: str = "rtm-processors"  # the consumer group; tests use their own
@@ -99,6 +114,8 @@ class Settings(BaseSettings):
         explicit = getattr(self, f"pg_{role}_password")
         if explicit:
             return str(explicit)
+        if self.environment == "production":  # never a local generated password in production
+            raise RuntimeError(f"RTM_PG_{role.upper()}_PASSWORD is not set (RTM_ENVIRONMENT=production)")
         path = self.secrets_dir / f"pg_{role}_password"
         if not path.exists():
             raise RuntimeError(
@@ -108,16 +125,22 @@ class Settings(BaseSettings):
         return path.read_text().strip()
 
     def dsn(self, role: Literal["owner", "writer", "reader"] = "writer") -> str:
-        user = getattr(self, f"pg_{role}_user")
+        return self.conninfo(getattr(self, f"pg_{role}_user"), self.role_password(role), application=f"rtm-{role}")
+
+    def conninfo(self, user: str, password: str | None, dbname: str | None = None, application: str = "rtm") -> str:
+        """libpq connection string for `user` on the configured server, with the TLS settings."""
         from psycopg.conninfo import make_conninfo
 
+        tls = {"sslrootcert": str(self.pg_sslrootcert)} if self.pg_sslrootcert else {}
         return make_conninfo(
             host=self.pg_host,
             port=self.pg_port,
-            dbname=self.pg_database,
+            dbname=dbname or self.pg_database,
             user=user,
-            password=self.role_password(role),
-            application_name=f"rtm-{role}",
+            password=password,
+            application_name=application,
+            sslmode=self.pg_sslmode,
+            **tls,
         )
 
 

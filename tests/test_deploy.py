@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 
 from cli.main import app
 from rtm.settings import PROJECT_ROOT, Settings
@@ -18,7 +17,7 @@ from rtm.settings import PROJECT_ROOT, Settings
 DEPLOY = PROJECT_ROOT / "deploy"
 
 
-def _parse(argv: list[str]) -> tuple[str, dict[str, Any]]:
+def parse_rtm(argv: list[str]) -> tuple[str, dict[str, Any]]:
     """The `rtm` subcommand a deployment runs and its parsed options (an unknown option fails)."""
     command = typer.main.get_command(app)
     name, *rest = argv
@@ -44,7 +43,7 @@ def test_systemd_units_run_a_real_command_restart_always_and_outlast_the_stop_ti
     service = unit["Service"]
     argv = shlex.split(service["ExecStart"])
     assert argv[0].endswith("/rtm")
-    name, params = _parse(argv[1:])
+    name, params = parse_rtm(argv[1:])
     assert name == "worker" and not params["supervise"]
     assert service["Restart"] == "always"
     assert unit["Unit"]["StartLimitIntervalSec"] == "0"
@@ -60,22 +59,3 @@ def test_systemd_environment_examples_name_only_real_settings() -> None:
         keys = {line.split("=", 1)[0] for line in example.read_text().splitlines()
                 if line.strip() and not line.startswith("#")}
         assert keys <= _settings_names(), (example.name, keys - _settings_names())
-
-
-def test_kubernetes_probes_ask_the_workers_endpoints_on_its_port() -> None:
-    docs: list[dict[str, Any]] = list(yaml.safe_load_all((DEPLOY / "kubernetes" / "worker.yaml").read_text()))
-    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
-    pod = deployment["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
-    name, params = _parse(container["command"][1:])
-    assert container["command"][0] == "rtm" and name == "worker" and not params["supervise"]
-    env = {e["name"]: e.get("value") for e in container["env"]}
-    assert set(env) <= _settings_names(), set(env) - _settings_names()
-    (port,) = container["ports"]
-    assert port["name"] == "web" and str(port["containerPort"]) == env["RTM_WORKER_WEB_PORT"]
-    assert env["RTM_WORKER_WEB_HOST"] == "0.0.0.0"  # probes come from the kubelet, not loopback
-    probes = {k: container[k]["httpGet"] for k in ("startupProbe", "livenessProbe", "readinessProbe")}
-    assert {p["path"] for p in probes.values()} == WORKER_ENDPOINTS
-    assert probes["livenessProbe"]["path"] == "/live/" and probes["readinessProbe"]["path"] == "/ready/"
-    assert all(p["port"] == "web" for p in probes.values())
-    assert pod["terminationGracePeriodSeconds"] > float(env["RTM_WORKER_STOP_TIMEOUT_S"])

@@ -17,6 +17,7 @@ from faust.types import TP
 from processors.app import app, settings
 from processors.kafka.tansu import fetch_highwaters
 from processors.resilience import HEALTH, guarded, retry
+from rtm.kafka import client_options
 from rtm.stack.broker import ensure_topics, partition_counts
 from rtm.topics import group_topics
 
@@ -27,7 +28,7 @@ restart_requested = False
 
 async def _wrong_topics() -> list[str]:
     wanted = group_topics(settings.app_id)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000)
+    admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=5000)
     await admin.start()
     try:
         counts = await partition_counts(admin, [t.name for t in wanted])

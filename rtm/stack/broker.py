@@ -182,8 +182,10 @@ async def ensure_topics(settings: Settings, topics: tuple[TopicSpec, ...] | None
     A topic with another partition count (auto-created by some client after the development broker
     lost its topics) is an error, or with `repair` deleted and created again: it cannot be used as
     it is, since its partitions would not line up with the patient keys' and the tables'."""
+    from rtm.kafka import client_options  # not at the top: `rtm status` must not import the contract
+
     wanted = topics if topics is not None else group_topics(settings.app_id)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10000)
+    admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=10000)
     for attempt in range(50):
         try:
             await admin.start()

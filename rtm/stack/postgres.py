@@ -19,14 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
+from rtm.db.roles import ROLES, ensure_roles_and_database
 from rtm.settings import PROJECT_ROOT, Settings
 
 BUILD_SCRIPT = PROJECT_ROOT / "deploy" / "local" / "build_timescaledb.sh"
 PG_MAJOR = "15"
 ADMIN_USER = "rtm_admin"
-ROLES = ("owner", "writer", "reader")
 
 
 class StackError(RuntimeError):
@@ -230,33 +229,12 @@ def _pid_alive(data: Path) -> bool:
 
 def ensure_database(settings: Settings) -> None:
     """Roles with least privilege, the database, and the extension (which needs a superuser)."""
-    with admin_connect(settings) as conn:
-        for role in ROLES:
-            name = getattr(settings, f"pg_{role}_user")
-            exists = conn.execute("select 1 from pg_roles where rolname = %s", (name,)).fetchone()
-            verb = "alter" if exists else "create"
-            conn.execute(
-                sql.SQL("{} role {} login password {}").format(
-                    sql.SQL(verb), sql.Identifier(name), sql.Literal(_password(settings, role))
-                )
-            )
-        if not conn.execute("select 1 from pg_database where datname = %s", (settings.pg_database,)).fetchone():
-            conn.execute(
-                sql.SQL("create database {} owner {}").format(
-                    sql.Identifier(settings.pg_database), sql.Identifier(settings.pg_owner_user)
-                )
-            )
-    with admin_connect(settings, settings.pg_database) as conn:
-        conn.execute("create extension if not exists timescaledb")
-        conn.execute(
-            sql.SQL("revoke all on database {} from public").format(sql.Identifier(settings.pg_database))
-        )
-        for role in ("writer", "reader"):
-            conn.execute(
-                sql.SQL("grant connect on database {} to {}").format(
-                    sql.Identifier(settings.pg_database), sql.Identifier(getattr(settings, f"pg_{role}_user"))
-                )
-            )
+    ensure_roles_and_database(
+        lambda dbname: admin_connect(settings, dbname),
+        "postgres",
+        settings,
+        {role: _password(settings, role) for role in ROLES},
+    )
 
 
 def down(settings: Settings) -> None:
