@@ -16,9 +16,6 @@ def broker_url(settings: Settings) -> str:
 
 
 def create_app(settings: Settings) -> faust.App:
-    # faust creates its data folder without parents; the state folder may not have a faust/ yet.
-    faust_dir = settings.state_dir / "faust"
-    faust_dir.mkdir(parents=True, exist_ok=True)
     context = tls_context(settings)
     return faust.App(
         settings.app_id,
@@ -27,11 +24,9 @@ def create_app(settings: Settings) -> faust.App:
         # Tables hold only small state rebuilt from their changelogs; billing-critical counts live
         # in the database (docs/architecture.md, rule 2).
         store="memory://",
-        # faust writes a small "{id}-data" folder; keep it with the rest of the local state, not in
-        # whatever directory the worker was started from, and one per worker (its web port is unique
-        # on a host): workers of one group sharing it lose events after one of them is SIGKILLed
-        # (`rtm faults`, worker-sigkill).
-        datadir=str(faust_dir / f"{settings.app_id}-{settings.worker_web_port}"),
+        # faust's "{id}-data" folder stays in the working directory (the image's is its state
+        # folder): with it in the state folder the worker-sigkill fault of `rtm faults` left
+        # acknowledged events unstored (cause not yet understood; see the tools/faults test).
         value_serializer="raw",
         key_serializer="raw",
         processing_guarantee="at_least_once",

@@ -67,8 +67,6 @@ def run_worker(loglevel: str = "warning") -> int:
         print(f"rtm: {exc}", file=sys.stderr)
         return 78  # EX_CONFIG: restarting will not help
     forbid_topic_auto_creation()
-    # faust creates its data folder but not the folders above it (a fresh state folder, a container).
-    (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
     # In a thread of its own: the worker's event loop must not exist yet.
     with ThreadPoolExecutor(1) as pool:
         created = pool.submit(asyncio.run, ensure_topics(settings, repair=settings.broker_flavour == "tansu")).result()
