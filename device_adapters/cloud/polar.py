@@ -103,10 +103,21 @@ def step_intervals(
     step = timedelta(milliseconds=day.steps.interval_ms)
     # Wall-clock times to instants first, then fill gaps in absolute time: a DST change inside a
     # gap neither invents nor loses a slot.
-    instants = sorted(
-        (s.timestamp.replace(tzinfo=None).replace(tzinfo=zone).astimezone(UTC), s.steps)
-        for s in day.steps.samples
-    )
+    # Samples come in time order. When clocks fall back, the repeated hour's wall times recur:
+    # a wall time that does not advance is the second pass (fold=1). How AccessLink writes that
+    # hour is not public; this reading keeps every sample and keeps them in order.
+    stamped: list[tuple[datetime, int]] = []
+    prev: datetime | None = None
+    fold = 0
+    for s in day.steps.samples:
+        wall = s.timestamp.replace(tzinfo=None)
+        if prev is not None and wall <= prev:
+            fold = 1
+        if fold and wall.replace(tzinfo=zone, fold=1).utcoffset() == wall.replace(tzinfo=zone).utcoffset():
+            fold = 0  # past the repeated hour
+        stamped.append((wall.replace(tzinfo=zone, fold=fold).astimezone(UTC), s.steps))
+        prev = wall
+    instants = sorted(stamped)
     slots: list[tuple[datetime, int]] = []
     for k, (t, steps) in enumerate(instants):
         nxt = instants[k + 1][0] if k + 1 < len(instants) else (day_end if complete else t + step)

@@ -99,3 +99,16 @@ def test_rate_limit_headers_read() -> None:
             assert err.value.retry_after_s == 321
 
     asyncio.run(run())
+
+
+def test_repeated_hour_when_clocks_fall_back() -> None:
+    # 2026-11-01, America/New_York: 01:00-02:00 local happens twice (EDT, then EST).
+    walls = ["00:30", "01:00", "01:30", "01:00", "01:30", "02:00"]
+    day = polar.ActivityDayWithSamples.model_validate(
+        {"date": "2026-11-01", "steps": {"interval_ms": 1_800_000, "samples": [
+            {"steps": k + 1, "timestamp": f"2026-11-01T{w}"} for k, w in enumerate(walls)]}}
+    )
+    out = polar.step_intervals(day, "America/New_York", CTX)
+    assert [e.steps for e in out] == [1, 2, 3, 4, 5, 6]
+    assert [e.start.strftime("%H:%M") for e in out] == ["04:30", "05:00", "05:30", "06:00", "06:30", "07:00"]
+    assert [e.zone_offset_s for e in out] == [-14400] * 3 + [-18000] * 3

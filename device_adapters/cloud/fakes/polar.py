@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 import httpx
 import orjson
@@ -131,7 +131,7 @@ class PolarFake:
     async def _token(self, request: Request) -> Response:
         if not self._basic_ok(request):
             return JSONResponse({"error": "invalid_client"}, status_code=401)
-        form = await request.form()
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
         if form.get("grant_type") != "authorization_code":
             return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
         got = self._codes.pop(str(form.get("code", "")), None)  # single use
