@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     register_ingest(sub)
     register_eligibility(sub)
     register_hub(sub)
+    from device_adapters.cloud.cli import register as register_vendor
+
+    register_vendor(sub)
 
     # Parsed by the tool itself (its options follow the name): see main() below.
     sub.add_parser(
