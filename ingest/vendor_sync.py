@@ -40,6 +40,7 @@ from rtm.contract import ActivityInterval, Event
 from rtm.localtime import TzHistory
 
 log = logging.getLogger("ingest.vendors")
+HEALTH_EVERY_S = 15.0  # sync-health gauges: a scrape interval
 SYNCS = Counter("rtm_vendor_syncs_total", "vendor syncs by vendor and outcome", ["vendor", "outcome"])
 CONNECTIONS = Gauge("rtm_vendor_connections", "vendor connections by vendor and status", ["vendor", "status"])
 LAG = Gauge("rtm_vendor_sync_lag_seconds", "age of the oldest last success among active connections", ["vendor"])
@@ -81,6 +82,8 @@ class VendorSyncer:
     budget: TokenBucketLimiter = field(init=False)
     _task: asyncio.Task[None] | None = None
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _health_at: float = 0.0
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def __post_init__(self) -> None:
@@ -208,12 +211,22 @@ class VendorSyncer:
                 log.exception("processing a %s notification failed", n.vendor)
         return len(batch)
 
+    def wake(self) -> None:
+        """A notification was queued by this process: look now rather than at the next poll."""
+        self._wake.set()
+
     async def _loop(self, day_of: dict[str, Callable[[Notification], dt.date | None]]) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 if await self.drain_once(day_of) == 0:
-                    await self._export_health()
-                    await asyncio.sleep(self.vcfg.syncer_poll_s)
+                    if loop.time() - self._health_at > HEALTH_EVERY_S:
+                        self._health_at = loop.time()
+                        await self._export_health()
+                    # Retries come due by time, new notifications of other gateways by the poll.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.vcfg.syncer_poll_s)
+                    self._wake.clear()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database is down: wait and try again

@@ -29,7 +29,8 @@ class VendorSettings(BaseSettings):
     notification_max_attempts: int = 8
     notification_backoff_s: float = 2.0
     notification_backoff_max_s: float = 600.0
-    syncer_poll_s: float = 0.5
+    # Queue poll of the vendor syncer (notifications queued by this gateway wake it at once).
+    syncer_poll_s: float = 2.0
     # How far back a first sync reaches (never before the device's enrolment).
     backfill_days: int = 28
     # Per vendor user: requests per second sustained and burst, below the vendors' own limits.

@@ -114,6 +114,7 @@ async def callback(
         raise Problem(503, "upstream-unavailable", str(exc), headers=retry_after(gw.config.retry_after_s)) from None
     await syncer.connections.upsert(vendor, user, credential_id, tz, token)
     await syncer.connections.enqueue(vendor, f"connect:{uuid.uuid4().hex}", user, {"kind": "backfill"})
+    syncer.wake()
     return _json({"connected": True, "vendor": vendor,
                   "detail": "Your device is connected to your clinic. You can close this page."})
 

@@ -81,4 +81,6 @@ async def polar_webhook(request: Request) -> Response:
     fresh = await syncer.connections.enqueue(
         polar.VENDOR, polar.notification_id(body), user, payload.model_dump(mode="json")
     )
+    if fresh:
+        syncer.wake()
     return _ok(request, "queued" if fresh else "duplicate")

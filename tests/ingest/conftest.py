@@ -171,7 +171,7 @@ def vendor_config(polar: PolarFake, **overrides: Any) -> VendorSettings:
         "polar_client_secret": SecretStr(polar.client_secret),
         "polar_authorize_url": f"{polar.base_url}/oauth2/authorization",
         "polar_token_url": f"{polar.base_url}/v2/oauth2/token",
-        "syncer_poll_s": 0.1,
+        "syncer_poll_s": 0.5,
         "notification_backoff_s": 0.2,
     }
     base.update(overrides)

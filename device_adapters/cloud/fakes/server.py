@@ -25,9 +25,11 @@ class ServedApp:
         self.thread.join(timeout=10)
 
 
-def serve(app: ASGIApp, port: int = 0, timeout_s: float = 10.0) -> ServedApp:
+def serve(app: ASGIApp, port: int = 0, timeout_s: float = 30.0, lifespan: bool = False) -> ServedApp:
     """Port 0: any free port (read back from the bound socket)."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on" if lifespan else "off"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="vendor-fake", daemon=True)
     thread.start()
