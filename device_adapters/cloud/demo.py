@@ -41,8 +41,10 @@ class VendorPatient:
     status: str
 
 
-def _minute_steps(rng: np.random.Generator, d: date) -> list[tuple[str, int]]:
-    """A day of minute step counts: walks of a few minutes between 07:00 and 21:00, zeros around."""
+def _minute_steps(seed: int, user: int, d: date) -> list[tuple[str, int]]:
+    """A day of minute step counts: walks of a few minutes between 07:00 and 21:00, zeros around.
+    Drawn from (seed, user, date) alone, so every run tells the same story about the same day."""
+    rng = np.random.default_rng([seed, user, d.toordinal()])
     steps = np.zeros(24 * 60, dtype=np.int64)
     for start in rng.integers(7 * 60, 21 * 60, size=int(rng.integers(3, 9))):
         n = int(rng.integers(3, 25))
@@ -87,16 +89,15 @@ def _credential(
     return str(row[0])
 
 
-def _stored(settings: Settings, patient: str) -> int:
+def _stored(settings: Settings, patient: str, since: datetime) -> int:
     with psycopg.connect(settings.dsn("reader")) as conn:
         row = conn.execute("select coalesce(sum(steps), 0) from activity_intervals where patient_id = %s "
-                           "and source = 'vendor_cloud' and not deleted", (patient,)).fetchone()
+                           "and source = 'vendor_cloud' and not deleted and time >= %s", (patient, since)).fetchone()
     return int(row[0]) if row else 0
 
 
-def run_vendor_patients(settings: Settings, days: int, seed: int, timeout_s: float = 300.0) -> list[VendorPatient]:
+def run_vendor_patients(settings: Settings, days: int, seed: int, timeout_s: float = 120.0) -> list[VendorPatient]:
     days = max(1, min(days, 28))
-    rng = np.random.default_rng(seed)
     fake = PolarFake(webhook_secret=f"demo-webhook-{seed}".encode())
     served_fake = serve(fake.app())
     fake.base_url = served_fake.url
@@ -115,13 +116,13 @@ def run_vendor_patients(settings: Settings, days: int, seed: int, timeout_s: flo
     vcfg = vcfg.model_copy(update={"redirect_base": f"http://127.0.0.1:{port}"})
     gateway = serve(create_app(settings, gcfg, vendor_config=vcfg), port=port, lifespan=True)
     try:
-        return _run(settings, fake, gateway.url, days, seed, rng, timeout_s)
+        return _run(settings, fake, gateway.url, days, seed, timeout_s)
     finally:
         gateway.stop()
         served_fake.stop()
 
 
-def _run(settings: Settings, fake: PolarFake, gw_url: str, days: int, seed: int, rng: np.random.Generator,
+def _run(settings: Settings, fake: PolarFake, gw_url: str, days: int, seed: int,
          timeout_s: float) -> list[VendorPatient]:
     patients = [(f"polar-{seed}-{k}", f"polar-{seed}-{k}-ep") for k in range(len(ZONES))]
     since = datetime.now(UTC) - timedelta(days=days)
@@ -129,6 +130,7 @@ def _run(settings: Settings, fake: PolarFake, gw_url: str, days: int, seed: int,
     fake.deliver = lambda url, body, headers: httpx.post(
         f"{gw_url}/v1/webhooks/polar", content=body, headers=headers, timeout=10).status_code
     out_users: list[tuple[str, int, str, int, int]] = []
+    windows: dict[str, datetime] = {}  # what the vendor holds starts here (earlier runs may hold more)
     with httpx.Client(base_url=gw_url, timeout=30) as http:
         for k, ((patient, episode), tz) in enumerate(zip(patients, ZONES, strict=True)):
             user = 70_000 + seed * 10 + k
@@ -138,7 +140,7 @@ def _run(settings: Settings, fake: PolarFake, gw_url: str, days: int, seed: int,
             total = 0
             for n in range((today - start).days):  # complete days; today arrives by webhook below
                 d = start + timedelta(days=n)
-                slots = _minute_steps(rng, d)
+                slots = _minute_steps(seed, user, d)
                 fake.add_day(user, d.isoformat(), slots)
                 total += sum(s for _, s in slots)
             cred = _credential(http, settings, clinic, patient, episode, since)
@@ -148,6 +150,7 @@ def _run(settings: Settings, fake: PolarFake, gw_url: str, days: int, seed: int,
             back = httpx.URL(fake.consent(r.json()["authorization_url"], user))
             http.get(f"/v1/oauth/polar/callback?{back.query.decode()}").raise_for_status()
             out_users.append((patient, user, tz, total, (today - start).days + 1))
+            windows[patient] = datetime.combine(start, datetime.min.time(), ZoneInfo(tz))
         # The webhook: AccessLink PINGs the gateway, then pushes today's activity as it syncs.
         async def hook() -> None:
             async with httpx.AsyncClient() as h:
@@ -158,7 +161,7 @@ def _run(settings: Settings, fake: PolarFake, gw_url: str, days: int, seed: int,
         for i, (patient, user, tz, total, n) in enumerate(out_users):
             today = datetime.now(ZoneInfo(tz)).date()
             now_min = datetime.now(ZoneInfo(tz)).hour * 60 + datetime.now(ZoneInfo(tz)).minute
-            slots = _minute_steps(rng, today)[: max(now_min - 1, 1)]
+            slots = _minute_steps(seed, user, today)[: max(now_min - 1, 1)]
             slots[-1] = (slots[-1][0], 0)  # a closing zero: the last reported value is not a repeat
             fake.add_day(user, today.isoformat(), slots)
             status = fake.push_activity(user, today.isoformat())
@@ -168,7 +171,7 @@ def _run(settings: Settings, fake: PolarFake, gw_url: str, days: int, seed: int,
         deadline = time.monotonic() + timeout_s
         results: list[VendorPatient] = []
         for patient, user, tz, total, n in out_users:
-            while (stored := _stored(settings, patient)) != total and time.monotonic() < deadline:
+            while (stored := _stored(settings, patient, windows[patient])) != total and time.monotonic() < deadline:
                 time.sleep(0.5)
             health = http.get(f"/v1/vendor-connections?patient_id={patient}",
                               headers={"Authorization": f"Bearer {clinic}"}).json()["connections"]
