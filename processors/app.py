@@ -15,6 +15,8 @@ def broker_url(settings: Settings) -> str:
 
 
 def create_app(settings: Settings) -> faust.App:
+    # faust creates only the last level of its data folder; a fresh state folder has no "faust".
+    (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
     return faust.App(
         settings.app_id,
         broker=broker_url(settings),
