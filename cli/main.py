@@ -162,6 +162,7 @@ app.add_typer(bench_app, name="bench")
 
 def _register_parts() -> None:
     from cli.provision import register as register_provision
+    from cli.vendor import register as register_vendor
     from device_adapters.hub.cli import register as register_hub
     from eligibility.cli import register as register_eligibility
     from ingest.cli import register as register_ingest
@@ -170,6 +171,7 @@ def _register_parts() -> None:
     register_eligibility(app)
     register_hub(app)
     register_provision(app)
+    register_vendor(app)
 
 
 _register_parts()

@@ -205,6 +205,9 @@ def run_main_job(patients: int, days: int, seed: int, via_ble: int = 0) -> int:
             print(f"new rows this run: {new[0]} IMU batches, {new[1]} step intervals"
                   + (" (a replay of an earlier run: nothing was duplicated)" if new == (0, 0) else ""))
             _summary(conn, cohort, produced)
+            from cli.vendor_demo import print_vendor_patients, run_vendor_patients
+            if not print_vendor_patients(run_vendor_patients(settings, days, seed)):
+                return 1
     finally:
         supervisor.stop()
     print(f"\ndone in {time.monotonic() - started:.1f} s")

@@ -22,7 +22,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from device_adapters.cloud import polar
+from device_adapters.cloud.connections import Connections
 from device_adapters.cloud.polar import PolarClient
+from device_adapters.cloud.settings import VendorSettings, get_vendor_settings
 from ingest.auth import Authenticator
 from ingest.log import configure_logging, request_id_var
 from ingest.metrics import LATENCY, REJECTED, REQUESTS
@@ -30,11 +33,12 @@ from ingest.outbox import Relay
 from ingest.problems import Problem, from_coded_error, from_http_status, problem_response, retry_after
 from ingest.publisher import Publisher
 from ingest.ratelimit import TokenBucketLimiter
-from ingest.routes import eligibility, enrolment, events, health, hub, phone, webhooks
+from ingest.routes import eligibility, enrolment, events, health, hub, phone, vendors, webhooks
 from ingest.settings import GatewaySettings, get_gateway_settings
 from ingest.state import Gateway, gateway, request_id
 from ingest.store import Store
 from ingest.syncdb import SyncPools
+from ingest.vendor_sync import CloudAdapter, VendorSyncer
 from rtm import production
 from rtm.errors import CodedError
 from rtm.settings import Settings, get_settings
@@ -148,10 +152,12 @@ def create_app(
     settings: Settings | None = None,
     config: GatewaySettings | None = None,
     polar_http: httpx.AsyncClient | None = None,
+    vendor_config: VendorSettings | None = None,
 ) -> FastAPI:
     """Build the gateway. `polar_http` replaces the HTTP client used for Polar AccessLink."""
     s = settings or get_settings()
     cfg = config or get_gateway_settings()
+    vcfg = vendor_config or get_vendor_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -164,6 +170,21 @@ def create_app(
         relay = Relay(store.pool, publisher, s, cfg) if cfg.acceptance == "outbox" else None
         http = polar_http or httpx.AsyncClient()
         pepper = cfg.pepper_bytes(s.secrets_dir, s.environment)
+        polar_client = PolarClient(
+            http, cfg.polar_api_base, cfg.vendor_fetch_timeout_s, vcfg.polar_client_id,
+            vcfg.polar_client_secret.get_secret_value() if vcfg.polar_client_secret else None,
+        )
+        adapters: dict[str, CloudAdapter] = {
+            polar.VENDOR: polar.PolarAdapter(
+                polar_client,
+                polar.provider(vcfg.polar_client_id, vcfg.polar_client_secret.get_secret_value(),
+                               vcfg.polar_authorize_url, vcfg.polar_token_url)
+                if vcfg.polar_client_id and vcfg.polar_client_secret else None,
+            )
+        }
+        syncer = VendorSyncer(
+            vcfg, cfg, store, publisher, relay, Connections(store.pool, vcfg.cipher(s.secrets_dir)), adapters
+        )
         app.state.gateway = Gateway(
             settings=s,
             config=cfg,
@@ -180,18 +201,19 @@ def create_app(
             ip_limiter=TokenBucketLimiter(cfg.ip_rate_per_s, cfg.ip_burst),
             limiter=TokenBucketLimiter(cfg.rate_per_s, cfg.burst),
             pepper=pepper,
-            polar=PolarClient(http, cfg.polar_api_base, cfg.vendor_fetch_timeout_s)
-            if cfg.polar_webhook_secret is not None
-            else None,
+            polar=polar_client if cfg.polar_webhook_secret is not None else None,
             sync_db=sync_db,
             relay=relay,
             pairing_failures=TokenBucketLimiter(cfg.pairing_failure_rate_per_s, cfg.pairing_failure_burst),
+            vendors=syncer,
         )
         if relay is not None:
             relay.start()
+        syncer.start(vendors.DAY_OF)
         try:
             yield {}
         finally:
+            await syncer.stop()
             if relay is not None:
                 await relay.stop()
             await publisher.stop()
@@ -209,7 +231,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (events, phone, enrolment, eligibility, webhooks, health, hub):
+    for module in (events, phone, enrolment, eligibility, webhooks, vendors, health, hub):
         app.include_router(module.router)
     app.add_middleware(RequestContext)
     return app

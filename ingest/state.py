@@ -16,6 +16,7 @@ from ingest.ratelimit import TokenBucketLimiter
 from ingest.settings import GatewaySettings
 from ingest.store import Store
 from ingest.syncdb import SyncPools
+from ingest.vendor_sync import VendorSyncer
 from rtm.settings import Settings
 
 
@@ -33,6 +34,7 @@ class Gateway:
     ip_limiter: TokenBucketLimiter | None = None  # routes without a credential, per client address
     relay: Relay | None = None  # None: acceptance by broker acknowledgement (settings.acceptance)
     pairing_failures: TokenBucketLimiter | None = None  # failed pairing attempts, per client address
+    vendors: VendorSyncer | None = None  # vendor-cloud connections (device_adapters/cloud)
 
     def emitter(self) -> Emitter:
         return Emitter(

@@ -13,7 +13,6 @@ from starlette.responses import Response
 from ingest import enrolment
 from ingest.problems import Problem
 from ingest.state import gateway
-from ingest.store import VendorLink
 
 router = APIRouter(tags=["enrolment"])
 
@@ -85,7 +84,11 @@ async def link_polar(request: Request, body: PolarLinkRequest) -> Response:
         raise Problem(404, "not-found", "no such enrolment in this clinic")
     if cred.revoked_at is not None:
         raise Problem(409, "conflict", "that enrolment was revoked")
-    await gw.store.upsert_vendor_link(
-        VendorLink("polar", str(body.polar_user_id), body.credential_id, body.tz, body.access_token)
+    if gw.vendors is None:
+        raise Problem(404, "not-found", "vendor connections are not configured")
+    # Stored encrypted as a vendor connection (the OAuth flow of /v1/vendor-connections does the same).
+    await gw.vendors.connections.upsert(
+        "polar", str(body.polar_user_id), body.credential_id, body.tz,
+        {"access_token": body.access_token, "token_type": "bearer"},
     )
     return Response(status_code=204)

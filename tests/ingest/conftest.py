@@ -18,15 +18,19 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from device_adapters.cloud.crypto import new_key_spec
+from device_adapters.cloud.fakes.polar import PolarFake
+from device_adapters.cloud.fakes.server import serve
+from device_adapters.cloud.settings import VendorSettings
 from ingest.app import create_app
 from ingest.settings import GatewaySettings
 from ingest.tokens import CLINIC_PREFIX, hash_secret, new_token
 from rtm.contract import ImuBatch, encode
 from rtm.settings import Settings
-from tests.device_adapters.polar_fake import PolarFake
 
 PEPPER = "test-pepper-not-a-secret"
 POLAR_SECRET = b"polar-webhook-test-secret"
+TOKEN_KEYS = new_key_spec("t1")
 
 
 def gateway_config(**overrides: Any) -> GatewaySettings:
@@ -38,7 +42,6 @@ def gateway_config(**overrides: Any) -> GatewaySettings:
         "retry_after_s": 2,
         "auth_cache_ttl_s": 0.0,
         "polar_webhook_secret": SecretStr(POLAR_SECRET.decode()),
-        "polar_api_base": "http://polar.test",
         "max_body_bytes": 4 << 20,
         "max_decoded_bytes": 8 << 20,
         "max_events_per_request": 500,
@@ -151,13 +154,39 @@ def frames(*batches: ImuBatch) -> bytes:
 
 
 @pytest.fixture(scope="session")
-def polar_fake() -> PolarFake:
-    return PolarFake(webhook_secret=POLAR_SECRET)
+def polar_fake() -> Iterator[PolarFake]:
+    """The AccessLink fake over real HTTP on a free local port."""
+    fake = PolarFake(webhook_secret=POLAR_SECRET)
+    served = serve(fake.app())
+    fake.base_url = served.url
+    yield fake
+    served.stop()
 
 
-def build_client(settings: Settings, polar: PolarFake, **overrides: Any) -> TestClient:
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=polar.app()), base_url="http://polar.test")
-    app = create_app(settings, gateway_config(**overrides), polar_http=http)
+def vendor_config(polar: PolarFake, **overrides: Any) -> VendorSettings:
+    base: dict[str, Any] = {
+        "token_keys": SecretStr(TOKEN_KEYS),
+        "redirect_base": "http://testserver",
+        "polar_client_id": polar.client_id,
+        "polar_client_secret": SecretStr(polar.client_secret),
+        "polar_authorize_url": f"{polar.base_url}/oauth2/authorization",
+        "polar_token_url": f"{polar.base_url}/v2/oauth2/token",
+        "syncer_poll_s": 0.5,
+        "notification_backoff_s": 0.2,
+    }
+    base.update(overrides)
+    return VendorSettings(**base)
+
+
+def build_client(
+    settings: Settings, polar: PolarFake, vendor: dict[str, Any] | None = None, **overrides: Any
+) -> TestClient:
+    app = create_app(
+        settings,
+        gateway_config(polar_api_base=polar.base_url, **overrides),
+        polar_http=httpx.AsyncClient(),
+        vendor_config=vendor_config(polar, **(vendor or {})),
+    )
     return TestClient(app, raise_server_exceptions=False)
 
 

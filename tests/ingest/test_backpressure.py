@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
+from device_adapters.cloud.fakes.polar import PolarFake
 from ingest.settings import GatewaySettings
 from rtm.settings import Settings
 from rtm.stack.broker import free_port
-from tests.device_adapters.polar_fake import PolarFake
 from tests.ingest.conftest import build_client, enrol, frames, imu_batch, make_care
 
 pytestmark = pytest.mark.integration

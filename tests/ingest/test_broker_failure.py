@@ -9,11 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from device_adapters.cloud.fakes.polar import PolarFake
 from rtm.contract import decode
 from rtm.settings import Settings
 from rtm.stack.broker import PrivateBroker
 from rtm.topics import RAW_IMU
-from tests.device_adapters.polar_fake import PolarFake
 from tests.ingest.conftest import build_client, dedup_rows, enrol, frames, imu_batch, make_care, read_topic
 
 pytestmark = pytest.mark.integration

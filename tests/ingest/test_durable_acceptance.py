@@ -17,13 +17,13 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from psycopg_pool import AsyncConnectionPool
 
+from device_adapters.cloud.fakes.polar import PolarFake
 from ingest.outbox import Relay
 from processors.supervisor import WorkerProcess, start_worker
 from rtm.settings import Settings
 from rtm.stack.broker import PrivateBroker, free_port
 from rtm.topics import RAW_IMU
 from tests.conftest import fresh_database
-from tests.device_adapters.polar_fake import PolarFake
 from tests.ingest.conftest import build_client, enrol, frames, gateway_config, imu_batch, make_care
 
 pytestmark = pytest.mark.integration

@@ -7,10 +7,10 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 
+from device_adapters.cloud.fakes.polar import PolarFake
 from rtm.contract import DeviceAssignment, decode
 from rtm.settings import Settings
 from rtm.topics import DEVICE_ASSIGNMENT
-from tests.device_adapters.polar_fake import PolarFake
 from tests.ingest.conftest import Care, build_client, enrol, make_care, read_topic
 from tests.ingest.test_upload import activity, assert_problem, post
 
