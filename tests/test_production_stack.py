@@ -19,8 +19,8 @@ import psycopg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from psycopg import sql
-from rtm.provision import provision_database, provision_topics
 
+from cli.provision import provision_database, provision_topics
 from processors.supervisor import settings_env
 from rtm.db.migrate import available
 from rtm.settings import Settings

@@ -13,10 +13,10 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from device_adapters.cloud.fakes.polar import PolarFake
 from ingest.enrolment import issue_pairing_code_sync
 from ingest.tokens import normalise_pairing_code
 from rtm.settings import Settings
-from tests.device_adapters.polar_fake import PolarFake
 from tests.ingest.conftest import PEPPER, Care, Device, build_client, enrol, imu_batch, imu_json
 
 pytestmark = pytest.mark.integration
