@@ -15,6 +15,8 @@ def broker_url(settings: Settings) -> str:
 
 
 def create_app(settings: Settings) -> faust.App:
+    # faust creates its data folder but not the folders above it (a fresh state folder has none)
+    (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
     return faust.App(
         settings.app_id,
         broker=broker_url(settings),
