@@ -605,9 +605,13 @@ def recompute_dirty(
     policies: Mapping[str, Policy] | None = None,
     batch: int = 2000,
     max_batches: int | None = None,
+    pipelined: bool = False,
 ) -> RecomputeStats:
     """The incremental loop: mark patients whose periods ended, then recompute every marked patient
-    in batches until none is left. Only one loop runs at a time per database."""
+    in batches until none is left. Only one loop runs at a time per database. `pipelined`: overlap
+    the database with Python (`_pipeline`), for large recomputes; the default keeps one thread."""
+    if not pipelined:
+        return _recompute_dirty_serial(conn, as_of, policies, batch, max_batches)
     pol = policies if policies is not None else available_policies()
     locked = conn.execute("select pg_try_advisory_lock(%s)", (RECOMPUTE_LOCK,)).fetchone()
     if not locked or not locked[0]:
@@ -633,6 +637,33 @@ def recompute_dirty(
         return _pipeline(conn, claim, as_of, pol, max_batches)
     finally:
         conn.execute("select pg_advisory_unlock(%s)", (RECOMPUTE_LOCK,))
+
+
+def _recompute_dirty_serial(
+    conn: Conn, as_of: date, policies: Mapping[str, Policy] | None, batch: int, max_batches: int | None
+) -> RecomputeStats:
+    total = RecomputeStats()
+    pol = policies if policies is not None else available_policies()
+    locked = conn.execute("select pg_try_advisory_lock(%s)", (RECOMPUTE_LOCK,)).fetchone()
+    if not locked or not locked[0]:
+        log.warning("another eligibility recompute is running; skipping")
+        return total
+    try:
+        mark_due(conn, as_of)
+        done = 0
+        while max_batches is None or done < max_batches:
+            claimed = claim_dirty(conn, batch)
+            if not claimed:
+                break
+            s = recompute_patients(conn, [p for p, _ in claimed], as_of, pol)
+            clear_dirty(conn, claimed)
+            total.add(s)
+            total.seconds += s.seconds
+            done += 1
+            log.info("eligibility batch: %d patients, %d results in %.2fs", s.patients, s.results, s.seconds)
+    finally:
+        conn.execute("select pg_advisory_unlock(%s)", (RECOMPUTE_LOCK,))
+    return total
 
 
 def recompute_claimed(dsn: str, batches: list[Claim], as_of: date) -> RecomputeStats:

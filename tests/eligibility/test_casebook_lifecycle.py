@@ -157,7 +157,7 @@ def test_pipelined_loop_over_several_batches(scenario):
     people = [scenario() for _ in range(3)]
     for i, s in enumerate(people):
         s.days(days_from("2026-03-01", 5 + i))
-    stats = recompute_dirty(people[0].conn, d("2026-04-15"), batch=1)
+    stats = recompute_dirty(people[0].conn, d("2026-04-15"), batch=1, pipelined=True)
     assert stats.patients >= 3 and stats.saved.inserted >= 3 * 4
     marked = "select count(*) from eligibility_dirty_patients where patient_id = %s"
     for i, s in enumerate(people):

@@ -203,7 +203,7 @@ def recompute(settings: Any, admin: psycopg.Connection[Any], as_of: date, worker
         if workers > 1:
             stats = recompute_dirty_parallel(conn, settings.dsn("writer"), as_of, workers, batch)
         else:
-            stats = recompute_dirty(conn, as_of, batch=batch)
+            stats = recompute_dirty(conn, as_of, batch=batch, pipelined=True)
         return time.perf_counter() - t0, stats
 
 
