@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import faust
 
 from rtm.kafka import tls_context
@@ -17,10 +19,12 @@ def broker_url(settings: Settings) -> str:
 
 def create_app(settings: Settings) -> faust.App:
     context = tls_context(settings)
+    # Only with TLS: the plaintext configuration stays exactly faust's default.
+    tls: dict[str, Any] = {"broker_credentials": faust.SSLCredentials(context)} if context is not None else {}
     return faust.App(
         settings.app_id,
         broker=broker_url(settings),
-        broker_credentials=faust.SSLCredentials(context) if context is not None else None,
+        **tls,
         # Tables hold only small state rebuilt from their changelogs; billing-critical counts live
         # in the database (docs/architecture.md, rule 2).
         store="memory://",
