@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "pipeline": ("processors.bench:main", "IMU samples/s and latency, produce -> worker -> database"),
     "eligibility": ("processors.eligibility.bench:main", "recompute RTM eligibility for 10,000 patients x 90 days"),
     "hub": ("device_adapters.hub.bench:main", "virtual BLE devices through one hub agent, killed mid-upload"),
+    "dashboards": ("dashboards.bench:main", "clinic app server time: queue, patient page, billing; 500 patients"),
 }
 
 
@@ -140,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["faults"]:  # a developer tool with options of its own, imported only when asked for
         return _load("tools.faults.main:main")(argv[1:])
+    if argv[:1] == ["app"]:  # the clinic web app (dashboards/cli.py, a typer app)
+        return _load("dashboards.cli:main")(argv[1:])
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:

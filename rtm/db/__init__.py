@@ -9,7 +9,7 @@ from psycopg_pool import ConnectionPool
 
 from rtm.settings import Settings, get_settings
 
-Role = Literal["owner", "writer", "reader"]
+Role = Literal["owner", "writer", "reader", "app"]
 
 
 def connect(role: Role = "writer", settings: Settings | None = None, **kwargs: object) -> psycopg.Connection:

@@ -26,7 +26,7 @@ from rtm.settings import PROJECT_ROOT, Settings
 BUILD_SCRIPT = PROJECT_ROOT / "deploy" / "local" / "build_timescaledb.sh"
 PG_MAJOR = "15"
 ADMIN_USER = "rtm_admin"
-ROLES = ("owner", "writer", "reader")
+ROLES = ("owner", "writer", "reader", "app")
 
 
 class StackError(RuntimeError):
@@ -235,9 +235,12 @@ def ensure_database(settings: Settings) -> None:
             name = getattr(settings, f"pg_{role}_user")
             exists = conn.execute("select 1 from pg_roles where rolname = %s", (name,)).fetchone()
             verb = "alter" if exists else "create"
+            # The clinic app's role is confined by row-level security; the services' roles serve
+            # every clinic (and COPY, which row-level security forbids), see migration 0600.
+            rls = "nobypassrls" if role in ("app", "owner") else "bypassrls"
             conn.execute(
-                sql.SQL("{} role {} login password {}").format(
-                    sql.SQL(verb), sql.Identifier(name), sql.Literal(_password(settings, role))
+                sql.SQL("{} role {} login {} password {}").format(
+                    sql.SQL(verb), sql.Identifier(name), sql.SQL(rls), sql.Literal(_password(settings, role))
                 )
             )
         if not conn.execute("select 1 from pg_database where datname = %s", (settings.pg_database,)).fetchone():
@@ -251,7 +254,7 @@ def ensure_database(settings: Settings) -> None:
         conn.execute(
             sql.SQL("revoke all on database {} from public").format(sql.Identifier(settings.pg_database))
         )
-        for role in ("writer", "reader"):
+        for role in ("writer", "reader", "app"):
             conn.execute(
                 sql.SQL("grant connect on database {} to {}").format(
                     sql.Identifier(settings.pg_database), sql.Identifier(getattr(settings, f"pg_{role}_user"))
