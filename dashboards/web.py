@@ -330,7 +330,8 @@ def create_app(settings: Settings | None = None, app_settings: AppSettings | Non
                 "sets": sets[-20:], "rom_chart": rom_chart, "steps_chart": steps_chart, "calendar": calendar,
                 "supply": supply, "minutes": minutes, "minutes_text": minutes_text, "entries": entries,
                 "timer": timer, "activities": list(TimeActivity), "channels": list(TimeChannel),
-                "today": today, "silent_days": a.silent_device_days}  # fmt: skip
+                "today": today, "silent_days": a.silent_device_days,
+                "models": conn.execute("select model_id, name from device_models order by name").fetchall()}  # fmt: skip
 
     def _calendar(supply: Any, qualifying: dict[date, bool], today: date) -> dict[str, Any] | None:
         if supply is None:
@@ -410,16 +411,19 @@ def create_app(settings: Settings | None = None, app_settings: AppSettings | Non
 
     @app.post("/patients/{patient_id}/time")
     def log_time(request: Request, patient_id: str, minutes: Decimal = Form(...), activity: str = Form(...),
-                 channel: str = Form(...), me: Session = Depends(checked)) -> Response:
+                 channel: str = Form(...), started_at: str = Form(""),
+                 me: Session = Depends(checked)) -> Response:
         need(me, *CLINICAL)
         with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
             _patient(conn, patient_id)
             try:
+                # Without a start, the minutes are taken to end now (the person logs what they just did).
+                start = (datetime.fromisoformat(started_at).replace(tzinfo=UTC) if started_at
+                         else datetime.now(UTC) - timedelta(minutes=float(minutes)))
                 entry = timeentries.NewTimeEntry(
                     patient_id=patient_id, episode_id=_episode_of(conn, patient_id),
                     practitioner_id=me.staff.staff_id, activity=TimeActivity(activity),
-                    channel=TimeChannel(channel), started_at=datetime.now(UTC) - timedelta(minutes=float(minutes)),
-                    minutes=minutes)  # fmt: skip
+                    channel=TimeChannel(channel), started_at=start, minutes=minutes)  # fmt: skip
                 timeentries.add_entry(conn, entry, actor=me.staff.staff_id)
             except (ValidationError, ValueError) as exc:
                 raise HTTPException(422, str(exc)) from None
