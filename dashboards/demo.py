@@ -138,3 +138,15 @@ def seed_patients(settings: Settings, clinic_id: str, therapist_id: str, patient
         evaluate_patients(w, ids, datetime.combine(today, time(12), tzinfo=UTC))
         recompute_patients(w, ids, today)
     return ids
+
+
+def announce(settings: Settings, clinic_id: str, therapist_id: str) -> str:
+    """Demo sign-ins for a clinic the main job seeded (its therapist gets the therapist account), and
+    where the app answers once `rtm app serve` runs."""
+    from dashboards.settings import get_app_settings
+
+    a = get_app_settings()
+    staff = ensure_staff(settings, clinic_id, demo_password(settings), therapist_id=therapist_id)
+    return (f"\nclinic app: `rtm app serve`, then open http://{a.host}:{a.port}/ and sign in as\n"
+            f"  {staff.email('therapist')} (therapist) or {staff.email('biller')} (biller), "
+            f"password {staff.password}")

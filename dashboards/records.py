@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from dashboards.auth import Staff
 from ingest.tokens import hash_secret
+from processors.eligibility import billing
 from processors.flags.model import Kind
 
 Conn = psycopg.Connection[Any]
@@ -226,7 +227,7 @@ class QueueItem:
     daily: list[float | None]
 
 
-def queue(conn: Conn, clinic_id: str, days: int = 28, limit: int = 200) -> list[QueueItem]:
+def queue(conn: Conn, clinic_id: str, days: int = 28, limit: int = 100) -> list[QueueItem]:
     """Open flags not snoozed, most severe then oldest, with each patient's daily exercise sets."""
     rows = conn.execute(
         """select f.flag_id, f.patient_id, p.external_ref, f.kind, f.severity, f.state, f.raised_at, f.evidence
@@ -280,3 +281,16 @@ def minutes_this_month(conn: Conn, patient_id: str, month: date) -> Decimal:
         (patient_id, month),
     ).fetchone()
     return Decimal(row[0]) if row else Decimal(0)
+
+
+def billing_summaries(conn: Conn, clinic_id: str, month: date) -> list[billing.Summary]:
+    """The month's answers as billing.summaries gives them, reading only the gates of each explanation
+    (the whole documents are large; the billing view shows the reason and the failed gates)."""
+    rows = conn.execute(
+        """select result_key, kind, clinic_id, patient_id, episode_id, billing_practitioner_id, period_start,
+                  period_end, bill_month, answer, service_date, status, policy_id || '@' || policy_version, data_days,
+                  minutes, reason, json_build_object('gates', explanation->'gates'), release_id, revision
+             from eligibility_results where clinic_id = %s and bill_month = %s order by patient_id, result_key""",
+        (clinic_id, month.replace(day=1)),
+    ).fetchall()
+    return [billing._summary(tuple(r), False) for r in rows]

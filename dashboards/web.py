@@ -153,15 +153,19 @@ def create_app(settings: Settings | None = None, app_settings: AppSettings | Non
 
     # ------------------------------------------------------------------ queue ------------------
     @app.get("/queue", response_class=HTMLResponse)
-    def queue_page(request: Request, me: Session = Depends(who)) -> HTMLResponse:
+    def queue_page(request: Request, limit: int = 100, me: Session = Depends(who)) -> HTMLResponse:
         need(me, *CLINICAL, "admin")
+        limit = max(1, min(limit, 1000))  # the most urgent first; a longer list on request
         with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
-            items = records.queue(conn, me.staff.clinic_id)
+            items = records.queue(conn, me.staff.clinic_id, limit=limit)
+            total = conn.execute("""select count(*) from therapist_flags f where f.state = 'open' and not exists (
+                                      select 1 from app_flag_snoozes s where s.flag_id = f.flag_id and s.until > now())""").fetchone()
             records.audit(conn, me.staff, "view queue", sorted({i.patient_id for i in items}), ip(request),
                           request.headers.get("user-agent"))
         sparks = {i.flag_id: charts.sparkline(i.daily, f"exercise sets per day, last {len(i.daily)} days")
                   for i in items}
-        return page(request, "queue.html", me, items=items, sparks=sparks, now=datetime.now(UTC))
+        return page(request, "queue.html", me, items=items, sparks=sparks, now=datetime.now(UTC),
+                    total=int(total[0]) if total else len(items), limit=limit)
 
     def _flag_action(request: Request, me: Session, flag_id: int, action: str, note: str | None,
                      hours: int | None) -> Response:  # fmt: skip
@@ -467,7 +471,7 @@ def create_app(settings: Settings | None = None, app_settings: AppSettings | Non
         need(me, "biller", "admin")
         m = _month(month)
         with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
-            items = billing.summaries(conn, clinic_id=me.staff.clinic_id, month=m)
+            items = records.billing_summaries(conn, me.staff.clinic_id, m)
             amended = billing.amendments(conn, me.staff.clinic_id, datetime.combine(m, datetime.min.time(), UTC))
             refs = dict(conn.execute("select patient_id, external_ref from patients").fetchall())
             records.audit(conn, me.staff, "view billing", sorted({i.patient_id for i in items}), ip(request),

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from device_adapters.simulated.cohort import Cohort, Truth, make_cohort, patient_events
+from device_adapters.simulated.cohort import CLINIC_ID, THERAPIST_ID, Cohort, Truth, make_cohort, patient_events
 from device_adapters.simulated.seed import seed_care_context
 from processors.eligibility.store import recompute_dirty
 from processors.flags import evaluate_all
@@ -201,5 +201,8 @@ def run_main_job(patients: int, days: int, seed: int) -> int:
             _summary(conn, cohort, produced)
     finally:
         supervisor.stop()
+    from dashboards.demo import announce  # the clinic app's demo sign-in for this cohort's clinic
+
+    print(announce(settings, CLINIC_ID, THERAPIST_ID))
     print(f"\ndone in {time.monotonic() - started:.1f} s")
     return 0

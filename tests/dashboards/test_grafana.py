@@ -22,8 +22,8 @@ def _exported() -> set[str]:
 
 
 def _exprs(panel: dict[str, object]) -> list[str]:
-    out = [str(t["expr"]) for t in panel.get("targets", []) if isinstance(t, dict) and "expr" in t]  # type: ignore[union-attr]
-    for child in panel.get("panels", []):  # type: ignore[union-attr]
+    out = [str(t["expr"]) for t in panel.get("targets", []) if isinstance(t, dict) and "expr" in t]
+    for child in panel.get("panels", []):
         out += _exprs(child)
     return out
 
