@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(name="app", help="The clinic web app (dashboards/).", no_args_is_help=True)
+app = typer.Typer(name="app", help="The clinic web app (dashboards/).", no_args_is_help=True, add_completion=False)
 
 
 @app.command()

@@ -248,7 +248,6 @@ def create_app(settings: Settings | None = None, app_settings: AppSettings | Non
             except ValueError as exc:
                 errors = [str(exc)]
             if errors:
-                conn.rollback()
                 therapists = _therapists(conn, me.staff.clinic_id)
         if errors:
             return templates.TemplateResponse(request, "patient_new.html", {
@@ -264,15 +263,14 @@ def create_app(settings: Settings | None = None, app_settings: AppSettings | Non
         return tuple(row)
 
     @app.get("/patients/{patient_id}", response_class=HTMLResponse)
-    def patient_page(request: Request, patient_id: str, me: Session = Depends(who),
-                     pairing: str | None = None) -> HTMLResponse:
+    def patient_page(request: Request, patient_id: str, me: Session = Depends(who)) -> HTMLResponse:
         need(me, *CLINICAL, "admin")
         today = date.today()
         with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
             patient = _patient(conn, patient_id)
             records.audit(conn, me.staff, "view patient", [patient_id], ip(request), request.headers.get("user-agent"))
             ctx = _patient_context(conn, patient_id, today)
-        return page(request, "patient.html", me, patient=patient, pairing=None, **ctx)
+        return page(request, "patient.html", me, patient=patient, **ctx)
 
     def _patient_context(conn: Conn, patient_id: str, today: date) -> dict[str, Any]:
         episodes = conn.execute(

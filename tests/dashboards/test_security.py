@@ -113,3 +113,39 @@ def test_sign_in_lockout_csrf_and_audit(clinics: Clinics, app_url: str) -> None:
                              (int(flag.group(1)),)).fetchone()
     assert ("clinic-a-therapist", "view patient", "127.0.0.1") in rows
     assert state == ("acknowledged", "clinic-a-therapist")
+
+
+def test_claims_csv_and_fhir_bundle(clinics: Clinics) -> None:
+    import csv
+    import io
+    import json
+    from datetime import date
+
+    from dashboards import claims
+
+    month = date.today().replace(day=1)
+    with psycopg.connect(clinics.settings.dsn("owner"), autocommit=True) as owner:  # a name that needs quoting
+        owner.execute("update patients set external_ref = 'MRN, \"A\"' where patient_id = %s", (clinics.a_patients[1],))
+    with psycopg.connect(clinics.settings.dsn("app")) as conn:
+        conn.execute("select set_config('rtm.clinic', 'clinic-a', true)")
+        lines = claims.claim_lines(conn, "clinic-a", month)
+        text = claims.to_csv(lines)
+        bundle = json.loads(claims.fhir_bundle(conn, "clinic-a", month))
+    assert lines and {ln.patient_id for ln in lines} <= set(clinics.a_patients)
+    assert text.count("\r\n") == len(lines) + 1 and '"MRN, ""A"""' in text
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert {r["cpt"] for r in rows} >= {"98977"}
+    assert all(r["icd10_pointers"] == "AB" and len(r["billing_npi"]) == 10 for r in rows)
+    urls = {e["fullUrl"] for e in bundle["entry"]}
+    refs = [v["reference"] for e in bundle["entry"] for v in _references(e["resource"])]
+    assert refs and all(r in urls for r in refs)
+    assert sum(e["resource"]["resourceType"] == "ChargeItem" for e in bundle["entry"]) == len(lines)
+
+
+def _references(node: object) -> list[dict[str, str]]:
+    if isinstance(node, dict):
+        found = [node] if isinstance(node.get("reference"), str) else []
+        return found + [r for v in node.values() for r in _references(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _references(v)]
+    return []
