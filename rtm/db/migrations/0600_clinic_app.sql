@@ -109,38 +109,8 @@ create table ingest_pairing_codes (
 create index ingest_pairing_codes_device on ingest_pairing_codes (device_id);
 grant select, update on ingest_pairing_codes to {writer};
 
--- ---------------------------------------------------------------- row-level security ----------
-do $rls$
-declare
-    t record;
-    expr text;
-begin
-    for t in
-        select c.relname,
-               bool_or(a.attname = 'clinic_id') as has_clinic,
-               bool_or(a.attname = 'patient_id') as has_patient,
-               bool_or(a.attname = 'episode_id') as has_episode
-          from pg_class c
-          join pg_namespace n on n.oid = c.relnamespace and n.nspname = 'public'
-          join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
-         where c.relkind in ('r', 'p')
-           and c.relname not in ('clinics', 'practitioners', 'app_staff', 'app_sessions', 'schema_migrations',
-                                 'ingest_clinic_keys', 'ingest_pairing_codes')
-         group by c.relname
-        having bool_or(a.attname in ('clinic_id', 'patient_id', 'episode_id'))
-    loop
-        expr := case
-            when t.has_clinic then 'clinic_id = app_clinic()'
-            when t.has_patient then 'patient_id in (select p.patient_id from patients p where p.clinic_id = app_clinic())'
-            else 'episode_id in (select e.episode_id from episodes e where e.clinic_id = app_clinic())'
-        end;
-        execute format('alter table %I enable row level security', t.relname);
-        execute format('create policy by_clinic on %I to {app} using (%s) with check (%s)', t.relname, expr, expr);
-    end loop;
-end
-$rls$;
 
--- Patient data without a patient, episode or clinic column of its own.
+-- Patient data without a patient, episode or clinic column of its own (enabled after the grants below).
 alter table ingest_pairing_codes enable row level security;
 create policy by_clinic on ingest_pairing_codes to {app} using (clinic = app_clinic()) with check (clinic = app_clinic());
 
@@ -152,15 +122,13 @@ alter table therapist_time_entry_audit enable row level security;
 create policy by_clinic on therapist_time_entry_audit to {app}
     using (entry_id in (select e.entry_id from therapist_time_entries e));  -- entries: RLS of their own
 
-alter table ingest_vendor_links enable row level security;  -- no policy: nothing for the app
-alter table ingest_outbox enable row level security;
 
 -- ---------------------------------------------------------------- the app's privileges --------
 grant usage on schema public to {app};
 grant select on clinics, practitioners, device_models, devices, patients, episodes, device_assignments,
     patient_timezones, exercise_sessions, exercise_prescriptions, therapist_flags, therapist_flag_audit,
     therapist_time_entries, therapist_time_entry_audit, therapist_timers, eligibility_results,
-    eligibility_releases, eligibility_amendments, ingest_device_credentials, stream_analyses to {app};
+    eligibility_releases, eligibility_amendments, ingest_device_credentials to {app};
 grant select, insert, update on app_staff, app_sessions, app_flag_snoozes to {app};
 grant select, insert on app_audit_log to {app};
 grant insert, update on patients, episodes, exercise_prescriptions, patient_timezones to {app};
@@ -169,9 +137,9 @@ grant update (display_name, discipline) on practitioners to {app};
 grant select on ingest_pairing_codes to {app};
 grant update on therapist_flags to {app};
 grant insert, update on therapist_time_entries, therapist_timers to {app};
--- The eligibility triggers on inputs mark the patient for recomputation as the invoking role.
-grant select, insert, update on eligibility_dirty_patients to {app};
-grant usage on sequence eligibility_mark_seq to {app};
+-- The eligibility triggers on inputs mark the patient for recomputation: as the function's owner,
+-- so that whoever changes an input (the app included) needs no right on the recompute queue.
+alter function eligibility_mark_dirty(text, text) security definer set search_path = public;
 
 -- ---------------------------------------------------------------- onboarding fields -----------
 -- Diagnosis codes (ICD-10-CM) of an episode, for the claim's diagnosis pointers.
@@ -191,3 +159,39 @@ create view app_activity_minutes with (security_barrier) as
     select m.* from activity_minutes m
      where m.patient_id in (select p.patient_id from patients p where p.clinic_id = app_clinic());
 grant select on app_data_day_facts, app_exercise_sets, app_activity_minutes to {app};
+
+-- ---------------------------------------------------------------- row-level security ----------
+-- Every table with patient data the app role may touch: its clinic's rows only.
+do $rls$
+declare
+    t record;
+    expr text;
+begin
+    for t in
+        select c.relname,
+               bool_or(a.attname = 'clinic_id') as has_clinic,
+               bool_or(a.attname = 'patient_id') as has_patient,
+               bool_or(a.attname = 'episode_id') as has_episode
+          from pg_class c
+          join pg_namespace n on n.oid = c.relnamespace and n.nspname = 'public'
+          join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+         where c.relkind in ('r', 'p')
+           -- tables the app role has no privilege on stay closed to it without policies (the pipeline's
+           -- internals, the raw archive, hypertables read through the views above)
+           and (has_table_privilege(to_regrole('{app}'), c.oid, 'select') or has_table_privilege(to_regrole('{app}'), c.oid, 'insert')
+                or has_table_privilege(to_regrole('{app}'), c.oid, 'update'))
+           and c.relname not in ('clinics', 'practitioners', 'app_staff', 'app_sessions', 'schema_migrations',
+                                 'ingest_clinic_keys', 'ingest_pairing_codes')
+         group by c.relname
+        having bool_or(a.attname in ('clinic_id', 'patient_id', 'episode_id'))
+    loop
+        expr := case
+            when t.has_clinic then 'clinic_id = app_clinic()'
+            when t.has_patient then 'patient_id in (select p.patient_id from patients p where p.clinic_id = app_clinic())'
+            else 'episode_id in (select e.episode_id from episodes e where e.clinic_id = app_clinic())'
+        end;
+        execute format('alter table %I enable row level security', t.relname);
+        execute format('create policy by_clinic on %I to {app} using (%s) with check (%s)', t.relname, expr, expr);
+    end loop;
+end
+$rls$;
