@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "ingest": ("tools.bench.ingest:main", "gateway throughput and latency on loopback"),
     "pipeline": ("tools.bench.pipeline:main", "IMU samples/s and latency, produce -> worker -> database"),
     "eligibility": ("tools.bench.eligibility:main", "recompute RTM eligibility for 10,000 patients x 90 days"),
+    "dashboards": ("tools.bench.dashboards:main", "clinic app server time: queue, patient page, billing; 500 patients"),
     "hub": ("tools.bench.hub:main", "virtual BLE devices through one hub agent, killed mid-upload"),
 }
 
@@ -172,6 +173,9 @@ def _register_parts() -> None:
     register_hub(app)
     register_provision(app)
     register_vendor(app)
+    from dashboards.cli import app as clinic_app
+
+    app.add_typer(clinic_app, name="app")
 
 
 _register_parts()

@@ -29,7 +29,7 @@ from rtm.db.migrate import migrate
 from rtm.kafka import make_producer
 from rtm.settings import Settings, get_settings
 from rtm.topics import TOPIC_BY_KIND
-from simulation.cohort import CLINIC_ID, DEVICE_MODEL, Cohort, Truth, make_cohort, patient_events
+from simulation.cohort import CLINIC_ID, DEVICE_MODEL, THERAPIST_ID, Cohort, Truth, make_cohort, patient_events
 from simulation.seed import seed_care_context
 
 
@@ -210,5 +210,11 @@ def run_main_job(patients: int, days: int, seed: int, via_ble: int = 0) -> int:
                 return 1
     finally:
         supervisor.stop()
+    from dashboards.demo import announce  # the clinic app's demo sign-in for this cohort's clinic
+
+    print(announce(settings, CLINIC_ID, THERAPIST_ID))
+    from dashboards.demo import announce  # the clinic app's demo sign-in for this cohort's clinic
+
+    print(announce(settings, CLINIC_ID, THERAPIST_ID))
     print(f"\ndone in {time.monotonic() - started:.1f} s")
     return 0

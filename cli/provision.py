@@ -44,7 +44,7 @@ def provision_database(settings: Settings) -> list[str]:
 
         postgres.ensure_database(settings)
     else:
-        passwords = {role: settings.role_password(role) for role in ("owner", "writer", "reader")}
+        passwords = {role: settings.role_password(role) for role in ROLES}
         assert set(passwords) == set(ROLES)
         ensure_roles_and_database(_admin_connect(settings), settings.pg_admin_database, settings, passwords)
     return migrate(settings)

@@ -30,7 +30,7 @@ REQUIRED: dict[Component, tuple[str, ...]] = {
     "worker": (*_WHERE, "RTM_PG_WRITER_PASSWORD", "RTM_TOPIC_REPLICATION", "RTM_KAFKA_IDEMPOTENT_PRODUCER",
                "RTM_WORKER_WEB_HOST"),
     "migrate": ("RTM_PG_HOST", "RTM_PG_ADMIN_PASSWORD", "RTM_PG_OWNER_PASSWORD", "RTM_PG_WRITER_PASSWORD",
-                "RTM_PG_READER_PASSWORD"),
+                "RTM_PG_READER_PASSWORD", "RTM_PG_APP_PASSWORD"),
     "topics": (*_WHERE, "RTM_TOPIC_REPLICATION"),
 }
 COMMANDS: dict[Component, str] = {
@@ -45,6 +45,7 @@ SECRET_MIN_LENGTH = {
     "RTM_PG_OWNER_PASSWORD": 16,
     "RTM_PG_WRITER_PASSWORD": 16,
     "RTM_PG_READER_PASSWORD": 16,
+    "RTM_PG_APP_PASSWORD": 16,
     "RTM_GATEWAY_PEPPER": 32,  # an HMAC-SHA256 key: at least 256 bits of base64/hex text
 }
 

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     pg_owner_user: str = "rtm_owner"
     pg_writer_user: str = "rtm_writer"
     pg_reader_user: str = "rtm_reader"
+    # The clinic web app (dashboards/): every request runs under row-level security with its clinic set.
+    pg_app_user: str = "rtm_app"
     pg_owner_password: str | None = None
     pg_writer_password: str | None = None
     pg_reader_password: str | None = None
@@ -45,6 +47,7 @@ class Settings(BaseSettings):
     # libpq's sslmode: "verify-full" with the server's CA in production; the local stack has no TLS.
     pg_sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
     pg_sslrootcert: Path | None = None
+    pg_app_password: str | None = None
     pg_pool_max: int = 8
     # How long a worker waits for a database connection before it counts as a failure and backs off.
     pg_connect_timeout_s: float = 5.0
@@ -110,7 +113,7 @@ class Settings(BaseSettings):
     def kafka_broker_url(self) -> str:
         return f"kafka://{self.kafka_bootstrap}"
 
-    def role_password(self, role: Literal["owner", "writer", "reader"]) -> str:
+    def role_password(self, role: Literal["owner", "writer", "reader", "app"]) -> str:
         explicit = getattr(self, f"pg_{role}_password")
         if explicit:
             return str(explicit)
@@ -124,7 +127,7 @@ class Settings(BaseSettings):
             )
         return path.read_text().strip()
 
-    def dsn(self, role: Literal["owner", "writer", "reader"] = "writer") -> str:
+    def dsn(self, role: Literal["owner", "writer", "reader", "app"] = "writer") -> str:
         return self.conninfo(getattr(self, f"pg_{role}_user"), self.role_password(role), application=f"rtm-{role}")
 
     def conninfo(self, user: str, password: str | None, dbname: str | None = None, application: str = "rtm") -> str:

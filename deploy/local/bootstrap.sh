@@ -8,9 +8,10 @@ cd "$ROOT"
 mkdir -p .state
 log() { echo "[setup] $*" >&2; }
 
-# --- system packages (build tools for the TimescaleDB extension, the PostgreSQL 15 server) -------
+# --- system packages (build tools for the TimescaleDB extension, the PostgreSQL 15 server; chromium
+# for the clinic app's browser tests) -------------------------------------------------------------
 need=()
-for pkg in postgresql-15 cmake gcc make python3-venv util-linux; do
+for pkg in postgresql-15 cmake gcc make python3-venv util-linux chromium; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -9,7 +9,7 @@ from psycopg_pool import ConnectionPool
 
 from rtm.settings import Settings, get_settings
 
-Role = Literal["owner", "writer", "reader"]
+Role = Literal["owner", "writer", "reader", "app"]
 # The one name every part uses for a database connection in its type hints.
 Conn: TypeAlias = psycopg.Connection[Any]
 

@@ -1,7 +1,7 @@
 """Ordered SQL migrations, applied once each and recorded with their checksums.
 
 Files are `NNNN_name.sql` in rtm/db/migrations (each part may add its own, numbered after the
-last one). `{writer}` and `{reader}` in a file stand for the configured role names.
+last one). `{writer}`, `{reader}` and `{app}` in a file stand for the configured role names.
 """
 
 from __future__ import annotations
@@ -70,7 +70,9 @@ def migrate(settings: Settings) -> list[str]:
                     continue
                 text = m.text.replace(
                     "{writer}", sql.Identifier(settings.pg_writer_user).as_string(conn)
-                ).replace("{reader}", sql.Identifier(settings.pg_reader_user).as_string(conn))
+                ).replace("{reader}", sql.Identifier(settings.pg_reader_user).as_string(conn)).replace(
+                    "{app}", sql.Identifier(settings.pg_app_user).as_string(conn)
+                )
                 with conn.transaction():
                     conn.execute(text.encode())
                     conn.execute(

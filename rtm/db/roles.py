@@ -1,4 +1,4 @@
-"""The three login roles, the database and the TimescaleDB extension: what a superuser creates
+"""The four login roles, the database and the TimescaleDB extension: what a superuser creates
 once, before the owner role migrates. The local stack (`rtm up`) and production
 (`rtm provision database`) run the same statements; only where the passwords come from differs
 (generated into the state folder locally, from secrets in production)."""
@@ -13,7 +13,7 @@ from psycopg import sql
 
 from rtm.settings import Settings
 
-ROLES = ("owner", "writer", "reader")
+ROLES = ("owner", "writer", "reader", "app")
 AdminConnect = Callable[[str], psycopg.Connection[Any]]  # database name -> autocommit superuser connection
 
 
@@ -27,9 +27,12 @@ def ensure_roles_and_database(
             name = getattr(settings, f"pg_{role}_user")
             exists = conn.execute("select 1 from pg_roles where rolname = %s", (name,)).fetchone()
             verb = "alter" if exists else "create"
+            # The clinic app's role is confined by row-level security; the services' roles serve
+            # every clinic (and COPY, which row-level security forbids): see the clinic app's migration.
+            rls = "nobypassrls" if role in ("app", "owner") else "bypassrls"
             conn.execute(
-                sql.SQL("{} role {} login password {}").format(
-                    sql.SQL(verb), sql.Identifier(name), sql.Literal(passwords[role])
+                sql.SQL("{} role {} login {} password {}").format(
+                    sql.SQL(verb), sql.Identifier(name), sql.SQL(rls), sql.Literal(passwords[role])
                 )
             )
         if not conn.execute("select 1 from pg_database where datname = %s", (settings.pg_database,)).fetchone():
@@ -43,7 +46,7 @@ def ensure_roles_and_database(
         conn.execute(
             sql.SQL("revoke all on database {} from public").format(sql.Identifier(settings.pg_database))
         )
-        for role in ("writer", "reader"):
+        for role in ("writer", "reader", "app"):
             conn.execute(
                 sql.SQL("grant connect on database {} to {}").format(
                     sql.Identifier(settings.pg_database), sql.Identifier(getattr(settings, f"pg_{role}_user"))

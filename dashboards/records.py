@@ -1,0 +1,315 @@
+"""What the pages read and write, as plain functions of a clinic-scoped connection (row-level
+security confines every query to the signed-in person's clinic; the clinic_id filters below only
+help the planner). Every read of a patient's data goes through `audit`."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+from zoneinfo import available_timezones
+
+import psycopg
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from dashboards.auth import Staff
+from eligibility import billing
+from flags.model import Kind
+from rtm.settings import Settings
+
+Conn = psycopg.Connection[Any]
+_ICD10 = re.compile(r"^[A-TV-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$")
+# Pairing codes: 8 symbols of an alphabet without look-alikes (0/O, 1/I/L): 32^8 = 2^40 codes.
+_ZONES = available_timezones()
+
+
+def audit(conn: Conn, staff: Staff, action: str, patient_ids: Sequence[str | None], ip: str | None,
+          user_agent: str | None = None, detail: str | None = None) -> None:  # fmt: skip
+    """Append who read what, when and from where (one row per patient; None: no single patient)."""
+    conn.execute(
+        """insert into app_audit_log (clinic_id, staff_id, patient_id, action, detail, ip, user_agent)
+           select %s, %s, p, %s, %s, %s, %s from unnest(%s::text[]) as p""",
+        (staff.clinic_id, staff.staff_id, action, detail, ip, (user_agent or "")[:300], list(patient_ids)),
+    )
+
+
+# ------------------------------------------------------------------------------ onboarding -------
+
+
+class PatientForm(BaseModel):
+    """A patient and their first episode of care, saved together or not at all."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    external_ref: str = Field(min_length=1, max_length=64, description="MRN or the EMR's id")
+    tz: str = Field(description="IANA time zone, e.g. America/Chicago")
+    discipline: Literal["PT", "OT", "SLP"]
+    payer_policy: str = Field(min_length=1, max_length=64)
+    diagnosis_codes: list[str] = Field(min_length=1, description="ICD-10-CM codes")
+    billing_practitioner_id: str = Field(min_length=1)
+    start_date: date
+    consent_date: date | None = None
+    plan_of_care_start: date | None = None
+    plan_of_care_end: date | None = None
+    setup_documented: bool = False
+
+    @field_validator("tz")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        if v not in _ZONES:
+            raise ValueError(f"{v!r} is not an IANA time zone (e.g. America/New_York)")
+        return v
+
+    @field_validator("diagnosis_codes", mode="before")
+    @classmethod
+    def _codes(cls, v: object) -> object:
+        if isinstance(v, str):
+            v = [c.strip().upper() for c in re.split(r"[,\s]+", v) if c.strip()]
+        if isinstance(v, list):
+            bad = [c for c in v if not _ICD10.match(str(c))]
+            if bad:
+                raise ValueError(f"not ICD-10-CM codes: {', '.join(map(str, bad))} (e.g. M17.11)")
+        return v
+
+    @model_validator(mode="after")
+    def _dates(self) -> PatientForm:
+        if self.plan_of_care_start and self.plan_of_care_end and self.plan_of_care_end < self.plan_of_care_start:
+            raise ValueError("the plan of care ends before it starts")
+        return self
+
+
+def create_patient(conn: Conn, clinic_id: str, form: PatientForm, policies: Sequence[str]) -> tuple[str, str]:
+    if form.payer_policy not in policies:
+        raise ValueError(f"unknown payer policy {form.payer_policy!r}; choose from {', '.join(policies)}")
+    row = conn.execute(
+        "select 1 from practitioners where practitioner_id = %s and clinic_id = %s and role = 'therapist'",
+        (form.billing_practitioner_id, clinic_id),
+    ).fetchone()
+    if row is None:
+        raise ValueError("the billing practitioner must be a therapist of this clinic")
+    if conn.execute("select 1 from patients where clinic_id = %s and external_ref = %s",
+                    (clinic_id, form.external_ref)).fetchone():
+        raise ValueError(f"a patient with external id {form.external_ref!r} already exists")
+    patient_id, episode_id = f"pt-{uuid.uuid4().hex[:12]}", f"ep-{uuid.uuid4().hex[:12]}"
+    start = datetime.combine(form.start_date, datetime.min.time(), tzinfo=UTC)
+    consent = datetime.combine(form.consent_date, datetime.min.time(), tzinfo=UTC) if form.consent_date else None
+    with conn.transaction():
+        conn.execute("insert into patients (patient_id, clinic_id, external_ref) values (%s, %s, %s)",
+                     (patient_id, clinic_id, form.external_ref))
+        conn.execute(
+            """insert into episodes (episode_id, patient_id, clinic_id, payer_policy, discipline,
+                   billing_practitioner_id, start_date, setup_date, setup_documented_at, consent_at,
+                   plan_of_care_start, plan_of_care_end, diagnosis_codes)
+               values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+            (episode_id, patient_id, clinic_id, form.payer_policy, form.discipline, form.billing_practitioner_id,
+             form.start_date, form.start_date if form.setup_documented else None,
+             datetime.now(UTC) if form.setup_documented else None, consent, form.plan_of_care_start,
+             form.plan_of_care_end, form.diagnosis_codes),
+        )  # fmt: skip
+        conn.execute("insert into patient_timezones (patient_id, effective_from, tz) values (%s, %s, %s)",
+                     (patient_id, start - timedelta(days=1), form.tz))
+    return patient_id, episode_id
+
+
+class PrescriptionForm(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    exercise: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")
+    sets: int = Field(ge=1, le=20)
+    reps: int = Field(ge=1, le=200)
+    sessions_per_week: int = Field(ge=0, le=21, description="days per week; 0 stops the exercise")
+    target_rom_deg: float | None = Field(default=None, gt=0, le=360)
+    effective_from: date
+
+
+def add_prescription(conn: Conn, episode_id: str, form: PrescriptionForm, by: str) -> None:
+    conn.execute(
+        """insert into exercise_prescriptions (episode_id, exercise, effective_from, sessions_per_week, sets, reps,
+               target_rom_deg, prescribed_by) values (%s, %s, %s, %s, %s, %s, %s, %s)
+           on conflict (episode_id, exercise, effective_from) do update
+              set sessions_per_week = excluded.sessions_per_week, sets = excluded.sets, reps = excluded.reps,
+                  target_rom_deg = excluded.target_rom_deg, prescribed_by = excluded.prescribed_by""",
+        (episode_id, form.exercise, form.effective_from, form.sessions_per_week, form.sets, form.reps,
+         form.target_rom_deg, by),
+    )  # fmt: skip
+
+
+def discharge(conn: Conn, episode_id: str, on: date) -> None:
+    row = conn.execute(
+        """update episodes set discharge_date = %s, updated_at = now()
+            where episode_id = %s and discharge_date is null and start_date <= %s returning 1""",
+        (on, episode_id, on),
+    ).fetchone()
+    if row is None:
+        raise ValueError("the episode is already discharged, or the date is before its start")
+
+
+@dataclass(frozen=True)
+class PairingCode:
+    code: str  # as shown: XXXX-XXXX
+    expires_at: datetime
+
+    @property
+    def display(self) -> str:
+        return self.code
+
+
+def check_pairing_request(conn: Conn, patient_id: str, episode_id: str, model_id: str) -> None:
+    """On the clinic's own connection (row-level security): the episode is this clinic's, this
+    patient's and open, and the model is known. Raises ValueError with the reason."""
+    ep = conn.execute("select patient_id, discharge_date from episodes where episode_id = %s",
+                      (episode_id,)).fetchone()
+    if ep is None or ep[0] != patient_id:
+        raise ValueError("no such episode for this patient")
+    if ep[1] is not None:
+        raise ValueError("the episode is discharged")
+    if conn.execute("select 1 from device_models where model_id = %s", (model_id,)).fetchone() is None:
+        raise ValueError(f"unknown device model {model_id!r}")
+
+
+def enrol_and_issue_pairing_code(settings: Settings, pepper: bytes, clinic_id: str, patient_id: str,
+                                 episode_id: str, device_id: str, model_id: str, body_site: str, by: str,
+                                 ttl_s: float) -> PairingCode:  # fmt: skip
+    """Enrol the device to the episode through the gateway's own enrolment (credential and
+    assignment event, as `rtm enrol device` does), unless it already is, then issue the single-use
+    code its hub redeems for the credential (`POST /v1/pairing`, `rtm hub pair`)."""
+    import asyncio
+
+    from ingest.enrolment import Emitter, EnrolmentRequest, enrol, issue_pairing_code_on
+    from ingest.problems import Problem
+    from ingest.store import Store
+
+    async def run() -> PairingCode:
+        store = await Store.open(settings, max_size=1, role="writer")
+        try:
+            async with store.pool.connection() as conn:
+                cur = await conn.execute(
+                    """select patient_id, episode_id, clinic_id from ingest_device_credentials
+                        where device_id = %s and revoked_at is null""", (device_id,))
+                live = await cur.fetchone()
+            if live is None:
+                req = EnrolmentRequest(patient_id=patient_id, episode_id=episode_id, device_id=device_id,
+                                       model_id=model_id, body_site=body_site)
+                await enrol(store, Emitter(None, outbox=True), pepper, clinic_id, req, created_by=by)
+            elif tuple(live) != (patient_id, episode_id, clinic_id):
+                raise ValueError("this device is enrolled to another episode; revoke that enrolment first")
+            async with store.pool.connection() as conn, conn.transaction():
+                issued = await issue_pairing_code_on(conn, pepper, clinic_id, device_id, ttl_s, created_by=by)
+            return PairingCode(issued.code, issued.expires_at)
+        except Problem as exc:
+            raise ValueError(exc.detail) from None
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+# ------------------------------------------------------------------------------ queue ------------
+
+REASONS: dict[str, str] = {
+    Kind.ADHERENCE_FALLING: "Exercising less often than prescribed",
+    Kind.NO_DATA: "No data from the device",
+    Kind.REPS_BELOW_DOSE: "Fewer repetitions than prescribed",
+    Kind.ROM_TREND: "Range of motion stalled or regressing",
+    Kind.ROM_DROP: "Sudden drop in range of motion",
+}
+
+
+def reason_in_words(kind: str, evidence: dict[str, Any]) -> str:
+    """The flag's kind in words, with the evidence's own message when the evaluator wrote one."""
+    base = REASONS.get(kind, kind.replace("_", " "))
+    for key in ("reason", "message", "summary"):
+        if isinstance(evidence.get(key), str):
+            return f"{base}: {evidence[key]}"
+    bits = []
+    for key, label in (("done", "done"), ("expected", "expected"), ("days_silent", "days without data"),
+                       ("share", "share"), ("slope_deg_per_week", "°/week")):  # fmt: skip
+        if isinstance(evidence.get(key), int | float):
+            bits.append(f"{label} {evidence[key]:g}")
+    return base + (f" ({', '.join(bits)})" if bits else "")
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    flag_id: int
+    patient_id: str
+    external_ref: str | None
+    kind: str
+    severity: str
+    state: str
+    raised_at: datetime
+    reason: str
+    daily: list[float | None]
+
+
+def queue(conn: Conn, clinic_id: str, days: int = 28, limit: int = 100) -> list[QueueItem]:
+    """Open flags not snoozed, most severe then oldest, with each patient's daily exercise sets."""
+    rows = conn.execute(
+        """select f.flag_id, f.patient_id, p.external_ref, f.kind, f.severity, f.state, f.raised_at, f.evidence
+             from therapist_flags f join patients p using (patient_id)
+            where f.clinic_id = %s and f.state = 'open'
+              and not exists (select 1 from app_flag_snoozes s where s.flag_id = f.flag_id and s.until > now())
+            order by case f.severity when 'high' then 3 when 'medium' then 2 else 1 end desc, f.raised_at, f.flag_id
+            limit %s""",
+        (clinic_id, limit),
+    ).fetchall()
+    pids = sorted({r[1] for r in rows})
+    series = daily_sets(conn, pids, days)
+    return [QueueItem(r[0], r[1], r[2], r[3], r[4], r[5], r[6], reason_in_words(r[3], r[7] or {}),
+                      series.get(r[1], [None] * days)) for r in rows]  # fmt: skip
+
+
+def daily_sets(conn: Conn, patient_ids: Sequence[str], days: int) -> dict[str, list[float | None]]:
+    """Exercise sets per patient-local day over the last `days` days (None: no valid data that day)."""
+    today = date.today()
+    first = today - timedelta(days=days - 1)
+    out: dict[str, list[float | None]] = {p: [None] * days for p in patient_ids}
+    if not patient_ids:
+        return out
+    for pid, d, sets in conn.execute(
+        """select patient_id, local_date, sum(exercise_sets) from app_data_day_facts
+            where patient_id = any(%s) and local_date >= %s and local_date <= %s and qualifying
+            group by patient_id, local_date""",
+        (list(patient_ids), first, today),
+    ):
+        out[pid][(d - first).days] = float(sets)
+    return out
+
+
+def snooze(conn: Conn, clinic_id: str, flag_id: int, hours: int, by: str) -> None:
+    row = conn.execute("select 1 from therapist_flags where flag_id = %s", (flag_id,)).fetchone()
+    if row is None:
+        raise LookupError(f"no flag {flag_id}")
+    conn.execute(
+        """insert into app_flag_snoozes (flag_id, clinic_id, until, by_staff) values (%s, %s, now() + make_interval(hours => %s), %s)
+           on conflict (flag_id) do update set until = excluded.until, by_staff = excluded.by_staff, created_at = now()""",
+        (flag_id, clinic_id, hours, by),
+    )
+
+
+def minutes_this_month(conn: Conn, patient_id: str, month: date) -> Decimal:
+    row = conn.execute(
+        """select coalesce(sum(e.minutes), 0) from therapist_time_entries e
+            where e.patient_id = %s and e.voided_at is null
+              and not exists (select 1 from therapist_time_entries c where c.supersedes = e.entry_id)
+              and date_trunc('month', coalesce(e.service_date, e.started_at::date)) = %s""",
+        (patient_id, month),
+    ).fetchone()
+    return Decimal(row[0]) if row else Decimal(0)
+
+
+def billing_summaries(conn: Conn, clinic_id: str, month: date) -> list[billing.Summary]:
+    """The month's answers as billing.summaries gives them, reading only the gates of each explanation
+    (the whole documents are large; the billing view shows the reason and the failed gates)."""
+    rows = conn.execute(
+        """select result_key, kind, clinic_id, patient_id, episode_id, billing_practitioner_id, period_start,
+                  period_end, bill_month, answer, service_date, status, policy_id || '@' || policy_version, data_days,
+                  minutes, reason, json_build_object('gates', explanation->'gates'), release_id, revision
+             from eligibility_results where clinic_id = %s and bill_month = %s order by patient_id, result_key""",
+        (clinic_id, month.replace(day=1)),
+    ).fetchall()
+    return [billing._summary(tuple(r), False) for r in rows]

@@ -1,0 +1,36 @@
+"""Settings of the clinic web app (environment variables RTM_APP_*, local defaults)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class AppSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RTM_APP_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Sessions: an idle session ends after this long (a shared clinic tablet must not stay signed in).
+    session_idle_minutes: int = 30
+    session_max_hours: int = 12
+    # Lock-out: this many failed sign-ins in a row lock the account for lockout_minutes
+    # (NIST SP 800-63B 5.2.2 allows up to 100; a clinic's staff list is small, so we stay strict).
+    lockout_failures: int = 5
+    lockout_minutes: int = 15
+    # Cookies are Secure (HTTPS only) behind TLS; the local stack serves plain HTTP on loopback.
+    secure_cookies: bool = False
+    # Pairing codes are short, so they live briefly (the gateway also rate-limits redemption).
+    pairing_code_minutes: int = 30
+    # A device with no sync for this many days shows as silent on the queue and the patient page.
+    silent_device_days: int = 3
+    snooze_default_hours: int = 24
+    # The patient page's trends reach this far back.
+    trend_days: int = 90
+    pool_max: int = 8
+
+
+@lru_cache(maxsize=1)
+def get_app_settings() -> AppSettings:
+    return AppSettings()

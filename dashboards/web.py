@@ -1,0 +1,547 @@
+"""The clinic web app: FastAPI, Jinja2 templates and htmx (vendored), server-side SVG.
+
+Every page that shows patient data runs in one database transaction as the app role with the
+signed-in person's clinic set (row-level security does the confining) and appends to the audit
+log. Forms carry the session's CSRF token; every POST checks it."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import segno
+from fastapi import Depends, FastAPI, Form, HTTPException, Request, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
+from pydantic import ValidationError
+
+from dashboards import charts, claims, records
+from dashboards.auth import AuthError, Session, csrf_ok, session, sign_in, sign_out
+from dashboards.db import AppDb, Conn
+from dashboards.settings import AppSettings, get_app_settings
+from eligibility import api as elig_api
+from eligibility import billing, timeentries
+from eligibility.engine import management_lines
+from eligibility.policy import available_policies, load_policy
+from eligibility.store import recompute_patients
+from flags import review
+from flags.trends import theil_sen
+from ingest.settings import get_gateway_settings
+from rtm.contract import TimeActivity, TimeChannel
+from rtm.db import connect
+from rtm.settings import Settings, get_settings
+
+HERE = Path(__file__).resolve().parent
+COOKIE = "rtm_session"
+CLINICAL = ("therapist", "assistant")
+
+
+class SignInNeeded(Exception):
+    pass
+
+
+def create_app(settings: Settings | None = None, app_settings: AppSettings | None = None) -> FastAPI:
+    s = settings or get_settings()
+    a = app_settings or get_app_settings()
+    db = AppDb(s, a.pool_max)
+    pepper = get_gateway_settings().pepper_bytes(s.secrets_dir, s.environment)
+    policies = sorted(available_policies())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> Any:
+        db.open()
+        yield
+        db.close()
+
+    app = FastAPI(title="RTM clinic app", lifespan=lifespan)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    templates = Jinja2Templates(directory=HERE / "templates")
+    app.state.db = db
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        response: Response = await call_next(request)
+        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
+        )
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.exception_handler(SignInNeeded)
+    async def _to_login(request: Request, _: SignInNeeded) -> Response:
+        if request.headers.get("HX-Request"):
+            return Response(status_code=401, headers={"HX-Redirect": "/login"})
+        return RedirectResponse("/login", status_code=303)
+
+    def who(request: Request) -> Session:
+        token = request.cookies.get(COOKIE)
+        if not token:
+            raise SignInNeeded()
+        with db.anonymous() as conn:
+            found = session(conn, token, a)
+        if found is None:
+            raise SignInNeeded()
+        return found
+
+    async def checked(request: Request, me: Session = Depends(who)) -> Session:
+        """A POST from this session's own pages: the CSRF token in the form or the htmx header."""
+        sent = request.headers.get("X-CSRF-Token")
+        if sent is None:
+            form = await request.form()
+            value = form.get("csrf")
+            sent = value if isinstance(value, str) else None
+        if not csrf_ok(me, sent):
+            raise HTTPException(403, "the form is stale or forged (CSRF check failed): reload the page")
+        return me
+
+    def need(me: Session, *roles: str) -> None:
+        if me.staff.role not in roles:
+            raise HTTPException(403, f"this page is for {', '.join(roles)} accounts")
+
+    def clinic_conn(me: Session) -> Iterator[Conn]:
+        with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
+            yield conn
+
+    def ip(request: Request) -> str | None:
+        return request.client.host if request.client else None
+
+    def page(request: Request, name: str, me: Session | None, **ctx: Any) -> HTMLResponse:
+        return templates.TemplateResponse(request, name, {"me": me, **ctx})
+
+    # ------------------------------------------------------------------ sign-in ----------------
+    @app.get("/login", response_class=HTMLResponse)
+    def login_form(request: Request) -> HTMLResponse:
+        return page(request, "login.html", None, error=None)
+
+    @app.post("/login")
+    def login(request: Request, email: str = Form(...), password: str = Form(...)) -> Response:
+        try:
+            with db.anonymous() as conn:
+                token, _me = sign_in(conn, email, password, ip(request), a)
+        except AuthError as exc:
+            return templates.TemplateResponse(request, "login.html", {"me": None, "error": str(exc)}, status_code=401)
+        resp = RedirectResponse("/", status_code=303)
+        resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=a.secure_cookies,
+                        max_age=a.session_max_hours * 3600)
+        return resp
+
+    @app.post("/logout")
+    def logout(request: Request, me: Session = Depends(checked)) -> Response:
+        with db.anonymous() as conn:
+            sign_out(conn, request.cookies.get(COOKIE, ""))
+        resp = RedirectResponse("/login", status_code=303)
+        resp.delete_cookie(COOKIE)
+        return resp
+
+    @app.get("/")
+    def home(me: Session = Depends(who)) -> Response:
+        target = {"biller": "/billing", "admin": "/patients"}.get(me.staff.role, "/queue")
+        return RedirectResponse(target, status_code=303)
+
+    # ------------------------------------------------------------------ queue ------------------
+    @app.get("/queue", response_class=HTMLResponse)
+    def queue_page(request: Request, limit: int = 100, me: Session = Depends(who)) -> HTMLResponse:
+        need(me, *CLINICAL, "admin")
+        limit = max(1, min(limit, 1000))  # the most urgent first; a longer list on request
+        with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
+            items = records.queue(conn, me.staff.clinic_id, limit=limit)
+            total = conn.execute("""select count(*) from therapist_flags f where f.state = 'open' and not exists (
+                                      select 1 from app_flag_snoozes s where s.flag_id = f.flag_id and s.until > now())""").fetchone()
+            records.audit(conn, me.staff, "view queue", sorted({i.patient_id for i in items}), ip(request),
+                          request.headers.get("user-agent"))
+        sparks = {i.flag_id: charts.sparkline(i.daily, f"exercise sets per day, last {len(i.daily)} days")
+                  for i in items}
+        return page(request, "queue.html", me, items=items, sparks=sparks, now=datetime.now(UTC),
+                    total=int(total[0]) if total else len(items), limit=limit)
+
+    def _flag_action(request: Request, me: Session, flag_id: int, action: str, note: str | None,
+                     hours: int | None) -> Response:  # fmt: skip
+        need(me, *CLINICAL)
+        with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
+            try:
+                if action == "ack":
+                    review.acknowledge(conn, flag_id, me.staff.staff_id, note=note, clinic_id=me.staff.clinic_id)
+                elif action == "resolve":
+                    review.resolve(conn, flag_id, me.staff.staff_id, note=note, clinic_id=me.staff.clinic_id)
+                else:
+                    records.snooze(conn, me.staff.clinic_id, flag_id, hours or a.snooze_default_hours,
+                                   me.staff.staff_id)
+            except (review.FlagNotFound, LookupError):
+                raise HTTPException(404, "no such flag in this clinic") from None
+            except review.FlagStateError as exc:
+                raise HTTPException(409, str(exc)) from None
+        if request.headers.get("HX-Request"):
+            return HTMLResponse(f'<tr><td colspan="6" role="status">Flag {flag_id}: done ({action}).</td></tr>')
+        return RedirectResponse(request.headers.get("referer") or "/queue", status_code=303)
+
+    @app.post("/flags/{flag_id}/ack")
+    def ack(request: Request, flag_id: int, me: Session = Depends(checked)) -> Response:
+        return _flag_action(request, me, flag_id, "ack", None, None)
+
+    @app.post("/flags/{flag_id}/resolve")
+    def resolve(request: Request, flag_id: int, note: str = Form(""),
+                me: Session = Depends(checked)) -> Response:
+        return _flag_action(request, me, flag_id, "resolve", note or None, None)
+
+    @app.post("/flags/{flag_id}/snooze")
+    def snooze(request: Request, flag_id: int, hours: int = Form(24),
+               me: Session = Depends(checked)) -> Response:
+        return _flag_action(request, me, flag_id, "snooze", None, max(1, min(hours, 24 * 14)))
+
+    # ------------------------------------------------------------------ patients ---------------
+    @app.get("/patients", response_class=HTMLResponse)
+    def patients(request: Request, me: Session = Depends(who)) -> HTMLResponse:
+        need(me, *CLINICAL, "admin")
+        with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
+            rows = conn.execute(
+                """select p.patient_id, p.external_ref, e.episode_id, e.discipline, e.discharge_date,
+                          (select count(*) from therapist_flags f where f.patient_id = p.patient_id
+                             and f.state = 'open') as open_flags
+                     from patients p left join lateral (
+                          select * from episodes e where e.patient_id = p.patient_id
+                           order by e.start_date desc limit 1) e on true
+                    order by p.external_ref nulls last, p.patient_id limit 1000"""
+            ).fetchall()
+            records.audit(conn, me.staff, "list patients", [None], ip(request), request.headers.get("user-agent"),
+                          f"{len(rows)} patients")
+        return page(request, "patients.html", me, rows=rows)
+
+    def _therapists(conn: Conn, clinic_id: str) -> list[tuple[str, str]]:
+        return [(r[0], r[1]) for r in conn.execute(
+            "select practitioner_id, display_name from practitioners where clinic_id = %s and role = 'therapist'"
+            " order by display_name", (clinic_id,))]  # fmt: skip
+
+    @app.get("/patients/new", response_class=HTMLResponse)
+    def new_patient_form(request: Request, me: Session = Depends(who)) -> HTMLResponse:
+        need(me, "therapist", "admin")
+        with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
+            therapists = _therapists(conn, me.staff.clinic_id)
+        return page(request, "patient_new.html", me, therapists=therapists, policies=policies, errors=[],
+                    form={"start_date": date.today().isoformat(), "payer_policy": "medicare-2026", "tz": "UTC"})
+
+    @app.post("/patients/new", response_class=HTMLResponse)
+    async def new_patient(request: Request, me: Session = Depends(checked)) -> Response:
+        need(me, "therapist", "admin")
+        raw = dict((await request.form()).items())
+        data: dict[str, Any] = {k: (v if isinstance(v, str) and v != "" else None) for k, v in raw.items()}
+        data["setup_documented"] = raw.get("setup_documented") == "on"
+        errors: list[str] = []
+        with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
+            try:
+                form = records.PatientForm.model_validate({k: v for k, v in data.items() if v is not None})
+                pid, _ = records.create_patient(conn, me.staff.clinic_id, form, policies)
+            except ValidationError as exc:
+                errors = [f"{'.'.join(map(str, e['loc'])) or 'form'}: {e['msg']}" for e in exc.errors()]
+            except ValueError as exc:
+                errors = [str(exc)]
+            if errors:
+                therapists = _therapists(conn, me.staff.clinic_id)
+        if errors:
+            return templates.TemplateResponse(request, "patient_new.html", {
+                "me": me, "therapists": therapists, "policies": policies, "errors": errors,
+                "form": {k: v for k, v in raw.items() if k != "csrf"}}, status_code=422)  # fmt: skip
+        return RedirectResponse(f"/patients/{pid}", status_code=303)
+
+    def _patient(conn: Conn, patient_id: str) -> tuple[Any, ...]:
+        row = conn.execute("select patient_id, external_ref, created_at from patients where patient_id = %s",
+                           (patient_id,)).fetchone()
+        if row is None:  # another clinic's patient is invisible: exactly like one that does not exist
+            raise HTTPException(404, "no such patient in this clinic")
+        return tuple(row)
+
+    @app.get("/patients/{patient_id}", response_class=HTMLResponse)
+    def patient_page(request: Request, patient_id: str, me: Session = Depends(who)) -> HTMLResponse:
+        need(me, *CLINICAL, "admin")
+        today = date.today()
+        with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
+            patient = _patient(conn, patient_id)
+            records.audit(conn, me.staff, "view patient", [patient_id], ip(request), request.headers.get("user-agent"))
+            ctx = _patient_context(conn, patient_id, today)
+        return page(request, "patient.html", me, patient=patient, **ctx)
+
+    def _patient_context(conn: Conn, patient_id: str, today: date) -> dict[str, Any]:
+        episodes = conn.execute(
+            """select episode_id, discipline, payer_policy, start_date, discharge_date, consent_at,
+                      plan_of_care_start, plan_of_care_end, diagnosis_codes, billing_practitioner_id
+                 from episodes where patient_id = %s order by start_date desc""", (patient_id,)).fetchall()
+        prescriptions = conn.execute(
+            """select x.episode_id, x.exercise, x.effective_from, x.sessions_per_week, x.sets, x.reps, x.target_rom_deg
+                 from exercise_prescriptions x join episodes e using (episode_id)
+                where e.patient_id = %s order by x.exercise, x.effective_from desc""", (patient_id,)).fetchall()
+        devices = conn.execute(
+            """select a.device_id, a.body_site, a.valid_from, a.valid_to,
+                      (select max(f.local_date) from app_data_day_facts f where f.patient_id = a.patient_id
+                          and f.device_id = a.device_id) as last_day
+                 from device_assignments a where a.patient_id = %s order by a.valid_from desc""",
+            (patient_id,)).fetchall()
+        pending = conn.execute(
+            """select c.device_id, c.expires_at, c.redeemed_at from ingest_pairing_codes c
+                 join ingest_device_credentials d on d.device_id = c.device_id and d.revoked_at is null
+                where d.patient_id = %s order by c.created_at desc limit 5""", (patient_id,)).fetchall()
+        flags = conn.execute(
+            """select flag_id, kind, severity, state, raised_at, resolved_at, evidence from therapist_flags
+                where patient_id = %s order by flag_id desc limit 30""", (patient_id,)).fetchall()
+        since = today - timedelta(days=90)
+        sets = conn.execute(
+            """select time, exercise, rep_count, rom_median_deg from app_exercise_sets
+                where patient_id = %s and time >= %s order by time""", (patient_id, since)).fetchall()
+        days = conn.execute(
+            """select local_date, bool_or(qualifying), sum(steps), sum(wear_minutes) from app_data_day_facts
+                where patient_id = %s and local_date >= %s group by local_date order by local_date""",
+            (patient_id, since)).fetchall()  # fmt: skip
+        supply = conn.execute(
+            """select period_start, period_end, data_days, reason, codes from eligibility_results
+                where patient_id = %s and kind = 'supply' and period_start <= %s order by period_start desc limit 1""",
+            (patient_id, today)).fetchone()
+        month = today.replace(day=1)
+        minutes = records.minutes_this_month(conn, patient_id, month)
+        policy_id = episodes[0][2] if episodes else "medicare-2026"
+        try:
+            _, _, minutes_text = management_lines(load_policy(policy_id), minutes)
+        except Exception:  # an unknown policy: the billing view names it
+            minutes_text = f"{minutes} min"
+        entries = timeentries.list_entries(conn, patient_id, month=month)
+        timer = conn.execute(
+            "select timer_id, started_at from therapist_timers where patient_id = %s and stopped_at is null",
+            (patient_id,)).fetchone()  # fmt: skip
+        # ROM per set over time, trend (Theil-Sen, as the flags use) and the prescription's target.
+        rom = [(r[0], float(r[3])) for r in sets if r[3] is not None]
+        rom_chart = None
+        if rom:
+            t0 = rom[0][0]
+            xs = [(t - t0).total_seconds() / 86400 for t, _ in rom]
+            ys = [v for _, v in rom]
+            fit = theil_sen(ys, xs) if len(rom) >= 3 else None
+            target = next((float(p[6]) for p in prescriptions if p[6] is not None), None)
+            rom_chart = charts.scatter_trend(
+                xs, ys, f"range of motion per set over {xs[-1]:.0f} days, with trend and target",
+                slope=fit.slope if fit else None, intercept=fit.intercept if fit else None, target=target)
+        steps_chart = charts.bars([float(d[2] or 0) for d in days], "steps per day") if days else None
+        calendar = _calendar(supply, {d[0]: bool(d[1]) for d in days}, today)
+        return {"episodes": episodes, "prescriptions": prescriptions, "devices": devices, "pending": pending,
+                "flags": [(*f[:6], records.reason_in_words(f[1], f[6] or {})) for f in flags],
+                "sets": sets[-20:], "rom_chart": rom_chart, "steps_chart": steps_chart, "calendar": calendar,
+                "supply": supply, "minutes": minutes, "minutes_text": minutes_text, "entries": entries,
+                "timer": timer, "activities": list(TimeActivity), "channels": list(TimeChannel),
+                "today": today, "silent_days": a.silent_device_days,
+                "models": conn.execute("select model_id, name from device_models order by name").fetchall()}  # fmt: skip
+
+    def _calendar(supply: Any, qualifying: dict[date, bool], today: date) -> dict[str, Any] | None:
+        if supply is None:
+            return None
+        start, end, data_days = supply[0], supply[1], supply[2] or 0
+        cells = []
+        d = start
+        while d <= end:
+            cells.append({"date": d, "done": qualifying.get(d, False), "future": d > today})
+            d += timedelta(days=1)
+        left = max((end - today).days, 0)
+        return {"cells": cells, "text": f"{data_days} of {(end - start).days + 1} days with data, {left} days left",
+                "reason": supply[3]}
+
+    @app.post("/patients/{patient_id}/prescriptions")
+    async def prescribe(request: Request, patient_id: str, me: Session = Depends(checked)) -> Response:
+        need(me, "therapist", "admin")
+        form = dict((await request.form()).items())
+        with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
+            _patient(conn, patient_id)
+            try:
+                rx = records.PrescriptionForm.model_validate({k: v for k, v in form.items() if v != ""})
+                episode = str(form.get("episode_id", ""))
+                _own_episode(conn, patient_id, episode)
+                records.add_prescription(conn, episode, rx, me.staff.staff_id)
+            except ValidationError as exc:
+                raise HTTPException(422, "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())) from None
+        return RedirectResponse(f"/patients/{patient_id}", status_code=303)
+
+    def _own_episode(conn: Conn, patient_id: str, episode_id: str) -> None:
+        if conn.execute("select 1 from episodes where episode_id = %s and patient_id = %s",
+                        (episode_id, patient_id)).fetchone() is None:
+            raise HTTPException(404, "no such episode of this patient")
+
+    @app.post("/patients/{patient_id}/discharge")
+    def discharge(request: Request, patient_id: str, episode_id: str = Form(...), on: date = Form(...),
+                  me: Session = Depends(checked)) -> Response:
+        need(me, "therapist", "admin")
+        with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
+            _own_episode(conn, patient_id, episode_id)
+            try:
+                records.discharge(conn, episode_id, on)
+            except ValueError as exc:
+                raise HTTPException(409, str(exc)) from None
+        return RedirectResponse(f"/patients/{patient_id}", status_code=303)
+
+    @app.post("/patients/{patient_id}/pair", response_class=HTMLResponse)
+    def pair(request: Request, patient_id: str, episode_id: str = Form(...), device_id: str = Form(...),
+             model_id: str = Form(...), body_site: str = Form("unknown"),
+             me: Session = Depends(checked)) -> Response:
+        need(me, "therapist", "admin")
+        with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
+            patient = _patient(conn, patient_id)
+            try:
+                records.check_pairing_request(conn, patient_id, episode_id, model_id)
+            except ValueError as exc:
+                raise HTTPException(422, str(exc)) from None
+        try:
+            code = records.enrol_and_issue_pairing_code(
+                s, pepper, me.staff.clinic_id, patient_id, episode_id, device_id.strip(), model_id, body_site,
+                me.staff.staff_id, a.pairing_code_minutes * 60.0)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        qr = segno.make(f"rtm-pair:{code.code}", error="m")
+        svg = Markup(qr.svg_inline(scale=5, title=f"QR code of pairing code {code.display}"))
+        return page(request, "pairing.html", me, patient=patient, code=code, qr=svg, device_id=device_id)
+
+    # ------------------------------------------------------------------ time -------------------
+    def _recompute(patient_id: str) -> None:
+        """Feed the eligibility engine now (the worker would within its interval), so that the page
+        and the billing view show the codes the new minutes earn."""
+        with connect("writer", s, autocommit=True) as w:
+            recompute_patients(w, [patient_id], date.today())
+
+    def _episode_of(conn: Conn, patient_id: str) -> str:
+        row = conn.execute("""select episode_id from episodes where patient_id = %s and discharge_date is null
+                               order by start_date desc limit 1""", (patient_id,)).fetchone()
+        if row is None:
+            raise HTTPException(409, "the patient has no open episode")
+        return str(row[0])
+
+    @app.post("/patients/{patient_id}/time")
+    def log_time(request: Request, patient_id: str, minutes: Decimal = Form(...), activity: str = Form(...),
+                 channel: str = Form(...), started_at: str = Form(""),
+                 me: Session = Depends(checked)) -> Response:
+        need(me, *CLINICAL)
+        with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
+            _patient(conn, patient_id)
+            try:
+                # Without a start, the minutes are taken to end now (the person logs what they just did).
+                start = (datetime.fromisoformat(started_at).replace(tzinfo=UTC) if started_at
+                         else datetime.now(UTC) - timedelta(minutes=float(minutes)))
+                entry = timeentries.NewTimeEntry(
+                    patient_id=patient_id, episode_id=_episode_of(conn, patient_id),
+                    practitioner_id=me.staff.staff_id, activity=TimeActivity(activity),
+                    channel=TimeChannel(channel), started_at=start, minutes=minutes)  # fmt: skip
+                timeentries.add_entry(conn, entry, actor=me.staff.staff_id)
+            except (ValidationError, ValueError) as exc:
+                raise HTTPException(422, str(exc)) from None
+        _recompute(patient_id)
+        return RedirectResponse(f"/patients/{patient_id}#time", status_code=303)
+
+    @app.post("/patients/{patient_id}/timer")
+    def timer(request: Request, patient_id: str, op: str = Form(...), activity: str = Form("data_review"),
+              channel: str = Form("none"), me: Session = Depends(checked)) -> Response:
+        need(me, *CLINICAL)
+        with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
+            _patient(conn, patient_id)
+            try:
+                if op == "start":
+                    timeentries.start_timer(conn, timeentries.TimerStart(
+                        patient_id=patient_id, episode_id=_episode_of(conn, patient_id),
+                        practitioner_id=me.staff.staff_id, activity=TimeActivity(activity),
+                        channel=TimeChannel(channel)), actor=me.staff.staff_id)  # fmt: skip
+                else:
+                    timeentries.stop_timer(conn, practitioner_id=me.staff.staff_id, actor=me.staff.staff_id)
+            except (ValidationError, ValueError) as exc:
+                raise HTTPException(409, str(exc)) from None
+        if op != "start":
+            _recompute(patient_id)
+        return RedirectResponse(f"/patients/{patient_id}#time", status_code=303)
+
+    # ------------------------------------------------------------------ billing ----------------
+    def _month(text: str | None) -> date:
+        if not text:
+            return date.today().replace(day=1)
+        try:
+            return date.fromisoformat(text + "-01")
+        except ValueError:
+            raise HTTPException(400, f"month {text!r} is not YYYY-MM") from None
+
+    @app.get("/billing", response_class=HTMLResponse)
+    def billing_page(request: Request, month: str | None = None, me: Session = Depends(who)) -> HTMLResponse:
+        need(me, "biller", "admin")
+        m = _month(month)
+        with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
+            items = records.billing_summaries(conn, me.staff.clinic_id, m)
+            amended = billing.amendments(conn, me.staff.clinic_id, datetime.combine(m, datetime.min.time(), UTC))
+            refs = dict(conn.execute("select patient_id, external_ref from patients").fetchall())
+            records.audit(conn, me.staff, "view billing", sorted({i.patient_id for i in items}), ip(request),
+                          request.headers.get("user-agent"), m.isoformat())
+        return page(request, "billing.html", me, items=items, month=m, refs=refs, amended=amended)
+
+    @app.get("/billing/claims.csv")
+    def claims_csv(request: Request, month: str | None = None, me: Session = Depends(who)) -> Response:
+        need(me, "biller", "admin")
+        m = _month(month)
+        with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
+            lines = claims.claim_lines(conn, me.staff.clinic_id, m)
+            records.audit(conn, me.staff, "export claims csv", sorted({ln.patient_id for ln in lines}),
+                          ip(request), request.headers.get("user-agent"), m.isoformat())
+        return Response(claims.to_csv(lines), media_type="text/csv; charset=utf-8; header=present",
+                        headers={"Content-Disposition": f'attachment; filename="claims-{m:%Y-%m}.csv"'})
+
+    @app.get("/billing/claims.fhir.json")
+    def claims_fhir(request: Request, month: str | None = None, me: Session = Depends(who)) -> Response:
+        need(me, "biller", "admin")
+        m = _month(month)
+        with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
+            bundle = claims.fhir_bundle(conn, me.staff.clinic_id, m)
+            records.audit(conn, me.staff, "export claims fhir", [None], ip(request),
+                          request.headers.get("user-agent"), m.isoformat())
+        return Response(bundle, media_type="application/fhir+json",
+                        headers={"Content-Disposition": f'attachment; filename="claims-{m:%Y-%m}.fhir.json"'})
+
+    # ------------------------------------------------------------------ audit (admin) ----------
+    def _audit_rows(conn: Conn, limit: int) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in conn.execute(
+            """select audit_id, at, staff_id, patient_id, action, detail, ip from app_audit_log
+                order by audit_id desc limit %s""", (limit,))]  # fmt: skip
+
+    @app.get("/admin/audit", response_class=HTMLResponse)
+    def audit_page(request: Request, me: Session = Depends(who)) -> HTMLResponse:
+        need(me, "admin")
+        with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
+            rows = _audit_rows(conn, 500)
+        return page(request, "audit.html", me, rows=rows)
+
+    @app.get("/admin/audit.csv")
+    def audit_csv(me: Session = Depends(who)) -> Response:
+        need(me, "admin")
+        with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
+            rows = _audit_rows(conn, 1_000_000)
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\r\n")
+        w.writerow(["audit_id", "at", "staff_id", "patient_id", "action", "detail", "ip"])
+        w.writerows(rows)
+        return Response(buf.getvalue(), media_type="text/csv; charset=utf-8; header=present",
+                        headers={"Content-Disposition": 'attachment; filename="audit-log.csv"'})
+
+    # ------------------------------------------------------------------ JSON API ---------------
+    def api_caller(request: Request, me: Session = Depends(who)) -> elig_api.Caller:
+        # Cookie-authenticated writes need the session's CSRF token in a header, as htmx sends it.
+        if request.method not in ("GET", "HEAD") and not csrf_ok(me, request.headers.get("X-CSRF-Token")):
+            raise HTTPException(403, "CSRF check failed: send the X-CSRF-Token header")
+        return elig_api.Caller(clinic_id=me.staff.clinic_id, actor=me.staff.staff_id)
+
+    def api_conn(me: Session = Depends(who)) -> Iterator[Conn]:
+        yield from clinic_conn(me)
+
+    app.include_router(elig_api.eligibility_router(api_conn, api_conn, api_caller, prefix="/api/v1"))
+
+    @app.get("/healthz", response_class=PlainTextResponse)
+    def healthz() -> str:
+        return "ok"
+
+    return app

@@ -1,0 +1,52 @@
+"""Every metric a Grafana panel queries is one the code exports (prometheus-client registry)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from prometheus_client import REGISTRY
+
+import ingest.metrics
+import processors.metrics
+
+DASHBOARDS = Path(__file__).resolve().parents[2] / "dashboards" / "grafana"
+_NAME = re.compile(r"\b(rtm_[a-z0-9_]+)\b")
+
+
+def _exported() -> set[str]:
+    assert ingest.metrics.REQUESTS is not None and processors.metrics.EVENTS_IN is not None  # registered on import
+    # Every sample name a collector can expose (counters' _total, histograms' _bucket/_sum/_count).
+    return {n for n in REGISTRY._names_to_collectors if n.startswith("rtm_")}
+
+
+def _exprs(panel: dict[str, object]) -> list[str]:
+    out = [str(t["expr"]) for t in panel.get("targets", []) if isinstance(t, dict) and "expr" in t]
+    for child in panel.get("panels", []):
+        out += _exprs(child)
+    return out
+
+
+def test_dashboards_query_only_exported_metrics() -> None:
+    files = sorted(DASHBOARDS.glob("*.json"))
+    assert files
+    exported = _exported()
+    queried: set[str] = set()
+    for f in files:
+        doc = json.loads(f.read_text())
+        for panel in doc["panels"]:
+            exprs = _exprs(panel)
+            assert exprs, f"{f.name}: panel {panel['title']!r} has no query"
+            for expr in exprs:
+                names = set(_NAME.findall(expr))
+                assert names, f"{f.name}: {expr!r} names no rtm_ metric"
+                queried |= names
+    missing = sorted(queried - exported)
+    assert missing == [], f"panels query metrics the code does not export: {missing}"
+    assert len(queried) >= 10
+
+
+def test_the_check_catches_a_made_up_metric() -> None:
+    assert "rtm_made_up_total" not in _exported()
+    assert "rtm_ingest_requests_total" in _exported()
