@@ -28,7 +28,7 @@ def serve(
 @app.command("add-staff")
 def add_staff(
     clinic: Annotated[str, typer.Option(help="clinic id")],
-    email: Annotated[str, typer.Option()],
+    email: Annotated[str, typer.Option(help="sign-in e-mail address")],
     name: Annotated[str, typer.Option(help="display name")],
     role: Annotated[str, typer.Option(help="therapist | assistant | biller | admin")],
     discipline: Annotated[str | None, typer.Option(help="PT | OT | SLP (therapists, assistants)")] = None,
@@ -56,8 +56,8 @@ def add_staff(
 @app.command()
 def demo(
     clinic: Annotated[str, typer.Option(help="clinic id")] = "demo-clinic",
-    patients: Annotated[int, typer.Option(min=1)] = 40,
-    days: Annotated[int, typer.Option(min=7)] = 90,
+    patients: Annotated[int, typer.Option(min=1, help="patients in the demo clinic")] = 40,
+    days: Annotated[int, typer.Option(min=7, help="days of data per patient")] = 90,
 ) -> None:
     """Seed a demo clinic (staff and patients with device data) and print the sign-ins."""
     from dashboards import demo as d
