@@ -33,15 +33,15 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture()
 def production_db(stack_settings: Settings) -> Iterator[Settings]:
-    """Production settings for a database and three roles of their own on the local cluster, with the
+    """Production settings for a database and four roles of their own on the local cluster, with the
     local superuser standing in for the production one; all dropped afterwards."""
     tag = uuid.uuid4().hex[:8]
     admin_password = (stack_settings.secrets_dir / "pg_admin_password").read_text().strip()
     settings = stack_settings.model_copy(update={
         "environment": "production", "pg_database": f"rtm_prod_{tag}", "pg_admin_user": postgres.ADMIN_USER,
         "pg_admin_password": admin_password, "pg_owner_user": f"rtm_owner_{tag}",
-        "pg_writer_user": f"rtm_writer_{tag}", "pg_reader_user": f"rtm_reader_{tag}",
-        **{f"pg_{role}_password": f"{role}-{uuid.uuid4().hex}" for role in ("owner", "writer", "reader")},
+        "pg_writer_user": f"rtm_writer_{tag}", "pg_reader_user": f"rtm_reader_{tag}", "pg_app_user": f"rtm_app_{tag}",
+        **{f"pg_{role}_password": f"{role}-{uuid.uuid4().hex}" for role in ("owner", "writer", "reader", "app")},
         "broker_flavour": "kafka", "topic_replication": 1, "pg_host": stack_settings.pg_host,
     })
     try:
@@ -50,7 +50,7 @@ def production_db(stack_settings: Settings) -> Iterator[Settings]:
         with postgres.admin_connect(stack_settings) as conn:
             conn.execute(sql.SQL("drop database if exists {} with (force)").format(
                 sql.Identifier(settings.pg_database)))
-            for role in ("reader", "writer", "owner"):
+            for role in ("app", "reader", "writer", "owner"):
                 conn.execute(sql.SQL("drop role if exists {}").format(
                     sql.Identifier(getattr(settings, f"pg_{role}_user"))))
 
