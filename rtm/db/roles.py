@@ -11,14 +11,15 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from rtm.db import Role
 from rtm.settings import Settings
 
-ROLES = ("owner", "writer", "reader", "app")
+ROLES: tuple[Role, ...] = ("owner", "writer", "reader", "app")
 AdminConnect = Callable[[str], psycopg.Connection[Any]]  # database name -> autocommit superuser connection
 
 
 def ensure_roles_and_database(
-    admin: AdminConnect, admin_database: str, settings: Settings, passwords: Mapping[str, str]
+    admin: AdminConnect, admin_database: str, settings: Settings, passwords: Mapping[Role, str]
 ) -> None:
     """Create or update (passwords rotate by running it again) the roles, create the database owned
     by the owner role, the extension (which needs a superuser), and least privilege on connecting."""
