@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from dashboards.auth import Staff
 from eligibility import billing
 from flags.model import Kind
+from ingest.enrolment import PairingCode
 from rtm.settings import Settings
 
 Conn = psycopg.Connection[Any]
@@ -148,16 +149,6 @@ def discharge(conn: Conn, episode_id: str, on: date) -> None:
         raise ValueError("the episode is already discharged, or the date is before its start")
 
 
-@dataclass(frozen=True)
-class PairingCode:
-    code: str  # as shown: XXXX-XXXX
-    expires_at: datetime
-
-    @property
-    def display(self) -> str:
-        return self.code
-
-
 def check_pairing_request(conn: Conn, patient_id: str, episode_id: str, model_id: str) -> None:
     """On the clinic's own connection (row-level security): the episode is this clinic's, this
     patient's and open, and the model is known. Raises ValueError with the reason."""
@@ -198,8 +189,7 @@ def enrol_and_issue_pairing_code(settings: Settings, pepper: bytes, clinic_id: s
             elif tuple(live) != (patient_id, episode_id, clinic_id):
                 raise ValueError("this device is enrolled to another episode; revoke that enrolment first")
             async with store.pool.connection() as conn, conn.transaction():
-                issued = await issue_pairing_code_on(conn, pepper, clinic_id, device_id, ttl_s, created_by=by)
-            return PairingCode(issued.code, issued.expires_at)
+                return await issue_pairing_code_on(conn, pepper, clinic_id, device_id, ttl_s, created_by=by)
         except Problem as exc:
             raise ValueError(exc.detail) from None
         finally:

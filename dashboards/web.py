@@ -402,7 +402,7 @@ def create_app(settings: Settings | None = None, app_settings: AppSettings | Non
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
         qr = segno.make(f"rtm-pair:{code.code}", error="m")
-        svg = Markup(qr.svg_inline(scale=5, title=f"QR code of pairing code {code.display}"))
+        svg = Markup(qr.svg_inline(scale=5, title=f"QR code of pairing code {code.code}"))
         return page(request, "pairing.html", me, patient=patient, code=code, qr=svg, device_id=device_id)
 
     # ------------------------------------------------------------------ time -------------------
