@@ -213,8 +213,5 @@ def run_main_job(patients: int, days: int, seed: int, via_ble: int = 0) -> int:
     from dashboards.demo import announce  # the clinic app's demo sign-in for this cohort's clinic
 
     print(announce(settings, CLINIC_ID, THERAPIST_ID))
-    from dashboards.demo import announce  # the clinic app's demo sign-in for this cohort's clinic
-
-    print(announce(settings, CLINIC_ID, THERAPIST_ID))
     print(f"\ndone in {time.monotonic() - started:.1f} s")
     return 0
