@@ -61,6 +61,11 @@ class RepParams:
     min_windows: int = 3  # ... nor repetition seen in fewer window positions (hop_s apart)
     max_rom_dispersion: float = 0.25  # median |ROM - median| of a set's reps / median ROM (real sets <= 0.2)
     max_start_spread: float = 0.2  # same for the level reps start from (the start posture)
+    # consecutive reps of one movement trace the same 3-D path (partial and held ones scaled or
+    # stretched, correlation > 0.5); handling the device moves about changing axes (~0.2): see
+    # cycle_similarity (self-similarity of cycles, as the autocorrelation counters use)
+    min_cycle_similarity: float = 0.4
+    shape_points: int = 32  # time-normalised samples per rep (>= 8 per quarter cycle)
     edge_tolerance: float = 0.3  # first/last reps off by this share, outside the repetitive windows, ...
     edge_larger: float = 1.5  # ... or this many times larger anywhere, are trimmed (see _unlike)
     spread_margin: float = 0.02  # level spread (share of ROM) telling the start posture from the peak
@@ -114,6 +119,7 @@ class RepSet:
     start: int  # sample span of the candidate set
     stop: int
     start_spread: float = 0.0  # spread of the rep start levels, share of the median ROM
+    similarity: float = 1.0  # median correlation of consecutive reps' shapes (cycle_similarity)
 
 
 @dataclass(frozen=True)
@@ -357,6 +363,22 @@ def candidate_axis(win: Windows, cand: Candidate, phi: FloatArray, rate_hz: floa
     rate = np.diff(moving_mean(x, max(lag // 2, 1)), axis=0)
     _, vecs = np.linalg.eigh(rate.T @ rate)
     return np.asarray(vecs[:, -1])
+
+
+def cycle_similarity(t: FloatArray, phi: FloatArray, reps: list[Rep], points: int = 32) -> FloatArray:
+    """Pearson correlation of each rep's 3-D rotation path (``phi`` (3, N), degrees) with the
+    next rep's, both resampled to ``points`` from start to end (time-normalised, as in
+    cycle-to-cycle similarity of gait: the same movement correlates whatever its tempo, ROM or
+    hold; unrelated excursions about changing axes do not)."""
+    if len(reps) < 2:
+        return np.ones(0)
+    s = np.searchsorted(t, [r.start_s for r in reps])
+    e = np.minimum(np.searchsorted(t, [r.end_s for r in reps]), t.size - 1)
+    idx = np.rint(s[:, None] + (e - s)[:, None] * np.linspace(0.0, 1.0, points)[None, :]).astype(np.intp)
+    x = phi[:, idx].transpose(1, 0, 2)  # (reps, 3, points)
+    x = (x - x.mean(axis=2, keepdims=True)).reshape(len(reps), -1)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return np.asarray(np.einsum("ij,ij->i", x[1:], x[:-1]))
 
 
 def _first_at_or_below(x: FloatArray, level: float, reverse: bool = False) -> int:
@@ -658,8 +680,10 @@ def detect_sets(t: FloatArray, gyr: FloatArray, acc: FloatArray, up: FloatArray,
             # ... and seen as repetition by windows over the set itself (not only over the reach)
             g0, g1 = np.searchsorted(t, [group[0].start_s, group[-1].end_s])
             seen = int(np.count_nonzero((win.start[cand.windows] < g1) & (win.stop[cand.windows] > g0)))
+            # ... and its reps are cycles of one movement: alike in shape, not only in size
+            similarity = _med(cycle_similarity(t, raw, group, params.shape_points))
             if (seen < params.min_windows or _mad(full) > params.max_rom_dispersion * _med(full)
-                    or spread > params.max_start_spread):
+                    or spread > params.max_start_spread or similarity < params.min_cycle_similarity):
                 continue
-            out.append(RepSet(flag_reps(group, params), axis, cand.period_s, a, b, spread))
+            out.append(RepSet(flag_reps(group, params), axis, cand.period_s, a, b, spread, similarity))
     return out

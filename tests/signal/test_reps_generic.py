@@ -169,3 +169,35 @@ def test_drift_is_estimated_where_the_set_repeats_not_from_the_handling_next_to_
     x = (reps + drift + handling)[: span.size]
     slope = np.polyfit(span, x, 1)[0]
     assert abs(slope - 1.5) > 0.3
+
+
+def test_cycle_similarity_is_high_for_one_movement_and_low_for_handling() -> None:
+    """Reps of one movement correlate after time normalisation whatever their ROM, tempo or hold;
+    excursions about changing axes (handling the device) do not."""
+    from motion.reps import DEFAULT_REPS, Rep, cycle_similarity
+
+    rate = 50.0
+    rng = np.random.default_rng(7)
+    parts: list[np.ndarray] = []
+    reps: list[Rep] = []
+    axes_same, axes_random = [], []
+    t0 = 0.0
+    for amp, dur, hold in [(60.0, 2.0, 0.0), (20.0, 1.0, 0.0), (60.0, 3.0, 2.0), (40.0, 2.0, 0.0)]:
+        up = np.linspace(0.0, np.pi, int(dur / 2 * rate))
+        prof = np.concatenate((amp * (1 - np.cos(up)) / 2, np.full(int(hold * rate), amp), amp * (1 + np.cos(up)) / 2))
+        parts.append(prof)
+        n = prof.size
+        reps.append(Rep(t0, t0 + n / (2 * rate), t0 + (n - 1) / rate, amp, False, False, hold > 0))
+        t0 += n / rate
+        axes_same.append(np.tile([[0.0], [0.0], [1.0]], (1, n)))
+        ax = rng.normal(size=3)
+        axes_random.append(np.tile((ax / np.linalg.norm(ax))[:, None], (1, n)))
+    angle = np.concatenate(parts)
+    t = np.arange(angle.size) / rate
+    same = cycle_similarity(t, np.concatenate(axes_same, axis=1) * angle, reps)
+    assert same.min() > 0.8
+    # the same sizes, but each excursion about its own axis and with an uneven shape
+    wobble = np.concatenate([np.sin(np.linspace(0, rng.uniform(2, 5) * np.pi, p.size)) * p.max() for p in parts])
+    handled = cycle_similarity(t, np.concatenate(axes_random, axis=1) * wobble, reps)
+    assert float(np.median(handled)) < DEFAULT_REPS.min_cycle_similarity
+
