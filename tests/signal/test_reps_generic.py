@@ -201,3 +201,19 @@ def test_cycle_similarity_is_high_for_one_movement_and_low_for_handling() -> Non
     handled = cycle_similarity(t, np.concatenate(axes_random, axis=1) * wobble, reps)
     assert float(np.median(handled)) < DEFAULT_REPS.min_cycle_similarity
 
+
+
+@pytest.mark.parametrize(("circles", "rate"), [(7.3, 50.0), (12.6, 25.0)])
+def test_circles_by_phase_counts_a_circular_motion_cut_anywhere(circles: float, rate: float) -> None:
+    """The independent circle count the SPAR pendulum row uses: 2-D phase over 2 pi."""
+    from motion.recording import ImuRecording
+    from tools.validation.validate import circles_by_phase
+
+    f = 0.8
+    t = np.arange(round(circles / f * rate)) / rate
+    phase = 2 * np.pi * f * t + 0.9  # cut in the middle of a circle
+    rng = np.random.default_rng(3)
+    gyr = np.stack((2.0 * np.cos(phase), 1.2 * np.sin(phase), 0.1 * np.sin(2 * phase)), axis=1)
+    gyr += 0.05 * rng.normal(size=gyr.shape)
+    acc = np.tile([0.0, 0.0, 9.81], (t.size, 1))
+    assert circles_by_phase(ImuRecording(t, acc, gyr)) == pytest.approx(circles, abs=0.25)

@@ -78,3 +78,6 @@ def test_spar_repetition_counts_with_margin() -> None:
         assert res.within1_pct(ex) >= 80.0, ex
     assert res.within1_pct() > res.baseline_within1_pct()
     assert res.mae_reps() < res.baseline_mae_reps()
+    # pendulum circles: the counter is closer to the circles each clip holds than the protocol's 20
+    assert res.circles_mae("pendulum") < res.circles_mae("pendulum", "truth")
+    assert res.circles_mae("pendulum") <= 0.5

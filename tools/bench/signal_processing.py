@@ -76,7 +76,8 @@ def _generic_reps_rows(rows: list[Row], notes: list[str], quick: bool) -> dict[s
                                     "hard_false_reps_per_10min": hard.false_per_10min,
                                     **{f"hard_{c}_within1_pct": hard.case_pct(c) for c in hard.within1},
                                     "spar_within1_pct": None, "spar_mae_reps": None,
-                                    "spar_baseline_within1_pct": None}
+                                    "spar_baseline_within1_pct": None, "spar_pendulum_circles_mae_reps": None,
+                                    "spar_pendulum_protocol_vs_circles_mae": None}
     try:
         spar = validate.evaluate_spar()
     except DatasetUnavailableError as exc:
@@ -93,6 +94,14 @@ def _generic_reps_rows(rows: list[Row], notes: list[str], quick: bool) -> dict[s
         rows.append(Row(f"reps, SPAR {ex}: within +-1 / MAE", w1, "%", ">= 95 %, <= 0.5",
                         w1 >= 95.0 and mae <= 0.5, f"baseline {spar.baseline_within1_pct(ex):.0f} %",
                         f"MAE {mae:.2f} reps, 10 sets"))
+    if "pendulum" in spar.exercise_names:
+        # circles have no start posture: how far the counter and the protocol's 20 are from the
+        # circles each clip holds (an axis-free phase count, validate.circles_by_phase)
+        rows.append(Row("reps, SPAR pendulum: |count - circles in clip|", spar.circles_mae("pendulum"), "reps",
+                        "-", None, f"protocol's 20: {spar.circles_mae('pendulum', 'truth'):.2f}",
+                        "circles = unwrapped phase of gyro PC1/PC2 over 2 pi, 10 sets"))
+        out.update(spar_pendulum_circles_mae_reps=spar.circles_mae("pendulum"),
+                   spar_pendulum_protocol_vs_circles_mae=spar.circles_mae("pendulum", "truth"))
     notes.append("SPAR per subject, within +-1 (nothing is fitted on recordings): "
                  + ", ".join(f"S{k:02d} {spar.within1_pct(subject=k):.0f} %" for k in sorted(set(spar.subjects))))
     out.update(spar_within1_pct=spar.within1_pct(), spar_mae_reps=spar.mae_reps(),
@@ -109,6 +118,7 @@ SENSITIVITY: dict[str, tuple[float, ...]] = {
     "min_periodicity": (0.2, 0.3, 0.4),
     "rel_prominence": (0.15, 0.2, 0.3),
     "period_distance": (0.5, 0.6, 0.7),
+    "min_cycle_similarity": (0.3, 0.4, 0.5),
 }
 
 
