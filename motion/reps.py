@@ -38,7 +38,8 @@ class RepParams:
     """Parameters of set segmentation and repetition counting (angles in degrees).
 
     The main ones (sensitivity reported by ``rtm bench signal --sensitivity``) are
-    ``window_s``, ``min_periodicity``, ``rel_prominence`` and ``period_distance``.
+    ``window_s``, ``min_periodicity``, ``rel_prominence``, ``period_distance`` and
+    ``min_cycle_similarity``.
     """
 
     smooth_hz: float = 4.0  # smoothing of the rotation: reps are < 2 Hz, tremor and impacts are not
