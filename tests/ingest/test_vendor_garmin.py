@@ -89,7 +89,9 @@ def test_connect_backfill_pings_pushes_running_totals_refresh_and_revocation(
         # Incremental: the watch syncs today's window; Garmin pings; the pull is stored with the
         # queued notification before acceptance (its range cannot be pulled twice).
         refreshes = fake.refreshes
-        t, off = window(today, 0, tz)
+        t = int(time.time()) - 1800
+        t -= t % 900  # a complete window (the gateway skips intervals that end in the future)
+        off = int(datetime.fromtimestamp(t, tz).utcoffset().total_seconds())  # type: ignore[union-attr]
         at = fake.upload(user, "epochs", [epoch(user, t, off, 120)])
         assert fake.notify(user, "epochs", at) == 200
         wait_queue_empty(db_settings, "garmin", user)
@@ -156,15 +158,14 @@ def test_forged_stale_and_foreign_notifications(
 
 def test_429_retry_after(gclient: TestClient, garmin_fake: GarminFake, db_settings: Settings) -> None:
     client, fake = gclient, garmin_fake
-    tz = ZoneInfo("Asia/Tokyo")
     care = make_care(db_settings)
     dev = enrol(client, care, valid_from=datetime.now(UTC) - timedelta(hours=1))
     user = f"g-{care.patient_id}"
     connect(client, "garmin", lambda url, u: fake.consent(url, u), dev, user, "Asia/Tokyo")
     wait_queue_empty(db_settings, "garmin", user)
-    t, off = window(datetime.now(tz).date(), 0, tz)
-    t = max(t, int(time.time()) - 1800)
+    t = int(time.time()) - 1800
     t -= t % 900
+    off = 9 * 3600
     at = fake.upload(user, "epochs", [epoch(user, t, off, 77)])
     fake.rate_budget, fake.retry_after_s = 0, 1
     try:
