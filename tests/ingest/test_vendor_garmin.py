@@ -23,7 +23,7 @@ from rtm.settings import Settings
 from tests.ingest.conftest import enrol, make_care
 from tests.ingest.test_upload import assert_problem
 from tests.ingest.vendor_helpers import connection, intervals, wait_queue_empty
-from tests.ingest.vendor_wg import GARMIN_SECRET, connect, garmin_fake, wg_client, withings_fake
+from tests.ingest.vendor_wg import GARMIN_SECRET, connect, forget_connections, garmin_fake, wg_client, withings_fake
 
 pytestmark = pytest.mark.integration
 HOOK = f"/v1/webhooks/garmin/{GARMIN_SECRET}"
@@ -36,6 +36,7 @@ def gclient(db_settings: Settings, polar_fake: PolarFake, withings_fake: Withing
     with wg_client(db_settings, polar_fake, withings_fake, garmin_fake,
                    user_rate_per_s=1000.0, user_burst=1000) as c:
         yield c
+    forget_connections(db_settings)
 
 
 def epoch(user: str, start: int, offset: int, steps: int, kind: str = "WALKING") -> dict[str, Any]:

@@ -21,7 +21,7 @@ from rtm.settings import Settings
 from tests.ingest.conftest import enrol, make_care
 from tests.ingest.test_upload import assert_problem
 from tests.ingest.vendor_helpers import connection, intervals, wait_queue_empty
-from tests.ingest.vendor_wg import connect, garmin_fake, wg_client, withings_fake
+from tests.ingest.vendor_wg import connect, forget_connections, garmin_fake, wg_client, withings_fake
 
 pytestmark = pytest.mark.integration
 HOOK = "/v1/webhooks/withings"
@@ -34,6 +34,7 @@ def wclient(db_settings: Settings, polar_fake: PolarFake, withings_fake: Withing
     with wg_client(db_settings, polar_fake, withings_fake, garmin_fake,
                    backfill_days=400, user_rate_per_s=1000.0, user_burst=1000) as c:
         yield c
+    forget_connections(db_settings)
 
 
 def local_ts(d: date, hour: int, minute: int, tz: ZoneInfo) -> int:

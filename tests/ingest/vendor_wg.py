@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
@@ -67,6 +68,14 @@ def wg_client(db_settings: Settings, polar: PolarFake, w: WithingsFake, g: Garmi
     client = build_client(db_settings, polar, vendor=wg_vendor(w, g, **vendor))
     wire(client, w, g)
     return client
+
+
+def forget_connections(db_settings: Settings) -> None:
+    """Drop this module's Withings and Garmin connections: their tokens are sealed under the test
+    key, and the key-rotation test re-encrypts every stored token under keys of its own."""
+    with psycopg.connect(db_settings.dsn("owner"), autocommit=True) as conn:
+        conn.execute("delete from vendor_notifications where vendor in ('withings', 'garmin')")
+        conn.execute("delete from vendor_connections where vendor in ('withings', 'garmin')")
 
 
 def connect(client: TestClient, vendor: str, consent: Any, dev: Any, user: Any, tz: str) -> None:
