@@ -208,6 +208,9 @@ def run_main_job(patients: int, days: int, seed: int, via_ble: int = 0) -> int:
             from cli.vendor_demo import print_vendor_patients, run_vendor_patients
             if not print_vendor_patients(run_vendor_patients(settings, days, seed)):
                 return 1
+            from cli.vendor_demo_wg import run_wg_patients  # Withings and Garmin patients
+            if not print_vendor_patients(run_wg_patients(settings, days, seed)):
+                return 1
     finally:
         supervisor.stop()
     from dashboards.demo import announce  # the clinic app's demo sign-in for this cohort's clinic

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from device_adapters.cloud import polar
+from device_adapters.cloud import garmin, polar, withings
 from device_adapters.cloud.connections import Connections
 from device_adapters.cloud.polar import PolarClient
 from device_adapters.cloud.settings import VendorSettings, get_vendor_settings
@@ -33,7 +33,7 @@ from ingest.outbox import Relay
 from ingest.problems import Problem, from_coded_error, from_http_status, problem_response, retry_after
 from ingest.publisher import Publisher
 from ingest.ratelimit import TokenBucketLimiter
-from ingest.routes import eligibility, enrolment, events, health, hub, phone, vendors, webhooks
+from ingest.routes import eligibility, enrolment, events, health, hub, phone, vendor_webhooks, vendors, webhooks
 from ingest.settings import GatewaySettings, get_gateway_settings
 from ingest.state import Gateway, gateway, request_id
 from ingest.store import Store
@@ -180,7 +180,9 @@ def create_app(
                 polar.provider(vcfg.polar_client_id, vcfg.polar_client_secret.get_secret_value(),
                                vcfg.polar_authorize_url, vcfg.polar_token_url)
                 if vcfg.polar_client_id and vcfg.polar_client_secret else None,
-            )
+            ),
+            **withings.adapters(http, vcfg, cfg.vendor_fetch_timeout_s),
+            **garmin.adapters(http, vcfg, cfg.vendor_fetch_timeout_s),
         }
         syncer = VendorSyncer(
             vcfg, cfg, store, publisher, relay, Connections(store.pool, vcfg.cipher(s.secrets_dir)), adapters
@@ -231,7 +233,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (events, phone, enrolment, eligibility, webhooks, vendors, health, hub):
+    for module in (events, phone, enrolment, eligibility, webhooks, vendors, health, hub, vendor_webhooks):
         app.include_router(module.router)
     app.add_middleware(RequestContext)
     return app

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from prometheus_client import Counter, Gauge
+from psycopg.types.json import Jsonb
 
 from device_adapters.cloud import oauth
 from device_adapters.cloud.connections import Connection, Connections, Notification
@@ -34,12 +35,13 @@ from ingest.outbox import Relay
 from ingest.publisher import Publisher
 from ingest.ratelimit import TokenBucketLimiter
 from ingest.settings import GatewaySettings
-from ingest.store import Store
+from ingest.store import DeviceCredential, Store
 from ingest.validation import check_item
 from rtm.contract import ActivityInterval, Event
 from rtm.localtime import TzHistory
 
 log = logging.getLogger("ingest.vendors")
+CARRIED = ("ping", "push")  # notification kinds that carry data (or a pull of it) themselves
 HEALTH_EVERY_S = 15.0  # sync-health gauges: a scrape interval
 SYNCS = Counter("rtm_vendor_syncs_total", "vendor syncs by vendor and outcome", ["vendor", "outcome"])
 CONNECTIONS = Gauge("rtm_vendor_connections", "vendor connections by vendor and status", ["vendor", "status"])
@@ -105,13 +107,17 @@ class VendorSyncer:
     def _lock(self, key: str) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
 
-    async def sync(self, vendor: str, user: str, notified_day: dt.date | None = None) -> Outcome:
+    async def sync(
+        self, vendor: str, user: str, notified_day: dt.date | None = None, carried: Notification | None = None
+    ) -> Outcome:
         async with self._lock(f"{vendor}:{user}"):
-            outcome = await self._sync(vendor, user, notified_day)
+            outcome = await self._sync(vendor, user, notified_day, carried)
         SYNCS.labels(vendor, outcome.status).inc()
         return outcome
 
-    async def _sync(self, vendor: str, user: str, notified_day: dt.date | None) -> Outcome:
+    async def _sync(
+        self, vendor: str, user: str, notified_day: dt.date | None, carried: Notification | None = None
+    ) -> Outcome:
         c = await self.connections.get(vendor, user)
         if c is None or c.status != "active":
             return Outcome("done", "no active connection")
@@ -132,11 +138,12 @@ class VendorSyncer:
         if notified_day is not None and floor <= notified_day <= today:
             days.add(notified_day)
         ctx = DeviceContext(patient_id=cred.patient_id, episode_id=cred.episode_id, device_id=cred.device_id)
-        skew = timedelta(seconds=self.gcfg.clock_skew_s)
         through = c.synced_through
         accepted = 0
         try:
             token = await self._fresh_token(c)
+            if carried is not None:
+                accepted += await self._carried(adapter, token, carried, cred, ctx)
             for day in sorted(days):
                 wait = self.budget.acquire(f"{vendor}:{user}")
                 if wait > 0:
@@ -146,14 +153,7 @@ class VendorSyncer:
                 # the patient); a move inside a day takes effect for the vendor's data at its midday.
                 day_tz = history.tz_at(datetime.combine(day, dt.time(12), UTC))
                 intervals = await adapter.fetch_day(token, day, day_tz, ctx, complete=day < today)
-                # Vendor data cannot be corrected by a client: what lies outside the enrolment is skipped.
-                events: list[Event] = []
-                for i, interval in enumerate(intervals):
-                    checked = check_item(i, interval, cred, self.now(), skew)
-                    if isinstance(checked, Event):
-                        events.append(checked)
-                results = await accept(self.store, self.publisher, self.relay, self.gcfg, events)
-                accepted += sum(1 for r in results if r.status == "accepted")
+                accepted += await self._accept(intervals, cred)
                 if day < today and (through is None or day == through + timedelta(days=1) or day <= through):
                     through = max(day, through) if through else day
         except VendorRejected as exc:
@@ -174,6 +174,34 @@ class VendorSyncer:
         await self.connections.record(vendor, user, synced_through=through, success=True)
         return Outcome("done", "synced", accepted=accepted)
 
+    async def _accept(self, intervals: list[ActivityInterval], cred: DeviceCredential) -> int:
+        # Vendor data cannot be corrected by a client: what lies outside the enrolment is skipped.
+        skew = timedelta(seconds=self.gcfg.clock_skew_s)
+        events: list[Event] = []
+        for i, interval in enumerate(intervals):
+            checked = check_item(i, interval, cred, self.now(), skew)
+            if isinstance(checked, Event):
+                events.append(checked)
+        results = await accept(self.store, self.publisher, self.relay, self.gcfg, events)
+        return sum(1 for r in results if r.status == "accepted")
+
+    async def _carried(self, adapter: Any, token: dict[str, Any], n: Notification, cred: DeviceCredential,
+                       ctx: DeviceContext) -> int:
+        """A notification that carries its data or a one-time pull (Garmin). What a pull fetched is
+        stored in the queued notification before it is accepted: a retry after a failure accepts
+        the stored copy, because the vendor may refuse the same range twice."""
+        payload = n.payload
+        if not isinstance(payload.get("items"), list):
+            items = await adapter.notified_items(token, payload)
+            payload = {**payload, "items": items}
+            async with self.store.pool.connection() as conn:
+                await conn.execute(
+                    "update vendor_notifications set payload = %s where vendor = %s and notification_id = %s",
+                    (Jsonb(payload), n.vendor, n.notification_id),
+                )
+        intervals = adapter.notified_intervals(payload, list(payload["items"]), ctx)
+        return await self._accept(intervals, cred)
+
     async def _zones(self, patient_id: str, connection_tz: str) -> TzHistory:
         """The patient's recorded time-zone history; without one, the zone given at connection."""
         async with self.store.pool.connection() as conn:
@@ -188,7 +216,8 @@ class VendorSyncer:
         if n.vendor_user_id is None:
             await self.connections.finish(n, "done")
             return Outcome("done", "no user")
-        out = await self.sync(n.vendor, n.vendor_user_id, day_of(n))
+        carries = n.payload.get("kind") in CARRIED and hasattr(self.adapters.get(n.vendor), "notified_items")
+        out = await self.sync(n.vendor, n.vendor_user_id, day_of(n), n if carries else None)
         if out.status == "retry" and n.attempts < self.vcfg.notification_max_attempts:
             backoff = min(
                 self.vcfg.notification_backoff_s * 2 ** (n.attempts - 1), self.vcfg.notification_backoff_max_s
@@ -203,7 +232,7 @@ class VendorSyncer:
         return out
 
     async def drain_once(self, day_of: dict[str, Callable[[Notification], dt.date | None]]) -> int:
-        batch = await self.connections.claim(20, lease_s=60.0)
+        batch = await self.connections.claim(20, lease_s=60.0, vendors=sorted(self.adapters))
         for n in batch:
             try:
                 await self.process(n, day_of[n.vendor])

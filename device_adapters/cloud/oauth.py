@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,10 @@ class OAuthProvider:
     scope: str | None = None
     pkce: bool = True
     token_auth: str = "client_secret_basic"  # or client_secret_post
+    # A vendor whose token endpoint is not RFC 6749 (Withings): extra form fields on every token
+    # request, and a hook that rewrites its answer into a standard one.
+    token_params: tuple[tuple[str, str], ...] = ()
+    token_response: Callable[[httpx.Response], httpx.Response] | None = None
 
 
 def new_state() -> str:
@@ -45,7 +50,7 @@ def new_verifier() -> str:
 
 
 def _client(p: OAuthProvider, redirect_uri: str | None = None, **kw: Any) -> AsyncOAuth2Client:
-    return AsyncOAuth2Client(
+    client = AsyncOAuth2Client(
         client_id=p.client_id,
         client_secret=p.client_secret,
         scope=p.scope,
@@ -55,6 +60,10 @@ def _client(p: OAuthProvider, redirect_uri: str | None = None, **kw: Any) -> Asy
         timeout=10.0,
         **kw,
     )
+    if p.token_response is not None:
+        client.register_compliance_hook("access_token_response", p.token_response)
+        client.register_compliance_hook("refresh_token_response", p.token_response)
+    return client
 
 
 def authorization_url(p: OAuthProvider, redirect_uri: str, state: str, verifier: str) -> str:
@@ -88,6 +97,7 @@ async def _call(p: OAuthProvider, what: str, coro: Any) -> dict[str, Any]:
 async def exchange_code(p: OAuthProvider, redirect_uri: str, code: str, verifier: str) -> dict[str, Any]:
     async with _client(p, redirect_uri) as client:
         extra: dict[str, Any] = {"code_verifier": verifier} if p.pkce else {}
+        extra.update(p.token_params)
         return await _call(p, "code exchange", client.fetch_token(p.token_url, code=code, **extra))
 
 
@@ -97,7 +107,8 @@ async def refresh(p: OAuthProvider, token: dict[str, Any]) -> dict[str, Any]:
         raise VendorRejected(f"{p.vendor}: the access token expired and the vendor gave no refresh token")
     async with _client(p) as client:
         new = await _call(
-            p, "token refresh", client.refresh_token(p.token_url, refresh_token=token["refresh_token"])
+            p, "token refresh",
+            client.refresh_token(p.token_url, refresh_token=token["refresh_token"], **dict(p.token_params)),
         )
     new.setdefault("refresh_token", token["refresh_token"])
     return new

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +43,24 @@ class VendorSettings(BaseSettings):
     polar_client_secret: SecretStr | None = None
     polar_authorize_url: str = "https://flow.polar.com/oauth2/authorization"
     polar_token_url: str = "https://polarremote.com/v2/oauth2/token"
+
+    # --- Withings and Garmin Health API ---------------------------------------------------------
+    # The gateway's public base for vendor notifications (unset: redirect_base).
+    webhook_base: str | None = None
+    withings_client_id: str | None = None
+    withings_client_secret: SecretStr | None = None
+    withings_authorize_url: str = "https://account.withings.com/oauth2_user/authorize2"
+    withings_token_url: str = "https://wbsapi.withings.net/v2/oauth2"
+    withings_api_base: str = "https://wbsapi.withings.net"
+    garmin_client_id: str | None = None
+    garmin_client_secret: SecretStr | None = None
+    garmin_authorize_url: str = "https://connect.garmin.com/oauth2Confirm"
+    garmin_token_url: str = "https://diauth.garmin.com/di-oauth2-service/oauth/token"
+    garmin_api_base: str = "https://apis.garmin.com"
+    # Garmin signs nothing: the endpoint configured at Garmin carries this secret in its path.
+    garmin_webhook_secret: SecretStr | None = None
+    # Epochs and dailies count the same steps: one feeds them (epochs: 15-minute detail).
+    garmin_steps_from: Literal["epochs", "dailies"] = "epochs"
 
     def cipher(self, secrets_dir: Path) -> TokenCipher:
         spec = self.token_keys.get_secret_value() if self.token_keys else local_key_spec(secrets_dir)

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from device_adapters.cloud import oauth, polar
+from device_adapters.cloud import garmin, oauth, polar, withings
 from device_adapters.cloud.connections import Notification
 from device_adapters.cloud.errors import RateLimited, VendorRejected, VendorUnavailable
 from ingest.problems import Problem, retry_after
@@ -40,6 +40,7 @@ def _polar_day(n: Notification) -> dt.date | None:
 
 # The day a queued notification names, per vendor (None: a plain backfill).
 DAY_OF: dict[str, Callable[[Notification], dt.date | None]] = {polar.VENDOR: _polar_day}
+DAY_OF |= {withings.VENDOR: withings.notified_day, garmin.VENDOR: garmin.notified_day}
 
 
 def _json(body: Any, status: int = 200) -> Response:
