@@ -164,13 +164,25 @@ def sign_in(conn: Conn, email: str, password: str, ip: str | None, s: AppSetting
             "update app_staff set failed_attempts = 0, locked_until = null, password_hash = %s where staff_id = %s",
             (new_hash, staff.staff_id),
         )
-        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        conn.execute(
-            """insert into app_sessions (session_hash, staff_id, csrf_token, expires_at, ip)
-               values (%s, %s, %s, %s, %s)""",
-            (_token_hash(token), staff.staff_id, csrf, now + timedelta(hours=s.session_max_hours), ip),
-        )
+        return start_session(conn, staff, ip, s)
+
+
+def start_session(conn: Conn, staff: Staff, ip: str | None, s: AppSettings) -> tuple[str, Session]:
+    """A new server-side session of a person already authenticated (password or identity provider)."""
+    token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    conn.execute(
+        """insert into app_sessions (session_hash, staff_id, csrf_token, expires_at, ip)
+           values (%s, %s, %s, %s, %s)""",
+        (_token_hash(token), staff.staff_id, csrf, datetime.now(UTC) + timedelta(hours=s.session_max_hours), ip),
+    )
     return token, Session(staff, csrf)
+
+
+def staff_by_id(conn: Conn, staff_id: str) -> tuple[Staff, bool] | None:
+    """A staff account and whether it is active."""
+    row = conn.execute(f"select {_STAFF_COLS}, s.disabled_at is null from app_staff s where s.staff_id = %s",
+                       (staff_id,)).fetchone()
+    return (Staff(*row[:7]), bool(row[7])) if row else None
 
 
 def _verify(pw_hash: str, password: str) -> bool:
