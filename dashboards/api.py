@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -115,7 +114,7 @@ def episode_patient(conn: Conn, episode_id: str) -> str:
 def clinic_router(db: AppDb, a: AppSettings, s: Settings, pepper: bytes, policies: list[str],
                   caller: Callable[..., Session]) -> APIRouter:  # fmt: skip
     router = APIRouter(prefix="/api/v1", tags=["rtm-clinic"])
-    Me = Annotated[Session, Depends(caller)]
+
 
     def ip(request: Request) -> str | None:
         return request.client.host if request.client else None
@@ -136,14 +135,14 @@ def clinic_router(db: AppDb, a: AppSettings, s: Settings, pepper: bytes, policie
                             role=me.staff.role, expires_in_s=a.session_max_hours * 3600)  # fmt: skip
 
     @router.delete("/session", status_code=204)
-    def close_session(request: Request, me: Me) -> Response:
+    def close_session(request: Request, me: Session = Depends(caller)) -> Response:
         token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         with db.anonymous() as conn:
             sign_out(conn, token or request.cookies.get("rtm_session", ""))
         return Response(status_code=204)
 
     @router.get("/clinic/patients")
-    def list_patients(request: Request, me: Me) -> list[PatientOut]:
+    def list_patients(request: Request, me: Session = Depends(caller)) -> list[PatientOut]:
         with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
             out = _patients(conn, None)
             records.audit(conn, me.staff, "api list patients", [None], ip(request),
@@ -151,7 +150,7 @@ def clinic_router(db: AppDb, a: AppSettings, s: Settings, pepper: bytes, policie
         return out
 
     @router.get("/clinic/patients/{patient_id}")
-    def get_patient(request: Request, patient_id: str, me: Me) -> PatientOut:
+    def get_patient(request: Request, patient_id: str, me: Session = Depends(caller)) -> PatientOut:
         with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
             out = _patients(conn, [patient_id])
             if not out:
@@ -161,7 +160,7 @@ def clinic_router(db: AppDb, a: AppSettings, s: Settings, pepper: bytes, policie
         return out[0]
 
     @router.post("/clinic/patients", status_code=201)
-    def create_patient(request: Request, body: records.PatientForm, me: Me) -> Created:
+    def create_patient(request: Request, body: records.PatientForm, me: Session = Depends(caller)) -> Created:
         """A patient and their first episode, saved together or not at all."""
         onboarder(me)
         with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
@@ -173,7 +172,7 @@ def clinic_router(db: AppDb, a: AppSettings, s: Settings, pepper: bytes, policie
         return Created(patient_id=pid, episode_id=eid)
 
     @router.patch("/clinic/patients/{patient_id}")
-    def edit_patient(request: Request, patient_id: str, body: records.PatientEdit, me: Me) -> Changes:
+    def edit_patient(request: Request, patient_id: str, body: records.PatientEdit, me: Session = Depends(caller)) -> Changes:
         onboarder(me)
         with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
             try:
@@ -184,7 +183,7 @@ def clinic_router(db: AppDb, a: AppSettings, s: Settings, pepper: bytes, policie
                 raise _field_problem(exc) from None
 
     @router.post("/clinic/patients/{patient_id}/episodes", status_code=201)
-    def create_episode(request: Request, patient_id: str, body: records.EpisodeForm, me: Me) -> Created:
+    def create_episode(request: Request, patient_id: str, body: records.EpisodeForm, me: Session = Depends(caller)) -> Created:
         onboarder(me)
         with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
             try:
@@ -197,7 +196,7 @@ def clinic_router(db: AppDb, a: AppSettings, s: Settings, pepper: bytes, policie
         return Created(patient_id=patient_id, episode_id=eid)
 
     @router.patch("/clinic/episodes/{episode_id}")
-    def edit_episode(request: Request, episode_id: str, body: records.EpisodeEdit, me: Me) -> Changes:
+    def edit_episode(request: Request, episode_id: str, body: records.EpisodeEdit, me: Session = Depends(caller)) -> Changes:
         onboarder(me)
         with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
             try:
@@ -208,7 +207,7 @@ def clinic_router(db: AppDb, a: AppSettings, s: Settings, pepper: bytes, policie
                 raise _field_problem(exc) from None
 
     @router.post("/clinic/episodes/{episode_id}/prescriptions", status_code=201)
-    def prescribe(request: Request, episode_id: str, body: records.PrescriptionForm, me: Me) -> Changes:
+    def prescribe(request: Request, episode_id: str, body: records.PrescriptionForm, me: Session = Depends(caller)) -> Changes:
         """Add (or replace, for the same exercise and start date) a prescription of an open episode."""
         onboarder(me)
         with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
@@ -219,7 +218,7 @@ def clinic_router(db: AppDb, a: AppSettings, s: Settings, pepper: bytes, policie
         return Changes(changes=[what])
 
     @router.post("/clinic/episodes/{episode_id}/discharge")
-    def discharge(request: Request, episode_id: str, body: Discharge, me: Me) -> Changes:
+    def discharge(request: Request, episode_id: str, body: Discharge, me: Session = Depends(caller)) -> Changes:
         onboarder(me)
         with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
             pid = episode_patient(conn, episode_id)
@@ -231,7 +230,7 @@ def clinic_router(db: AppDb, a: AppSettings, s: Settings, pepper: bytes, policie
         return Changes(changes=[f"discharge_date: None -> {body.on.isoformat()!r}"])
 
     @router.post("/clinic/episodes/{episode_id}/devices", status_code=201)
-    def enrol_device(request: Request, episode_id: str, body: DeviceEnrolment, me: Me) -> PairingCode:
+    def enrol_device(request: Request, episode_id: str, body: DeviceEnrolment, me: Session = Depends(caller)) -> PairingCode:
         """Enrol a device to the episode and issue its single-use pairing code (shown once)."""
         onboarder(me)
         with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:

@@ -1,5 +1,6 @@
 """Optional OpenID Connect sign-in (authorization code flow with PKCE, OpenID Connect Core 1.0
-section 3.1; RFC 7636) for a clinic with an identity provider, using authlib.
+section 3.1; RFC 7636) for a clinic with an identity provider: authlib's OAuth 2 client for the
+flow, its companion joserfc for the ID token's signature and claims.
 
 The provider's identity is mapped to an existing staff account of the configured clinic: first by
 the bound (issuer, subject), else by a verified e-mail address of an account not yet bound (which
@@ -15,14 +16,15 @@ from typing import Any
 
 import httpx
 from authlib.integrations.httpx_client import OAuth2Client
-from authlib.jose import JsonWebKey, JsonWebToken
-from authlib.jose.errors import JoseError
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
 
 from dashboards.auth import AuthError, Conn, NewStaff, Staff, create_staff, staff_by_id
 from dashboards.settings import AppSettings
 
 # Asymmetric signatures only: a symmetric (HS*) or unsigned ("none") ID token is refused.
-_JWT = JsonWebToken(["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"])
+_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]
 _LEEWAY_S = 60  # clock skew tolerated on exp/iat between us and the provider
 
 
@@ -75,17 +77,19 @@ def verify_id_token(id_token: str, provider: Provider, client_id: str, nonce: st
     """The ID token's claims once its signature (the provider's JWKS), issuer, audience, expiry and
     nonce are checked (OpenID Connect Core 1.0 section 3.1.3.7). Raises AuthError."""
     try:
-        claims = _JWT.decode(id_token, JsonWebKey.import_key_set(provider.jwks), claims_options={
-            "iss": {"essential": True, "value": provider.issuer},
-            "aud": {"essential": True, "value": client_id},
-            "sub": {"essential": True},
-            "exp": {"essential": True},
-            "nonce": {"essential": True, "value": nonce},
-        })  # fmt: skip
-        claims.validate(leeway=_LEEWAY_S)
+        keys = KeySet.import_key_set(provider.jwks)  # type: ignore[arg-type]  # checked by the import itself
+        token = jwt.decode(id_token, keys, algorithms=_ALGORITHMS)
+        jwt.JWTClaimsRegistry(
+            leeway=_LEEWAY_S,
+            iss={"essential": True, "value": provider.issuer},
+            aud={"essential": True, "value": client_id},
+            sub={"essential": True},
+            exp={"essential": True},
+            nonce={"essential": True, "value": nonce},
+        ).validate(token.claims)
     except (JoseError, ValueError) as exc:
         raise AuthError(f"the identity provider's ID token was refused ({exc})") from None
-    return dict(claims)
+    return dict(token.claims)
 
 
 def finish(conn: Conn, a: AppSettings, state: str, code: str, cookie_state: str | None) -> Staff:
