@@ -560,7 +560,7 @@ def test_oidc_refuses_unknown_people_forged_tokens_wrong_nonce_and_replays(
         ).fetchone() == (0,)
 
     # The state must come back to the browser that started the sign-in, and only once.
-    idp.mode, idp.subject = "good", "sub-therapist-a"
+    idp.mode, idp.subject, idp.email, idp.email_verified = "good", "sub-therapist-a", clinics.a.email("therapist"), True
     c = httpx.Client(base_url=url)
     start = c.get("/login/oidc")
     back = c.get(start.headers["location"]).headers["location"]
