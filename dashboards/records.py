@@ -14,7 +14,7 @@ from typing import Any, Literal
 from zoneinfo import available_timezones
 
 import psycopg
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from dashboards.auth import Staff
 from eligibility import billing
@@ -77,11 +77,13 @@ class EpisodeForm(BaseModel):
     def _codes(cls, v: object) -> object:
         return _valid_codes(v)
 
-    @model_validator(mode="after")
-    def _dates(self) -> EpisodeForm:
-        if self.plan_of_care_start and self.plan_of_care_end and self.plan_of_care_end < self.plan_of_care_start:
+    @field_validator("plan_of_care_end")
+    @classmethod
+    def _dates(cls, v: date | None, info: ValidationInfo) -> date | None:
+        start = info.data.get("plan_of_care_start")
+        if v is not None and start is not None and v < start:
             raise ValueError("the plan of care ends before it starts")
-        return self
+        return v
 
 
 class PatientForm(EpisodeForm):
@@ -130,11 +132,13 @@ class EpisodeEdit(BaseModel):
     def _codes(cls, v: object) -> object:
         return _valid_codes(v)
 
-    @model_validator(mode="after")
-    def _dates(self) -> EpisodeEdit:
-        if self.plan_of_care_start and self.plan_of_care_end and self.plan_of_care_end < self.plan_of_care_start:
+    @field_validator("plan_of_care_end")
+    @classmethod
+    def _dates(cls, v: date | None, info: ValidationInfo) -> date | None:
+        start = info.data.get("plan_of_care_start")
+        if v is not None and start is not None and v < start:
             raise ValueError("the plan of care ends before it starts")
-        return self
+        return v
 
 
 class FieldError(ValueError):
