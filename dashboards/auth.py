@@ -216,3 +216,20 @@ def sign_out(conn: Conn, token: str) -> None:
 
 def csrf_ok(session: Session, sent: str | None) -> bool:
     return sent is not None and secrets.compare_digest(session.csrf_token, sent)
+
+
+def change_password(conn: Conn, staff_id: str, current: str, new: str, keep_token: str) -> None:
+    """The person's own password change (e.g. from an admin's temporary one): the current password
+    is checked, the new one is at least 12 characters; every other session of theirs ends."""
+    if not 12 <= len(new) <= 256:
+        raise AuthError("the new password needs at least 12 characters")
+    with conn.transaction():
+        row = conn.execute("select password_hash from app_staff where staff_id = %s for update",
+                           (staff_id,)).fetchone()  # fmt: skip
+        if row is None or not _verify(row[0], current):
+            raise AuthError("the current password is wrong")
+        conn.execute("update app_staff set password_hash = %s where staff_id = %s", (hash_password(new), staff_id))
+        conn.execute(
+            "update app_sessions set ended_at = now() where staff_id = %s and ended_at is null and session_hash <> %s",
+            (staff_id, _token_hash(keep_token)),
+        )

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from dashboards import charts, claims, oidc, records, staff
 from dashboards.api import bearer_token, clinic_router
-from dashboards.auth import AuthError, Session, csrf_ok, session, sign_in, sign_out, start_session
+from dashboards.auth import AuthError, Session, change_password, csrf_ok, session, sign_in, sign_out, start_session
 from dashboards.db import AppDb, Conn
 from dashboards.settings import AppSettings, get_app_settings
 from eligibility import api as elig_api
@@ -639,6 +639,23 @@ def create_app(settings: Settings | None = None, app_settings: AppSettings | Non
             if errors:
                 return _episode_page(request, me, conn, episode_id, patient_id, data, errors, 422)
         return RedirectResponse(f"/patients/{patient_id}", status_code=303)
+
+    # ------------------------------------------------------------------ own account ------------
+    @app.get("/account/password", response_class=HTMLResponse)
+    def account_page(request: Request, me: Session = Depends(who)) -> HTMLResponse:
+        return page(request, "account.html", me, error=None, done=False)
+
+    @app.post("/account/password", response_class=HTMLResponse)
+    def account_password(request: Request, current: str = Form(...), new: str = Form(...),
+                         me: Session = Depends(checked)) -> HTMLResponse:  # fmt: skip
+        try:
+            with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
+                change_password(conn, me.staff.staff_id, current, new, request.cookies.get(COOKIE, ""))
+                records.audit(conn, me.staff, "password change", [None], ip(request), None, me.staff.staff_id)
+        except AuthError as exc:
+            return templates.TemplateResponse(request, "account.html", {"me": me, "error": str(exc), "done": False},
+                                              status_code=422)  # fmt: skip
+        return page(request, "account.html", me, error=None, done=True)
 
     # ------------------------------------------------------------------ staff (admin) ----------
     roles = ["therapist", "assistant", "biller", "admin"]

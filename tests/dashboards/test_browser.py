@@ -184,6 +184,9 @@ def test_admin_staff_and_edit_pages_in_the_browser(browser: Any, app_url: str, c
     page = _page(browser, app_url)
     p: Any = page
     _sign_in(p, clinics.a.email("admin"))
+    page.get_by_role("link", name=re.compile("change your password")).click()
+    page.get_by_role("heading", name="Change your password").wait_for()
+    _axe(p)
     page.get_by_role("link", name="Staff").click()
     page.get_by_role("heading", name="Staff of the clinic").wait_for()
     _axe(p)

@@ -98,8 +98,15 @@ def test_admin_manages_staff_and_a_deactivated_persons_session_ends(clinics: Cli
             "select staff_id, role from app_staff where email = 'new.pt@clinic-a.example'"
         ).fetchone()
         assert conn.execute("select role from practitioners where practitioner_id = %s", (sid,)).fetchone() == (role,)
-    newbie, _ = _signed_in(app_url, "new.pt@clinic-a.example", temp.group(1))
+    newbie, newbie_csrf = _signed_in(app_url, "new.pt@clinic-a.example", temp.group(1))
     assert newbie.get("/queue").status_code == 200
+    # They replace the temporary password with their own (the current one is checked).
+    own = "my own long passphrase"
+    r = newbie.post("/account/password", data={"csrf": newbie_csrf, "current": "wrong", "new": own})
+    assert r.status_code == 422 and "current password is wrong" in r.text
+    r = newbie.post("/account/password", data={"csrf": newbie_csrf, "current": temp.group(1), "new": own})
+    assert r.status_code == 200 and "password is changed" in r.text
+    newbie, _ = _signed_in(app_url, "new.pt@clinic-a.example", own)
 
     # Role change: to an assistant (the practitioner follows); their session ends.
     r = admin.post(f"/admin/staff/{sid}/role", data={"csrf": token, "role": "assistant", "discipline": "PT"})
@@ -115,7 +122,7 @@ def test_admin_manages_staff_and_a_deactivated_persons_session_ends(clinics: Cli
     new_temp = re.search(r'id="temporary-password">([^<]+)<', r.text)
     assert new_temp and new_temp.group(1) != temp.group(1)
     assert (
-        httpx.post(app_url + "/login", data={"email": "new.pt@clinic-a.example", "password": temp.group(1)}).status_code
+        httpx.post(app_url + "/login", data={"email": "new.pt@clinic-a.example", "password": own}).status_code
         == 401
     )
     newbie, _ = _signed_in(app_url, "new.pt@clinic-a.example", new_temp.group(1))
@@ -139,6 +146,9 @@ def test_admin_manages_staff_and_a_deactivated_persons_session_ends(clinics: Cli
         ]
     assert live == (0,)
     assert actions == ["staff invite", "staff role", "staff reset password", "staff deactivate"]
+    with _owner(clinics) as conn:
+        assert conn.execute("select count(*) from app_audit_log where staff_id = %s and action = 'password change'",
+                            (sid,)).fetchone() == (1,)
 
     # An admin cannot reach another clinic's staff, nor deactivate themself.
     assert (
@@ -573,3 +583,27 @@ def test_oidc_refuses_unknown_people_forged_tokens_wrong_nonce_and_replays(
     assert r.status_code == 401 and "already used" in r.text
     # The provider refused the code exchange for a replayed code too: it was single use at the provider.
     assert idp.token_requests >= len(cases) + 1
+
+
+def test_oidc_auto_creates_only_when_the_admin_configured_it(clinics: Clinics) -> None:
+    """With RTM_APP_OIDC_AUTO_CREATE_ROLE=biller an unknown verified identity becomes a biller of the
+    configured clinic, bound to its subject; the next sign-in finds the same account."""
+    from dashboards.auth import AuthError
+    from dashboards.oidc import map_identity
+
+    claims = {"sub": "sub-auto-1", "email": "auto.biller@idp.example", "email_verified": True, "name": "Auto Biller"}
+    off = AppSettings(oidc_clinic="clinic-a")
+    on = AppSettings(oidc_clinic="clinic-a", oidc_auto_create_role="biller")
+    with psycopg.connect(clinics.settings.dsn("app"), autocommit=True) as conn:
+        with pytest.raises(AuthError, match="no staff account"):
+            map_identity(conn, off, "https://idp.example", claims)
+        made = map_identity(conn, on, "https://idp.example", claims)
+        again = map_identity(conn, on, "https://idp.example", {**claims, "email": "changed@idp.example"})
+        with pytest.raises(AuthError, match="no staff account"):  # unverified e-mail: never created
+            map_identity(conn, on, "https://idp.example", {**claims, "sub": "sub-auto-2", "email_verified": False})
+    assert (made.role, made.clinic_id, made.email) == ("biller", "clinic-a", "auto.biller@idp.example")
+    assert again.staff_id == made.staff_id
+    with _owner(clinics) as conn:
+        row = conn.execute("select oidc_issuer, oidc_subject from app_staff where staff_id = %s",
+                           (made.staff_id,)).fetchone()
+    assert row == ("https://idp.example", "sub-auto-1")
