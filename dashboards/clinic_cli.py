@@ -13,14 +13,14 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
 
-from dashboards import records
-from dashboards.auth import Staff
-from dashboards.db import AppDb, Conn
+if TYPE_CHECKING:  # the commands import the app's modules when they run: `rtm` starts light
+    from dashboards.auth import Staff
+    from dashboards.db import Conn
 
 M = TypeVar("M", bound=BaseModel)
 app = typer.Typer(name="clinic", help="Onboarding for clinic IT: patients, episodes, prescriptions, devices.",
@@ -33,6 +33,8 @@ AsJson = Annotated[bool, typer.Option("--json", help="print one JSON object")]
 
 @contextmanager
 def _clinic(clinic: str, actor: str | None) -> Iterator[tuple[Conn, Staff]]:
+    from dashboards.auth import Staff
+    from dashboards.db import AppDb
     from rtm.settings import get_settings
 
     who = actor or f"cli:{getpass.getuser()}"
@@ -90,6 +92,8 @@ def add_patient(
     as_json: AsJson = False,
 ) -> None:
     """Create a patient with their first episode (together or not at all)."""
+    from dashboards import records
+
     form = _validated(records.PatientForm, {
         "external_ref": mrn, "tz": tz, "discipline": discipline, "diagnosis_codes": icd10,
         "billing_practitioner_id": billing_therapist, "start_date": start, "payer_policy": payer_policy,
@@ -121,6 +125,8 @@ def add_episode(
     as_json: AsJson = False,
 ) -> None:
     """A further episode of a patient whose earlier episodes are discharged."""
+    from dashboards import records
+
     form = _validated(records.EpisodeForm, {
         "discipline": discipline, "diagnosis_codes": icd10, "billing_practitioner_id": billing_therapist,
         "start_date": start, "payer_policy": payer_policy, "consent_date": consent,
@@ -155,6 +161,8 @@ def prescribe(
     as_json: AsJson = False,
 ) -> None:
     """Add a prescription (replaces the one of the same exercise and start date)."""
+    from dashboards import records
+
     form = _validated(records.PrescriptionForm, {
         "exercise": exercise, "sets": sets, "reps": reps, "sessions_per_week": days_per_week,
         "target_rom_deg": target_rom, "effective_from": effective_from or date.today().isoformat()})  # fmt: skip
@@ -175,6 +183,8 @@ def discharge(
     as_json: AsJson = False,
 ) -> None:
     """Discharge an episode (its monitoring ends on that date)."""
+    from dashboards import records
+
     try:
         day = date.fromisoformat(on)
     except ValueError:
@@ -202,6 +212,7 @@ def enrol_device(
     """Enrol a device to the episode and print its single-use pairing code (and its QR code)."""
     import segno
 
+    from dashboards import records
     from dashboards.settings import get_app_settings
     from ingest.settings import get_gateway_settings
     from rtm.settings import get_settings
@@ -231,6 +242,7 @@ def enrol_device(
 @app.command()
 def patients(clinic: Clinic, actor: Actor = None, as_json: AsJson = False) -> None:
     """List the clinic's patients and their episodes."""
+    from dashboards import records
     from dashboards.api import _patients
 
     with _clinic(clinic, actor) as (conn, me):
