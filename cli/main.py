@@ -176,6 +176,8 @@ def _register_parts() -> None:
     from dashboards.cli import app as clinic_app
 
     app.add_typer(clinic_app, name="app")
+    from dashboards.clinic_cli import register as register_clinic
+    register_clinic(app)
 
 
 _register_parts()

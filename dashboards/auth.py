@@ -164,13 +164,25 @@ def sign_in(conn: Conn, email: str, password: str, ip: str | None, s: AppSetting
             "update app_staff set failed_attempts = 0, locked_until = null, password_hash = %s where staff_id = %s",
             (new_hash, staff.staff_id),
         )
-        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        conn.execute(
-            """insert into app_sessions (session_hash, staff_id, csrf_token, expires_at, ip)
-               values (%s, %s, %s, %s, %s)""",
-            (_token_hash(token), staff.staff_id, csrf, now + timedelta(hours=s.session_max_hours), ip),
-        )
+        return start_session(conn, staff, ip, s)
+
+
+def start_session(conn: Conn, staff: Staff, ip: str | None, s: AppSettings) -> tuple[str, Session]:
+    """A new server-side session of a person already authenticated (password or identity provider)."""
+    token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    conn.execute(
+        """insert into app_sessions (session_hash, staff_id, csrf_token, expires_at, ip)
+           values (%s, %s, %s, %s, %s)""",
+        (_token_hash(token), staff.staff_id, csrf, datetime.now(UTC) + timedelta(hours=s.session_max_hours), ip),
+    )
     return token, Session(staff, csrf)
+
+
+def staff_by_id(conn: Conn, staff_id: str) -> tuple[Staff, bool] | None:
+    """A staff account and whether it is active."""
+    row = conn.execute(f"select {_STAFF_COLS}, s.disabled_at is null from app_staff s where s.staff_id = %s",
+                       (staff_id,)).fetchone()
+    return (Staff(*row[:7]), bool(row[7])) if row else None
 
 
 def _verify(pw_hash: str, password: str) -> bool:
@@ -204,3 +216,20 @@ def sign_out(conn: Conn, token: str) -> None:
 
 def csrf_ok(session: Session, sent: str | None) -> bool:
     return sent is not None and secrets.compare_digest(session.csrf_token, sent)
+
+
+def change_password(conn: Conn, staff_id: str, current: str, new: str, keep_token: str) -> None:
+    """The person's own password change (e.g. from an admin's temporary one): the current password
+    is checked, the new one is at least 12 characters; every other session of theirs ends."""
+    if not 12 <= len(new) <= 256:
+        raise AuthError("the new password needs at least 12 characters")
+    with conn.transaction():
+        row = conn.execute("select password_hash from app_staff where staff_id = %s for update",
+                           (staff_id,)).fetchone()  # fmt: skip
+        if row is None or not _verify(row[0], current):
+            raise AuthError("the current password is wrong")
+        conn.execute("update app_staff set password_hash = %s where staff_id = %s", (hash_password(new), staff_id))
+        conn.execute(
+            "update app_sessions set ended_at = now() where staff_id = %s and ended_at is null and session_hash <> %s",
+            (staff_id, _token_hash(keep_token)),
+        )

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from zoneinfo import available_timezones
 
 import psycopg
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from dashboards.auth import Staff
 from eligibility import billing
@@ -41,13 +41,27 @@ def audit(conn: Conn, staff: Staff, action: str, patient_ids: Sequence[str | Non
 # ------------------------------------------------------------------------------ onboarding -------
 
 
-class PatientForm(BaseModel):
-    """A patient and their first episode of care, saved together or not at all."""
+def _valid_tz(v: str) -> str:
+    if v not in _ZONES:
+        raise ValueError(f"{v!r} is not an IANA time zone (e.g. America/New_York)")
+    return v
+
+
+def _valid_codes(v: object) -> object:
+    if isinstance(v, str):
+        v = [c.strip().upper() for c in re.split(r"[,\s]+", v) if c.strip()]
+    if isinstance(v, list):
+        bad = [c for c in v if not _ICD10.match(str(c))]
+        if bad:
+            raise ValueError(f"not ICD-10-CM codes: {', '.join(map(str, bad))} (e.g. M17.11)")
+    return v
+
+
+class EpisodeForm(BaseModel):
+    """An episode of care of a patient of the clinic."""
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    external_ref: str = Field(min_length=1, max_length=64, description="MRN or the EMR's id")
-    tz: str = Field(description="IANA time zone, e.g. America/Chicago")
     discipline: Literal["PT", "OT", "SLP"]
     payer_policy: str = Field(min_length=1, max_length=64)
     diagnosis_codes: list[str] = Field(min_length=1, description="ICD-10-CM codes")
@@ -58,62 +72,210 @@ class PatientForm(BaseModel):
     plan_of_care_end: date | None = None
     setup_documented: bool = False
 
+    @field_validator("diagnosis_codes", mode="before")
+    @classmethod
+    def _codes(cls, v: object) -> object:
+        return _valid_codes(v)
+
+    @field_validator("plan_of_care_end")
+    @classmethod
+    def _dates(cls, v: date | None, info: ValidationInfo) -> date | None:
+        start = info.data.get("plan_of_care_start")
+        if v is not None and start is not None and v < start:
+            raise ValueError("the plan of care ends before it starts")
+        return v
+
+
+class PatientForm(EpisodeForm):
+    """A patient and their first episode of care, saved together or not at all."""
+
+    external_ref: str = Field(min_length=1, max_length=64, description="MRN or the EMR's id")
+    tz: str = Field(description="IANA time zone, e.g. America/Chicago")
+
     @field_validator("tz")
     @classmethod
     def _tz(cls, v: str) -> str:
-        if v not in _ZONES:
-            raise ValueError(f"{v!r} is not an IANA time zone (e.g. America/New_York)")
-        return v
+        return _valid_tz(v)
+
+
+class PatientEdit(BaseModel):
+    """What can change of a patient: the EMR's id and the time zone (from now on; days already
+    past keep the zone they were lived in)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    external_ref: str = Field(min_length=1, max_length=64, description="MRN or the EMR's id")
+    tz: str = Field(description="IANA time zone, e.g. America/Chicago")
+
+    @field_validator("tz")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        return _valid_tz(v)
+
+
+class EpisodeEdit(BaseModel):
+    """What can change of an episode (its start and discharge have their own operations)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    discipline: Literal["PT", "OT", "SLP"]
+    payer_policy: str = Field(min_length=1, max_length=64)
+    diagnosis_codes: list[str] = Field(min_length=1, description="ICD-10-CM codes")
+    billing_practitioner_id: str = Field(min_length=1)
+    consent_date: date | None = None
+    plan_of_care_start: date | None = None
+    plan_of_care_end: date | None = None
+    setup_documented: bool = False
 
     @field_validator("diagnosis_codes", mode="before")
     @classmethod
     def _codes(cls, v: object) -> object:
-        if isinstance(v, str):
-            v = [c.strip().upper() for c in re.split(r"[,\s]+", v) if c.strip()]
-        if isinstance(v, list):
-            bad = [c for c in v if not _ICD10.match(str(c))]
-            if bad:
-                raise ValueError(f"not ICD-10-CM codes: {', '.join(map(str, bad))} (e.g. M17.11)")
+        return _valid_codes(v)
+
+    @field_validator("plan_of_care_end")
+    @classmethod
+    def _dates(cls, v: date | None, info: ValidationInfo) -> date | None:
+        start = info.data.get("plan_of_care_start")
+        if v is not None and start is not None and v < start:
+            raise ValueError("the plan of care ends before it starts")
         return v
 
-    @model_validator(mode="after")
-    def _dates(self) -> PatientForm:
-        if self.plan_of_care_start and self.plan_of_care_end and self.plan_of_care_end < self.plan_of_care_start:
-            raise ValueError("the plan of care ends before it starts")
-        return self
+
+class FieldError(ValueError):
+    """A value refused by a check against the database, naming its field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+def _check_episode_refs(conn: Conn, clinic_id: str, payer_policy: str, billing_practitioner_id: str,
+                        policies: Sequence[str]) -> None:  # fmt: skip
+    if payer_policy not in policies:
+        raise FieldError("payer_policy", f"unknown payer policy {payer_policy!r}; choose from {', '.join(policies)}")
+    row = conn.execute(
+        "select 1 from practitioners where practitioner_id = %s and clinic_id = %s and role = 'therapist'",
+        (billing_practitioner_id, clinic_id),
+    ).fetchone()
+    if row is None:
+        raise FieldError("billing_practitioner_id", "the billing practitioner must be a therapist of this clinic")
+
+
+def _midnight(d: date | None) -> datetime | None:
+    return datetime.combine(d, datetime.min.time(), tzinfo=UTC) if d else None
 
 
 def create_patient(conn: Conn, clinic_id: str, form: PatientForm, policies: Sequence[str]) -> tuple[str, str]:
-    if form.payer_policy not in policies:
-        raise ValueError(f"unknown payer policy {form.payer_policy!r}; choose from {', '.join(policies)}")
-    row = conn.execute(
-        "select 1 from practitioners where practitioner_id = %s and clinic_id = %s and role = 'therapist'",
-        (form.billing_practitioner_id, clinic_id),
-    ).fetchone()
-    if row is None:
-        raise ValueError("the billing practitioner must be a therapist of this clinic")
+    _check_episode_refs(conn, clinic_id, form.payer_policy, form.billing_practitioner_id, policies)
     if conn.execute("select 1 from patients where clinic_id = %s and external_ref = %s",
                     (clinic_id, form.external_ref)).fetchone():
-        raise ValueError(f"a patient with external id {form.external_ref!r} already exists")
-    patient_id, episode_id = f"pt-{uuid.uuid4().hex[:12]}", f"ep-{uuid.uuid4().hex[:12]}"
+        raise FieldError("external_ref", f"a patient with external id {form.external_ref!r} already exists")
+    patient_id = f"pt-{uuid.uuid4().hex[:12]}"
     start = datetime.combine(form.start_date, datetime.min.time(), tzinfo=UTC)
-    consent = datetime.combine(form.consent_date, datetime.min.time(), tzinfo=UTC) if form.consent_date else None
     with conn.transaction():
         conn.execute("insert into patients (patient_id, clinic_id, external_ref) values (%s, %s, %s)",
                      (patient_id, clinic_id, form.external_ref))
-        conn.execute(
-            """insert into episodes (episode_id, patient_id, clinic_id, payer_policy, discipline,
-                   billing_practitioner_id, start_date, setup_date, setup_documented_at, consent_at,
-                   plan_of_care_start, plan_of_care_end, diagnosis_codes)
-               values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-            (episode_id, patient_id, clinic_id, form.payer_policy, form.discipline, form.billing_practitioner_id,
-             form.start_date, form.start_date if form.setup_documented else None,
-             datetime.now(UTC) if form.setup_documented else None, consent, form.plan_of_care_start,
-             form.plan_of_care_end, form.diagnosis_codes),
-        )  # fmt: skip
+        episode_id = _insert_episode(conn, clinic_id, patient_id, form)
         conn.execute("insert into patient_timezones (patient_id, effective_from, tz) values (%s, %s, %s)",
                      (patient_id, start - timedelta(days=1), form.tz))
     return patient_id, episode_id
+
+
+def _insert_episode(conn: Conn, clinic_id: str, patient_id: str, form: EpisodeForm) -> str:
+    episode_id = f"ep-{uuid.uuid4().hex[:12]}"
+    conn.execute(
+        """insert into episodes (episode_id, patient_id, clinic_id, payer_policy, discipline,
+               billing_practitioner_id, start_date, setup_date, setup_documented_at, consent_at,
+               plan_of_care_start, plan_of_care_end, diagnosis_codes)
+           values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+        (episode_id, patient_id, clinic_id, form.payer_policy, form.discipline, form.billing_practitioner_id,
+         form.start_date, form.start_date if form.setup_documented else None,
+         datetime.now(UTC) if form.setup_documented else None, _midnight(form.consent_date),
+         form.plan_of_care_start, form.plan_of_care_end, form.diagnosis_codes),
+    )  # fmt: skip
+    return episode_id
+
+
+def create_episode(conn: Conn, clinic_id: str, patient_id: str, form: EpisodeForm, policies: Sequence[str]) -> str:
+    """A further episode of a patient of this clinic (row-level security hides any other's)."""
+    if conn.execute("select 1 from patients where patient_id = %s", (patient_id,)).fetchone() is None:
+        raise LookupError("no such patient in this clinic")
+    _check_episode_refs(conn, clinic_id, form.payer_policy, form.billing_practitioner_id, policies)
+    if conn.execute("select 1 from episodes where patient_id = %s and discharge_date is null",
+                    (patient_id,)).fetchone():
+        raise FieldError("start_date", "the patient has an open episode: discharge it first")
+    with conn.transaction():
+        return _insert_episode(conn, clinic_id, patient_id, form)
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return [f"{k}: {old[k]!r} -> {new[k]!r}" for k in new if old.get(k) != new[k]]
+
+
+def edit_patient(conn: Conn, staff: Staff, patient_id: str, form: PatientEdit, ip: str | None) -> list[str]:
+    """Change the patient's id at the EMR and time zone; the change and the old values go to the
+    audit log in the same transaction. Returns the changes (empty: nothing changed)."""
+    with conn.transaction():
+        row = conn.execute(
+            """select p.external_ref, (select tz from patient_timezones z where z.patient_id = p.patient_id
+                                         order by effective_from desc limit 1)
+                 from patients p where p.patient_id = %s for update""", (patient_id,)).fetchone()  # fmt: skip
+        if row is None:
+            raise LookupError("no such patient in this clinic")
+        changes = _changes({"external_ref": row[0], "tz": row[1]}, form.model_dump())
+        if not changes:
+            return []
+        if form.external_ref != row[0]:
+            if conn.execute("select 1 from patients where clinic_id = %s and external_ref = %s and patient_id <> %s",
+                            (staff.clinic_id, form.external_ref, patient_id)).fetchone():
+                raise FieldError("external_ref", f"another patient has external id {form.external_ref!r}")
+            conn.execute("update patients set external_ref = %s where patient_id = %s",
+                         (form.external_ref, patient_id))
+        if form.tz != row[1]:
+            conn.execute("insert into patient_timezones (patient_id, effective_from, tz) values (%s, now(), %s)",
+                         (patient_id, form.tz))
+        audit(conn, staff, "edit patient", [patient_id], ip, None, "; ".join(changes))
+    return changes
+
+
+def edit_episode(conn: Conn, staff: Staff, episode_id: str, form: EpisodeEdit, policies: Sequence[str],
+                 ip: str | None) -> list[str]:  # fmt: skip
+    """Change an episode's fields in one transaction with its audit row. Returns the changes."""
+    with conn.transaction():
+        row = conn.execute(
+            """select patient_id, discipline, payer_policy, diagnosis_codes, billing_practitioner_id,
+                      consent_at::date, plan_of_care_start, plan_of_care_end, setup_documented_at is not null
+                 from episodes where episode_id = %s for update""", (episode_id,)).fetchone()  # fmt: skip
+        if row is None:
+            raise LookupError("no such episode in this clinic")
+        _check_episode_refs(conn, staff.clinic_id, form.payer_policy, form.billing_practitioner_id, policies)
+        keys = ("discipline", "payer_policy", "diagnosis_codes", "billing_practitioner_id", "consent_date",
+                "plan_of_care_start", "plan_of_care_end", "setup_documented")
+        changes = _changes(dict(zip(keys, row[1:], strict=True)), form.model_dump())
+        if not changes:
+            return []
+        conn.execute(
+            """update episodes set discipline = %s, payer_policy = %s, diagnosis_codes = %s,
+                      billing_practitioner_id = %s,
+                      consent_at = case when %s::date is null then null
+                                        when consent_at::date = %s::date then consent_at else %s end,
+                      plan_of_care_start = %s, plan_of_care_end = %s,
+                      setup_date = case when %s then coalesce(setup_date, current_date) end,
+                      setup_documented_at = case when %s then coalesce(setup_documented_at, now()) end,
+                      updated_at = now()
+                where episode_id = %s""",
+            (form.discipline, form.payer_policy, form.diagnosis_codes, form.billing_practitioner_id,
+             form.consent_date, form.consent_date, _midnight(form.consent_date), form.plan_of_care_start,
+             form.plan_of_care_end, form.setup_documented, form.setup_documented, episode_id),
+        )  # fmt: skip
+        audit(conn, staff, "edit episode", [row[0]], ip, None, f"{episode_id}: " + "; ".join(changes))
+    return changes
+
+
+def current_tz(conn: Conn, patient_id: str) -> str | None:
+    row = conn.execute("select tz from patient_timezones where patient_id = %s order by effective_from desc limit 1",
+                       (patient_id,)).fetchone()
+    return str(row[0]) if row else None
 
 
 class PrescriptionForm(BaseModel):

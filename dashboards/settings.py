@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,6 +31,26 @@ class AppSettings(BaseSettings):
     # The patient page's trends reach this far back.
     trend_days: int = 90
     pool_max: int = 8
+    # Optional OpenID Connect sign-in (one identity provider, serving one clinic): off unless the
+    # discovery URL is set. The client secret comes from the environment, never from a file in the repo.
+    oidc_discovery_url: str | None = None  # e.g. https://idp.example.org/.well-known/openid-configuration
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_clinic: str | None = None  # the clinic whose staff sign in at this provider
+    oidc_redirect_url: str | None = None  # default: http://{host}:{port}/login/oidc/callback
+    oidc_label: str = "your organisation"
+    # An identity that matches no staff account is refused, unless the admin configures this role:
+    # then a biller account is created (clinical roles need an NPI and discipline, which an ID token lacks).
+    oidc_auto_create_role: Literal["biller"] | None = None
+    # A sign-in started at the provider must come back within this long (state, nonce, PKCE verifier).
+    oidc_login_minutes: int = 10
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_discovery_url and self.oidc_client_id and self.oidc_clinic)
+
+    def oidc_redirect(self) -> str:
+        return self.oidc_redirect_url or f"http://{self.host}:{self.port}/login/oidc/callback"
 
 
 @lru_cache(maxsize=1)

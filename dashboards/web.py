@@ -24,8 +24,9 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from pydantic import ValidationError
 
-from dashboards import charts, claims, records
-from dashboards.auth import AuthError, Session, csrf_ok, session, sign_in, sign_out
+from dashboards import charts, claims, oidc, records, staff
+from dashboards.api import bearer_token, clinic_router
+from dashboards.auth import AuthError, Session, change_password, csrf_ok, session, sign_in, sign_out, start_session
 from dashboards.db import AppDb, Conn
 from dashboards.settings import AppSettings, get_app_settings
 from eligibility import api as elig_api
@@ -42,11 +43,21 @@ from rtm.settings import Settings, get_settings
 
 HERE = Path(__file__).resolve().parent
 COOKIE = "rtm_session"
+OIDC_COOKIE = "rtm_oidc_state"
 CLINICAL = ("therapist", "assistant")
 
 
 class SignInNeeded(Exception):
     pass
+
+
+def field_errors(exc: ValidationError) -> dict[str, str]:
+    """Each refused field with its message (the first per field); model-level ones under 'form'."""
+    out: dict[str, str] = {}
+    for e in exc.errors():
+        key = str(e["loc"][0]) if e["loc"] else "form"
+        out.setdefault(key, str(e["msg"]).removeprefix("Value error, "))
+    return out
 
 
 def create_app(settings: Settings | None = None, app_settings: AppSettings | None = None) -> FastAPI:
@@ -124,7 +135,7 @@ def create_app(settings: Settings | None = None, app_settings: AppSettings | Non
     # ------------------------------------------------------------------ sign-in ----------------
     @app.get("/login", response_class=HTMLResponse)
     def login_form(request: Request) -> HTMLResponse:
-        return page(request, "login.html", None, error=None)
+        return page(request, "login.html", None, error=None, oidc_label=a.oidc_label if a.oidc_enabled else None)
 
     @app.post("/login")
     def login(request: Request, email: str = Form(...), password: str = Form(...)) -> Response:
@@ -134,8 +145,52 @@ def create_app(settings: Settings | None = None, app_settings: AppSettings | Non
         except AuthError as exc:
             return templates.TemplateResponse(request, "login.html", {"me": None, "error": str(exc)}, status_code=401)
         resp = RedirectResponse("/", status_code=303)
+        _set_session_cookie(resp, token)
+        return resp
+
+    def _set_session_cookie(resp: Response, token: str) -> None:
         resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=a.secure_cookies,
                         max_age=a.session_max_hours * 3600)
+
+    @app.get("/login/oidc")
+    def login_oidc(request: Request) -> Response:
+        if not a.oidc_enabled:
+            raise HTTPException(404, "sign-in with an identity provider is not configured")
+        try:
+            with db.anonymous() as conn:
+                url, state = oidc.begin(conn, a)
+        except AuthError as exc:
+            return templates.TemplateResponse(request, "login.html", {"me": None, "error": str(exc)}, status_code=502)
+        resp = RedirectResponse(url, status_code=303)
+        # Lax: the provider's redirect back is a cross-site top-level GET, which Lax cookies survive.
+        resp.set_cookie(OIDC_COOKIE, state, httponly=True, samesite="lax", secure=a.secure_cookies,
+                        max_age=a.oidc_login_minutes * 60, path="/login/oidc")
+        return resp
+
+    @app.get("/login/oidc/callback")
+    def login_oidc_callback(request: Request, state: str = "", code: str = "", error: str = "",
+                            error_description: str = "") -> Response:  # fmt: skip
+        if not a.oidc_enabled:
+            raise HTTPException(404, "sign-in with an identity provider is not configured")
+        try:
+            if error:
+                raise AuthError(f"the identity provider refused the sign-in: {error} {error_description}".strip())
+            with db.anonymous() as conn:
+                me_staff = oidc.finish(conn, a, state, code, request.cookies.get(OIDC_COOKIE))
+                with conn.transaction():
+                    token, _me = start_session(conn, me_staff, ip(request), a)
+        except AuthError as exc:
+            resp: Response = templates.TemplateResponse(
+                request, "login.html", {"me": None, "error": str(exc), "oidc_label": a.oidc_label}, status_code=401)
+            resp.delete_cookie(OIDC_COOKIE, path="/login/oidc")
+            return resp
+        # A page of our own leads on: a Strict session cookie is not sent on a redirect chain that a
+        # cross-site navigation started, so the next request must start on this site.
+        resp = HTMLResponse('<!doctype html><html lang="en"><head><meta charset="utf-8">'
+                            '<meta http-equiv="refresh" content="0;url=/"><title>Signed in · RTM clinic</title></head>'
+                            '<body><main><p>Signed in. <a href="/">Continue</a></p></main></body></html>')
+        _set_session_cookie(resp, token)
+        resp.delete_cookie(OIDC_COOKIE, path="/login/oidc")
         return resp
 
     @app.post("/logout")
@@ -503,6 +558,169 @@ def create_app(settings: Settings | None = None, app_settings: AppSettings | Non
         return Response(bundle, media_type="application/fhir+json",
                         headers={"Content-Disposition": f'attachment; filename="claims-{m:%Y-%m}.fhir.json"'})
 
+    # ------------------------------------------------------------------ edit patient, episode --
+    def _therapist_options(conn: Conn, clinic_id: str) -> list[tuple[str, str]]:
+        return _therapists(conn, clinic_id)
+
+    def _form_data(raw: dict[str, Any]) -> dict[str, Any]:
+        data: dict[str, Any] = {k: v for k, v in raw.items() if k != "csrf" and isinstance(v, str) and v != ""}
+        return data
+
+    @app.get("/patients/{patient_id}/edit", response_class=HTMLResponse)
+    def edit_patient_form(request: Request, patient_id: str, me: Session = Depends(who)) -> HTMLResponse:
+        need(me, "therapist", "admin")
+        with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
+            patient = _patient(conn, patient_id)
+            tz = records.current_tz(conn, patient_id)
+        return page(request, "patient_edit.html", me, patient_id=patient_id, errors={},
+                    form={"external_ref": patient[1], "tz": tz})
+
+    @app.post("/patients/{patient_id}/edit", response_class=HTMLResponse)
+    async def edit_patient(request: Request, patient_id: str, me: Session = Depends(checked)) -> Response:
+        need(me, "therapist", "admin")
+        raw = dict((await request.form()).items())
+        errors: dict[str, str] = {}
+        with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
+            _patient(conn, patient_id)
+            try:
+                form = records.PatientEdit.model_validate(_form_data(raw))
+                records.edit_patient(conn, me.staff, patient_id, form, ip(request))
+            except ValidationError as exc:
+                errors = field_errors(exc)
+            except records.FieldError as exc:
+                errors = {exc.field: exc.message}
+        if errors:
+            return templates.TemplateResponse(request, "patient_edit.html", {
+                "me": me, "patient_id": patient_id, "errors": errors, "form": _form_data(raw)}, status_code=422)
+        return RedirectResponse(f"/patients/{patient_id}", status_code=303)
+
+    def _episode_row(conn: Conn, episode_id: str) -> tuple[Any, ...]:
+        row = conn.execute(
+            """select patient_id, discipline, payer_policy, array_to_string(diagnosis_codes, ', '),
+                      billing_practitioner_id, consent_at::date, plan_of_care_start, plan_of_care_end,
+                      setup_documented_at is not null from episodes where episode_id = %s""",
+            (episode_id,)).fetchone()  # fmt: skip
+        if row is None:
+            raise HTTPException(404, "no such episode in this clinic")
+        return tuple(row)
+
+    def _episode_page(request: Request, me: Session, conn: Conn, episode_id: str, patient_id: str,
+                      form: dict[str, Any], errors: dict[str, str], status: int = 200) -> HTMLResponse:  # fmt: skip
+        return templates.TemplateResponse(request, "episode_edit.html", {
+            "me": me, "episode_id": episode_id, "patient_id": patient_id, "errors": errors, "form": form,
+            "policy_options": [(p, p) for p in policies],
+            "therapists": _therapist_options(conn, me.staff.clinic_id)}, status_code=status)  # fmt: skip
+
+    @app.get("/episodes/{episode_id}/edit", response_class=HTMLResponse)
+    def edit_episode_form(request: Request, episode_id: str, me: Session = Depends(who)) -> HTMLResponse:
+        need(me, "therapist", "admin")
+        with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
+            r = _episode_row(conn, episode_id)
+            keys = ("discipline", "payer_policy", "diagnosis_codes", "billing_practitioner_id", "consent_date",
+                    "plan_of_care_start", "plan_of_care_end", "setup_documented")
+            return _episode_page(request, me, conn, episode_id, r[0], dict(zip(keys, r[1:], strict=True)), {})
+
+    @app.post("/episodes/{episode_id}/edit", response_class=HTMLResponse)
+    async def edit_episode(request: Request, episode_id: str, me: Session = Depends(checked)) -> Response:
+        need(me, "therapist", "admin")
+        raw = dict((await request.form()).items())
+        data = _form_data(raw)
+        data["setup_documented"] = raw.get("setup_documented") == "on"
+        errors: dict[str, str] = {}
+        with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
+            patient_id = _episode_row(conn, episode_id)[0]
+            try:
+                form = records.EpisodeEdit.model_validate(data)
+                records.edit_episode(conn, me.staff, episode_id, form, policies, ip(request))
+            except ValidationError as exc:
+                errors = field_errors(exc)
+            except records.FieldError as exc:
+                errors = {exc.field: exc.message}
+            if errors:
+                return _episode_page(request, me, conn, episode_id, patient_id, data, errors, 422)
+        return RedirectResponse(f"/patients/{patient_id}", status_code=303)
+
+    # ------------------------------------------------------------------ own account ------------
+    @app.get("/account/password", response_class=HTMLResponse)
+    def account_page(request: Request, me: Session = Depends(who)) -> HTMLResponse:
+        return page(request, "account.html", me, error=None, done=False)
+
+    @app.post("/account/password", response_class=HTMLResponse)
+    def account_password(request: Request, current: str = Form(...), new: str = Form(...),
+                         me: Session = Depends(checked)) -> HTMLResponse:  # fmt: skip
+        try:
+            with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
+                change_password(conn, me.staff.staff_id, current, new, request.cookies.get(COOKIE, ""))
+                records.audit(conn, me.staff, "password change", [None], ip(request), None, me.staff.staff_id)
+        except AuthError as exc:
+            return templates.TemplateResponse(request, "account.html", {"me": me, "error": str(exc), "done": False},
+                                              status_code=422)  # fmt: skip
+        return page(request, "account.html", me, error=None, done=True)
+
+    # ------------------------------------------------------------------ staff (admin) ----------
+    roles = ["therapist", "assistant", "biller", "admin"]
+
+    def _staff_page(request: Request, me: Session, errors: dict[str, str] | None = None,
+                    form: dict[str, Any] | None = None, notice: str | None = None, secret: str | None = None,
+                    status: int = 200) -> HTMLResponse:  # fmt: skip
+        with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
+            rows = staff.list_staff(conn, me.staff.clinic_id)
+        return templates.TemplateResponse(request, "staff.html", {
+            "me": me, "staff": rows, "roles": roles, "role_options": [(r, r) for r in roles], "errors": errors or {},
+            "form": form or {"role": "therapist"}, "notice": notice, "secret": secret, "now": datetime.now(UTC)},
+            status_code=status)  # fmt: skip
+
+    @app.get("/admin/staff", response_class=HTMLResponse)
+    def staff_page(request: Request, me: Session = Depends(who)) -> HTMLResponse:
+        need(me, "admin")
+        return _staff_page(request, me)
+
+    @app.post("/admin/staff", response_class=HTMLResponse)
+    async def staff_invite(request: Request, me: Session = Depends(checked)) -> HTMLResponse:
+        need(me, "admin")
+        data = _form_data(dict((await request.form()).items()))
+        try:
+            form = staff.Invite.model_validate(data)
+            with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
+                person, password = staff.invite(conn, me.staff, form, ip(request))
+        except ValidationError as exc:
+            return _staff_page(request, me, field_errors(exc), data, status=422)
+        except staff.StaffError as exc:
+            return _staff_page(request, me, {exc.field: exc.message}, data, status=422)
+        return _staff_page(request, me, notice=f"Created {person.role} {person.display_name} ({person.email}).",
+                           secret=password)
+
+    def _staff_action(request: Request, me: Session, staff_id: str, action: str, form: dict[str, Any]) -> HTMLResponse:
+        need(me, "admin")
+        secret = None
+        try:
+            with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
+                if action == "role":
+                    staff.change_role(conn, me.staff, staff_id, staff.RoleChange.model_validate(form), ip(request))
+                    notice = f"{staff_id}: role changed; their sessions have ended."
+                elif action == "deactivate":
+                    n = staff.deactivate(conn, me.staff, staff_id, ip(request))
+                    notice = f"{staff_id} deactivated; {n} sessions ended."
+                elif action == "reactivate":
+                    staff.reactivate(conn, me.staff, staff_id, ip(request))
+                    notice = f"{staff_id} reactivated."
+                else:
+                    secret = staff.reset_password(conn, me.staff, staff_id, ip(request))
+                    notice = f"{staff_id}: password reset; their sessions have ended."
+        except LookupError:
+            raise HTTPException(404, "no such staff member in this clinic") from None
+        except ValidationError as exc:
+            return _staff_page(request, me, field_errors(exc), status=422)
+        except staff.StaffError as exc:
+            return _staff_page(request, me, {exc.field: exc.message}, status=409)
+        return _staff_page(request, me, notice=notice, secret=secret)
+
+    @app.post("/admin/staff/{staff_id}/{action}", response_class=HTMLResponse)
+    async def staff_action(request: Request, staff_id: str, action: str, me: Session = Depends(checked)) -> HTMLResponse:
+        if action not in ("role", "deactivate", "reactivate", "password"):
+            raise HTTPException(404, "no such action")
+        return _staff_action(request, me, staff_id, action, _form_data(dict((await request.form()).items())))
+
     # ------------------------------------------------------------------ audit (admin) ----------
     def _audit_rows(conn: Conn, limit: int) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in conn.execute(
@@ -529,14 +747,31 @@ def create_app(settings: Settings | None = None, app_settings: AppSettings | Non
                         headers={"Content-Disposition": 'attachment; filename="audit-log.csv"'})
 
     # ------------------------------------------------------------------ JSON API ---------------
-    def api_caller(request: Request, me: Session = Depends(who)) -> elig_api.Caller:
-        # Cookie-authenticated writes need the session's CSRF token in a header, as htmx sends it.
-        if request.method not in ("GET", "HEAD") and not csrf_ok(me, request.headers.get("X-CSRF-Token")):
+    def api_session(request: Request) -> Session:
+        """A bearer token (scripts), or the session cookie (the pages' htmx) with, for writes, the
+        session's CSRF token in a header: a bearer token is never sent by a browser on its own."""
+        bearer = bearer_token(request)
+        token = bearer or request.cookies.get(COOKIE)
+        if not token:
+            raise HTTPException(401, "sign in: POST /api/v1/session, then send Authorization: Bearer <token>",
+                                headers={"WWW-Authenticate": "Bearer"})
+        with db.anonymous() as conn:
+            me = session(conn, token, a)
+        if me is None:
+            raise HTTPException(401, "the session has ended or expired: sign in again",
+                                headers={"WWW-Authenticate": "Bearer"})
+        if (bearer is None and request.method not in ("GET", "HEAD")
+                and not csrf_ok(me, request.headers.get("X-CSRF-Token"))):
             raise HTTPException(403, "CSRF check failed: send the X-CSRF-Token header")
+        return me
+
+    def api_caller(me: Session = Depends(api_session)) -> elig_api.Caller:
         return elig_api.Caller(clinic_id=me.staff.clinic_id, actor=me.staff.staff_id)
 
-    def api_conn(me: Session = Depends(who)) -> Iterator[Conn]:
+    def api_conn(me: Session = Depends(api_session)) -> Iterator[Conn]:
         yield from clinic_conn(me)
+
+    app.include_router(clinic_router(db, a, s, pepper, policies, api_session))
 
     app.include_router(elig_api.eligibility_router(api_conn, api_conn, api_caller, prefix="/api/v1"))
 

@@ -6,7 +6,9 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -46,24 +48,29 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def app_url(clinics: Clinics) -> Iterator[str]:
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(clinics.settings, AppSettings(port=port)), host="127.0.0.1",
-                                           port=port, log_level="warning"))
+@contextmanager
+def serve(asgi: Any, port: int | None = None) -> Iterator[str]:
+    """An ASGI app served by uvicorn on a loopback port in a thread, until the block ends."""
+    port = port or _free_port()
+    server = uvicorn.Server(uvicorn.Config(asgi, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(url + "/healthz").status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError("the app did not start")
-        time.sleep(0.1)
-    yield url
-    server.should_exit = True
-    thread.join(10)
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the server did not start")
+        time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def app_url(clinics: Clinics) -> Iterator[str]:
+    port = _free_port()
+    with serve(create_app(clinics.settings, AppSettings(port=port)), port) as url:
+        assert httpx.get(url + "/healthz").status_code == 200
+        yield url

@@ -177,3 +177,67 @@ def test_a_clinic_day_in_the_browser(browser: Any, app_url: str, clinics: Clinic
     assert resp.status == 404
     assert ref not in page.content()
     _shot(p, "refused")
+
+
+def test_admin_staff_and_edit_pages_in_the_browser(browser: Any, app_url: str, clinics: Clinics) -> None:
+    """The admin's staff page and the edit forms: keyboard-labelled, field messages, axe-clean."""
+    page = _page(browser, app_url)
+    p: Any = page
+    _sign_in(p, clinics.a.email("admin"))
+    page.get_by_role("link", name=re.compile("change your password")).click()
+    page.get_by_role("heading", name="Change your password").wait_for()
+    _axe(p)
+    page.get_by_role("link", name="Staff").click()
+    page.get_by_role("heading", name="Staff of the clinic").wait_for()
+    _axe(p)
+    invite = page.get_by_role("region", name="Invite a person")
+    invite.get_by_label("E-mail").fill("ot.new@clinic-a.example")
+    invite.get_by_label("Name").fill("Olive Therapist")
+    invite.get_by_label("Role", exact=True).select_option("therapist")
+    invite.get_by_label("Discipline (therapists, assistants)").select_option("OT")
+    invite.get_by_label("NPI (therapists, 10 digits)").fill("1234567890")
+    invite.get_by_role("button", name="Create account").click()
+    page.locator("#npi-error").filter(has_text="check digit").wait_for()
+    assert invite.get_by_label("NPI (therapists, 10 digits)").get_attribute("aria-invalid") == "true"
+    _axe(p)
+    from dashboards.auth import npi_with_check_digit
+
+    invite.get_by_label("NPI (therapists, 10 digits)").fill(npi_with_check_digit("987654321"))
+    invite.get_by_role("button", name="Create account").click()
+    temp = page.locator("#temporary-password").inner_text()
+    assert len(temp) >= 16
+    page.locator("tr", has_text="ot.new@clinic-a.example").get_by_role("button", name=re.compile("^Deactivate")).click()
+    page.locator("tr", has_text="ot.new@clinic-a.example").filter(has_text="deactivated").wait_for()
+    _axe(p)
+    _shot(p, "staff")
+
+    # Edit a patient: a bad time zone is named next to its field; then the edit is saved.
+    pid = clinics.a_patients[4]
+    page.goto(f"/patients/{pid}")
+    page.get_by_role("link", name="Edit patient").click()
+    _axe(p)
+    page.get_by_label("Time zone (from now on)").fill("Atlantis/Deep")
+    page.get_by_role("button", name="Save changes").click()
+    page.locator("#tz-error").filter(has_text="not an IANA time zone").wait_for()
+    _axe(p)
+    page.get_by_label("Time zone (from now on)").fill("America/Phoenix")
+    page.get_by_label("External id (MRN)").fill("MRN-BROWSER-EDIT")
+    page.get_by_role("button", name="Save changes").click()
+    page.get_by_role("heading", name="Patient MRN-BROWSER-EDIT").wait_for()
+
+    # Edit its episode: a plan of care ending before it starts is refused, nothing saved.
+    page.get_by_role("link", name=re.compile("^Edit episode")).first.click()
+    _axe(p)
+    page.get_by_label("Plan of care from").fill("2026-02-01")
+    page.get_by_label("Plan of care until").fill("2026-01-01")
+    page.get_by_role("button", name="Save changes").click()
+    page.locator("#plan_of_care_end-error").filter(has_text="the plan of care ends before it starts").wait_for()
+    _axe(p)
+    _shot(p, "episode-edit")
+    page.get_by_label("Plan of care until").fill("2026-04-30")
+    page.get_by_role("button", name="Save changes").click()
+    page.get_by_role("heading", name="Patient MRN-BROWSER-EDIT").wait_for()
+    with psycopg.connect(clinics.settings.dsn("owner")) as conn:
+        poc = conn.execute("select plan_of_care_start, plan_of_care_end from episodes where patient_id = %s",
+                           (pid,)).fetchone()  # fmt: skip
+    assert [d.isoformat() for d in poc] == ["2026-02-01", "2026-04-30"]
