@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from rtm.contract import ImuBatch
-from rtm.settings import PROJECT_ROOT
+from rtm.settings import PROJECT_ROOT, get_settings
 from tools.faults import report
 from tools.faults.checks import stored_events
 from tools.faults.injectors import BOMB_MIB, FAULTS, bomb_body
@@ -26,11 +26,13 @@ REDUCED = ("worker-sigkill", "duplicate-storm")
 
 @pytest.mark.integration
 def test_reduced_fault_run() -> None:
-    # 30 s of no progress before anything counts as missing: a replacement worker on a busy machine
-    # needs its session timeout and a group rebalance before it consumes again.
+    # The relay republishes an unstored event only after 600 s, far beyond this run's wait: an event
+    # the worker pipeline lost shows as missing here instead of being repaired quietly by the relay.
+    # The 10 s quiet window starts once the killed worker's replacement is ready (its start-up on a
+    # busy machine is a delay, measured below, not a loss).
     proc = subprocess.run(
         [sys.executable, "-m", "cli.main", "faults", "--only", ",".join(REDUCED), "--patients-per-fault", "1",
-         "--days", "1", "--quiet", "30"],
+         "--days", "1", "--quiet", "10", "--republish-after", "600"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=400, check=False,
     )
     out = proc.stdout
@@ -47,6 +49,14 @@ def test_reduced_fault_run() -> None:
     assert summary["duplicated"] == 0, out
     assert summary["derived_equal"], out
     assert proc.returncode == 0, out
+    # Bounded recovery: once the replacement is ready it holds every partition at its committed
+    # offset, so what is left is a fetch, one batch window and a transaction per topic. One session
+    # timeout of slack covers those on a loaded machine (measured: under 1.1 s; docs/faults.md).
+    settings = get_settings()
+    [takeover] = summary["takeovers"]["worker-sigkill"]
+    assert takeover["ready_s"] is not None, out
+    assert takeover["caught_up_s"] is not None, out
+    assert takeover["caught_up_s"] <= settings.sink_flush_interval_s + settings.kafka_session_timeout_ms / 1000, out
 
 
 def test_summary_and_targets() -> None:
