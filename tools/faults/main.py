@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -47,6 +48,13 @@ class Options:
     settle_timeout_s: float
     phase_timeout_s: float
     seed: int
+
+
+def _cohort(n_patients: int, days: int, seed: int) -> Cohort:
+    """The simulated cohort, ending the day before yesterday (UTC): a patient's local day west of
+    UTC ends up to 12 h after the UTC date does, so a cohort ending yesterday sends events the
+    gateway refuses as future-timestamped in the first hours after midnight UTC."""
+    return make_cohort(n_patients, days, seed, start=datetime.now(UTC).date() - timedelta(days=days + 1))
 
 
 def _connect(settings: Settings) -> Callable[[], psycopg.Connection[Any]]:
@@ -262,7 +270,7 @@ def soak(stack: FaultStack, faults: list[Fault], args: argparse.Namespace, opt: 
         while time.monotonic() - t0 < args.soak:
             every = args.soak_fault_every
             fault = faults[(cycle // every) % len(faults)] if cycle % every == every - 1 else None
-            cohort = make_cohort(args.soak_patients, args.days, args.seed + 1000 + cycle)
+            cohort = _cohort(args.soak_patients, args.days, args.seed + 1000 + cycle)
             started = time.monotonic()
             devices = _prepare(stack, cohort, cohort.patients)
             items = cohort_items(cohort, cohort.patients)
@@ -360,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
                 s["duplicated"] = sum(r.duplicated for r in rows)
                 ok = report.targets_met(s) and s["memory_flat"]
             else:
-                cohort = make_cohort(len(faults) * args.patients_per_fault, args.days, args.seed)
+                cohort = _cohort(len(faults) * args.patients_per_fault, args.days, args.seed)
                 say(f"cohort: {len(cohort.patients)} patients x {args.days} days (seed {args.seed}), "
                     f"{args.patients_per_fault} per fault; private stack in {stack.root}")
                 rows = run_once(stack, faults, cohort, args.patients_per_fault, opt, say)
