@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import zlib
 from datetime import UTC, datetime, timedelta
 
@@ -14,9 +15,9 @@ import psycopg
 import pytest
 
 from rtm.contract import ImuBatch
-from rtm.settings import PROJECT_ROOT
+from rtm.settings import PROJECT_ROOT, Settings, get_settings
 from tools.faults import report
-from tools.faults.checks import stored_events
+from tools.faults.checks import settle, stored_events
 from tools.faults.injectors import BOMB_MIB, FAULTS, bomb_body
 from tools.faults.load import Item, conflicting
 from tools.faults.main import parse_duration
@@ -26,11 +27,13 @@ REDUCED = ("worker-sigkill", "duplicate-storm")
 
 @pytest.mark.integration
 def test_reduced_fault_run() -> None:
-    # 30 s of no progress before anything counts as missing: a replacement worker on a busy machine
-    # needs its session timeout and a group rebalance before it consumes again.
+    # The relay republishes an unstored event only after 600 s, far beyond this run's wait: an event
+    # the worker pipeline lost shows as missing here instead of being repaired quietly by the relay.
+    # The 10 s quiet window starts once the killed worker's replacement is ready (its start-up on a
+    # busy machine is a delay, measured below, not a loss).
     proc = subprocess.run(
         [sys.executable, "-m", "cli.main", "faults", "--only", ",".join(REDUCED), "--patients-per-fault", "1",
-         "--days", "1", "--quiet", "30"],
+         "--days", "1", "--quiet", "10", "--republish-after", "600"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=400, check=False,
     )
     out = proc.stdout
@@ -47,6 +50,14 @@ def test_reduced_fault_run() -> None:
     assert summary["duplicated"] == 0, out
     assert summary["derived_equal"], out
     assert proc.returncode == 0, out
+    # Bounded recovery: once the replacement is ready it holds every partition at its committed
+    # offset, so what is left is a fetch, one batch window and a transaction per topic. One session
+    # timeout of slack covers those on a loaded machine (measured: under 1.1 s; docs/faults.md).
+    settings = get_settings()
+    [takeover] = summary["takeovers"]["worker-sigkill"]
+    assert takeover["ready_s"] is not None, out
+    assert takeover["caught_up_s"] is not None, out
+    assert takeover["caught_up_s"] <= settings.sink_flush_interval_s + settings.kafka_session_timeout_ms / 1000, out
 
 
 def test_summary_and_targets() -> None:
@@ -112,3 +123,28 @@ def test_the_judge_finds_what_is_missing_or_other(db: psycopg.Connection) -> Non
     found = stored_events(db, {kept.event_id: kept, lost.event_id: lost, other.event_id: other})
     assert (found.acknowledged, found.stored, found.duplicated, found.other_content) == (3, 1, 0, 1)
     assert set(found.missing) == {lost.event_id, other.event_id}
+
+
+@pytest.mark.integration
+def test_settle_waits_for_a_starting_worker_before_giving_up(db_settings: Settings) -> None:
+    """An event still absent while a replacement worker starts is not judged missing until the
+    worker is ready and then nothing changed for the quiet window."""
+    rng = np.random.default_rng(5)
+    item = Item.of(ImuBatch.model_validate({
+        "patient_id": "pat-settle", "stream_id": "s", "body_site": "thigh_left", "sample_rate_hz": 50.0,
+        "t0": datetime(2026, 3, 2, 12, tzinfo=UTC), "acc": rng.normal(0, 1, (10, 3)).astype(np.float32),
+        "gyr": rng.normal(0, 1, (10, 3)).astype(np.float32),
+        "provenance": {"adapter": "t", "vendor": "t", "device_id": "dev-settle"},
+    }))
+    start = time.monotonic()
+    ready_after_s, quiet_s = 2.0, 0.5
+
+    def starting() -> bool:
+        return time.monotonic() - start < ready_after_s
+
+    settled = settle(lambda: psycopg.connect(db_settings.dsn("owner"), autocommit=True), {item.event_id: item},
+                     ["pat-settle"], lambda: [], starting, quiet_s, 30.0)
+    waited = time.monotonic() - start
+    assert settled.stored.missing == [item.event_id]
+    assert settled.all_stored_at is None
+    assert ready_after_s + quiet_s <= waited < ready_after_s + quiet_s + 5.0

@@ -148,18 +148,30 @@ def outbox_unstored(conn: Conn) -> int:
     return int(row[0])
 
 
+@dataclass
+class Settled:
+    stored: Stored
+    notes: list[str]
+    all_stored_at: float | None  # time.monotonic() when every acknowledged event was found stored
+
+
 def settle(connect: Callable[[], Conn], acked: dict[uuid.UUID, Item], patients: list[str],
-           revive: Callable[[], list[str]], quiet_s: float, timeout_s: float) -> tuple[Stored, list[str]]:
+           revive: Callable[[], list[str]], starting: Callable[[], bool], quiet_s: float,
+           timeout_s: float) -> Settled:
     """Wait until every acknowledged event is stored and nothing is pending, or until nothing has
     changed for `quiet_s` (what is missing then stays missing), or `timeout_s`. Processes that died
-    are restarted (and named in the notes): a dead worker would otherwise hide later faults."""
+    are restarted (and named in the notes): a dead worker would otherwise hide later faults. The
+    quiet clock runs only once every worker started during the fault is ready (`starting` false):
+    a replacement's start-up, group join and table restore on a loaded machine can take longer
+    than `quiet_s`, and that is a delay, not a loss."""
     notes: list[str] = []
     started = last_change = time.monotonic()
     last: tuple[int, ...] | None = None
+    all_stored_at: float | None = None
     while True:
         restarted = revive()
         notes += restarted
-        if restarted:  # a restarted process needs its start-up (a group join) before it can progress
+        if starting():
             last_change = time.monotonic()
         try:
             with connect() as conn:
@@ -172,12 +184,14 @@ def settle(connect: Callable[[], Conn], acked: dict[uuid.UUID, Item], patients: 
         now = time.monotonic()
         if state is not None and state != last:
             last, last_change = state, now
+        if state is not None and not s.missing and all_stored_at is None:
+            all_stored_at = now
         if state is not None and not s.missing and queue == 0 and dirty == 0:
-            return s, notes
+            return Settled(s, notes, all_stored_at)
         if now - last_change > quiet_s or now - started > timeout_s:
             if state is None:
                 raise RuntimeError("the database did not come back")
             if queue or dirty:
                 notes.append(f"not settled: {queue} recordings queued, {dirty} patients awaiting eligibility")
-            return s, notes
+            return Settled(s, notes, all_stored_at)
         time.sleep(0.5)

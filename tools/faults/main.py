@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -36,7 +37,7 @@ from tools.faults.load import (
     enrol_devices,
     uploads_for,
 )
-from tools.faults.stack import FaultStack
+from tools.faults.stack import FaultStack, Takeover
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,13 @@ class Options:
     settle_timeout_s: float
     phase_timeout_s: float
     seed: int
+
+
+def _cohort(n_patients: int, days: int, seed: int) -> Cohort:
+    """The simulated cohort, ending the day before yesterday (UTC): a patient's local day west of
+    UTC ends up to 12 h after the UTC date does, so a cohort ending yesterday sends events the
+    gateway refuses as future-timestamped in the first hours after midnight UTC."""
+    return make_cohort(n_patients, days, seed, start=datetime.now(UTC).date() - timedelta(days=days + 1))
 
 
 def _connect(settings: Settings) -> Callable[[], psycopg.Connection[Any]]:
@@ -106,9 +114,13 @@ async def _phase(stack: FaultStack, fault: Fault | None, uploads: dict[Device, l
 def _judge(stack: FaultStack, name: str, ledger: Ledger, patients: list[str], opt: Options, started: float,
            notes: list[str], reference: dict[str, tuple[int, str]] | None, clean_db: str | None = None
            ) -> report.Row:
-    s, more = checks.settle(_connect(stack.settings), ledger.acked, patients, stack.revive, opt.quiet_s,
-                            opt.settle_timeout_s)
-    notes = notes + more
+    settled = checks.settle(_connect(stack.settings), ledger.acked, patients, stack.revive, stack.still_starting,
+                            opt.quiet_s, opt.settle_timeout_s)
+    s = settled.stored
+    notes = notes + settled.notes
+    takeovers = [_takeover(t, settled.all_stored_at) for t in stack.takeovers]
+    stack.takeovers = []
+    notes += [_takeover_note(t) for t in takeovers]
     if s.other_content:
         notes.append(f"{s.other_content} stored with content other than acknowledged")
     equal: bool | None = None
@@ -122,7 +134,25 @@ def _judge(stack: FaultStack, name: str, ledger: Ledger, patients: list[str], op
             if clean_db is not None:
                 _write_differences(stack, name, patients, clean_db, diff)
     return report.Row(name, s.acknowledged, s.stored, len(s.missing), s.duplicated, equal,
-                      time.monotonic() - started, notes, absent=len(s.missing) - s.other_content)
+                      time.monotonic() - started, notes, absent=len(s.missing) - s.other_content,
+                      takeovers=takeovers)
+
+
+def _takeover(t: Takeover, all_stored_at: float | None) -> dict[str, float | None]:
+    """Seconds from the kill until the replacement was ready, and from then until every
+    acknowledged event was stored (None: it never was, within the wait)."""
+    ready = None if t.ready_at is None else round(t.ready_at - t.killed_at, 1)
+    caught_up = None
+    if all_stored_at is not None:
+        caught_up = round(max(0.0, all_stored_at - (t.ready_at if t.ready_at is not None else t.killed_at)), 1)
+    return {"ready_s": ready, "caught_up_s": caught_up}
+
+
+def _takeover_note(t: dict[str, float | None]) -> str:
+    if t["ready_s"] is None:
+        return "replacement never ready"
+    after = "never" if t["caught_up_s"] is None else f"{t['caught_up_s']:.1f} s later"
+    return f"replacement ready {t['ready_s']:.1f} s after the kill, everything stored {after}"
 
 
 def _recover(stack: FaultStack, ledger: Ledger, patients: list[str], opt: Options, missing: int) -> str:
@@ -134,8 +164,8 @@ def _recover(stack: FaultStack, ledger: Ledger, patients: list[str], opt: Option
         stack.restart_workers()
     except RuntimeError:
         return "workers restarted by the harness did not become ready"
-    s, _ = checks.settle(_connect(stack.settings), ledger.acked, patients, stack.revive, opt.quiet_s,
-                         opt.settle_timeout_s)
+    s = checks.settle(_connect(stack.settings), ledger.acked, patients, stack.revive, stack.still_starting,
+                      opt.quiet_s, opt.settle_timeout_s).stored
     if not missing:
         return "workers restarted by the harness (work was pending)"
     still = len(s.missing) - s.other_content
@@ -240,7 +270,7 @@ def soak(stack: FaultStack, faults: list[Fault], args: argparse.Namespace, opt: 
         while time.monotonic() - t0 < args.soak:
             every = args.soak_fault_every
             fault = faults[(cycle // every) % len(faults)] if cycle % every == every - 1 else None
-            cohort = make_cohort(args.soak_patients, args.days, args.seed + 1000 + cycle)
+            cohort = _cohort(args.soak_patients, args.days, args.seed + 1000 + cycle)
             started = time.monotonic()
             devices = _prepare(stack, cohort, cohort.patients)
             items = cohort_items(cohort, cohort.patients)
@@ -279,6 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settle-timeout", type=float, default=120.0)
     p.add_argument("--phase-timeout", type=float, default=120.0,
                    help="a device gives up resending after this long (s): its rest is never acknowledged")
+    p.add_argument("--republish-after", type=float, default=None,
+                   help="seconds before the gateway's outbox relay publishes an unstored event again (default: "
+                        "the gateway's own); longer than the wait, a worker that lost an event cannot have it "
+                        "repaired by the relay before the check")
     p.add_argument("--keep-logs", action="store_true", help="keep the logs of the private stack even on success")
     p.add_argument("--soak", type=parse_duration, help="sustained load with periodic faults for this long (30m)")
     p.add_argument("--soak-patients", type=int, default=6, help="fresh patients per soak cycle")
@@ -306,7 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     stack = FaultStack(
         base, base.state_dir / "faults" / run_id, n_workers=args.workers,
         # Retry-After of 1 s keeps a run short; devices honour whatever the gateway says.
-        gateway_env={"RTM_GATEWAY_RETRY_AFTER_S": "1", "RTM_GATEWAY_LOG_LEVEL": "warning"},
+        gateway_env={"RTM_GATEWAY_RETRY_AFTER_S": "1", "RTM_GATEWAY_LOG_LEVEL": "warning",
+                     **({"RTM_GATEWAY_OUTBOX_REPUBLISH_AFTER_S": str(args.republish_after)}
+                        if args.republish_after is not None else {})},
         # Phones upload sessions whole: analyse a recording after 1 s of quiet; eligibility every 2 s.
         worker_overrides={"analysis_quiet_s": 1.0, "eligibility_interval_s": 2.0},
     )
@@ -332,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
                 s["duplicated"] = sum(r.duplicated for r in rows)
                 ok = report.targets_met(s) and s["memory_flat"]
             else:
-                cohort = make_cohort(len(faults) * args.patients_per_fault, args.days, args.seed)
+                cohort = _cohort(len(faults) * args.patients_per_fault, args.days, args.seed)
                 say(f"cohort: {len(cohort.patients)} patients x {args.days} days (seed {args.seed}), "
                     f"{args.patients_per_fault} per fault; private stack in {stack.root}")
                 rows = run_once(stack, faults, cohort, args.patients_per_fault, opt, say)

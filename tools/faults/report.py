@@ -21,6 +21,9 @@ class Row:
     seconds: float
     notes: list[str] = field(default_factory=list)
     absent: int = 0  # of the missing: no row at all (the others are stored with other content)
+    # Per worker killed during the fault: seconds until its replacement was ready (`ready_s`) and
+    # from then until every acknowledged event was stored (`caught_up_s`); None: never.
+    takeovers: list[dict[str, float | None]] = field(default_factory=list)
 
     def needs_recovery(self) -> bool:
         """Events absent or work left pending: the workers may be stuck."""
@@ -46,6 +49,7 @@ def summary(rows: list[Row], min_faults: int, **extra: Any) -> dict[str, Any]:
         "duplicated": sum(r.duplicated for r in rows),
         "derived_equal": all(r.derived_equal is not False for r in rows),
         "min_faults": min_faults,
+        "takeovers": {r.fault: r.takeovers for r in rows if r.takeovers},
         **extra,
     }
 

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -89,6 +90,24 @@ def start_gateway(settings: Settings, port: int, extra_env: dict[str, str], wait
 
 
 @dataclass
+class Takeover:
+    """A worker killed and its replacement: when the replacement answered /ready/ (joined its
+    group, every partition assigned and sought to its committed offset, tables restored)."""
+
+    killed_at: float  # time.monotonic()
+    worker: WorkerProcess
+    ready_at: float | None = None
+
+    def watch(self, poll_s: float = 0.2, wait_s: float = 300.0) -> None:
+        """In a thread of its own from the kill on: the moment the replacement first answers ready."""
+        while self.worker.proc.poll() is None and time.monotonic() - self.killed_at < wait_s:
+            if self.worker.ready():
+                self.ready_at = time.monotonic()
+                return
+            time.sleep(poll_s)
+
+
+@dataclass
 class FaultStack:
     """One private cluster for the whole command; per run (clean, faults, soak) a fresh database,
     a fresh broker (memory storage: nothing carries over) and fresh services."""
@@ -103,6 +122,9 @@ class FaultStack:
     gateway: GatewayProcess | None = None
     workers: list[WorkerProcess] = field(default_factory=list)
     restarts: dict[str, int] = field(default_factory=dict)
+    takeovers: list[Takeover] = field(default_factory=list)
+    # Workers started during a fault (replacements, revived ones) that have not yet been ready.
+    starting: list[WorkerProcess] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -131,6 +153,7 @@ class FaultStack:
         return self.settings
 
     def end_run(self) -> None:
+        self.starting = []
         for w in self.workers:
             w.stop()
         self.workers = []
@@ -171,13 +194,25 @@ class FaultStack:
         """SIGKILL one worker, then start a replacement at once, as a process supervisor would."""
         victim = self.workers[index]
         victim.kill()
+        killed_at = time.monotonic()
         self.workers[index] = start_worker(self.settings, port=free_port(), wait=False)
+        self.starting.append(self.workers[index])
+        takeover = Takeover(killed_at, self.workers[index])
+        self.takeovers.append(takeover)
+        threading.Thread(target=takeover.watch, name="takeover", daemon=True).start()
+
+    def still_starting(self) -> bool:
+        """Whether a worker started during a fault is alive and not yet ready: until it is, the
+        pipeline is not back, so a wait without progress is start-up, not a verdict."""
+        self.starting = [w for w in self.starting if w.proc.poll() is None and not w.ready()]
+        return bool(self.starting)
 
     def restart_workers(self) -> None:
         """Replace every worker (SIGKILL: a stuck worker may ignore SIGTERM) and wait until ready."""
         for w in self.workers:
             w.kill()
         self.workers = [start_worker(self.settings, port=free_port(), wait=False) for _ in self.workers]
+        self.starting = []
         wait_ready(self.workers)
 
     def restart_gateway(self, sig: signal.Signals = signal.SIGTERM) -> None:
@@ -195,6 +230,7 @@ class FaultStack:
                 notes.append(f"worker exited (rc {w.proc.returncode}), restarted")
                 self.restarts["worker"] = self.restarts.get("worker", 0) + 1
                 self.workers[i] = start_worker(self.settings, port=free_port(), wait=False)
+                self.starting.append(self.workers[i])
         if self.gateway is not None and self.gateway.proc.poll() is not None:
             notes.append(f"gateway exited (rc {self.gateway.proc.returncode}), restarted")
             self.restarts["gateway"] = self.restarts.get("gateway", 0) + 1
