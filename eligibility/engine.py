@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import ROUND_DOWN, Decimal
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -69,6 +70,13 @@ def month_start(d: date) -> date:
     return d.replace(day=1)
 
 
+# The engine's small pure functions of a few dates and words are cached by value (lru_cache): a
+# batch asks them the same questions for every patient whose periods share dates, and a cached
+# Gate or date is immutable, so sharing it is safe. The bound keeps a long-running worker's memory flat.
+_CACHE = 1 << 16
+
+
+@lru_cache(maxsize=_CACHE)
 def month_end(d: date) -> date:
     nxt = (d.replace(day=28) + timedelta(days=4)).replace(day=1)
     return nxt - timedelta(days=1)
@@ -117,11 +125,21 @@ def _status(final_on: date | None, as_of: date) -> Status:
 
 
 def _final_on(end: date, policy: Policy) -> date:
-    return end + timedelta(days=1 + policy.status.final_after_days)
+    return _days_after(end, 1 + policy.status.final_after_days)
+
+
+@lru_cache(maxsize=_CACHE)
+def _days_after(d: date, n: int) -> date:
+    return d + timedelta(days=n)
 
 
 def sole_biller_gate(ep: Episode) -> Gate:
-    return Gate("one_practitioner", True, f"{ep.billing_practitioner_id} is the only practitioner billing RTM here")
+    return _sole_biller_gate(ep.billing_practitioner_id)
+
+
+@lru_cache(maxsize=_CACHE)
+def _sole_biller_gate(practitioner: str | None) -> Gate:
+    return Gate("one_practitioner", True, f"{practitioner} is the only practitioner billing RTM here")
 
 
 def _result(
@@ -353,7 +371,12 @@ def period_anchor(ep: Episode, policy: Policy, book: DayBook) -> Anchor | None:
 def consent_gate(ep: Episode, policy: Policy, consent: date | None, first_counted: date | None) -> Gate:
     if ep.consent_at is None or consent is None:
         return Gate("consent", False, "no consent recorded")
-    if policy.gates.consent_before_data == "fail" and first_counted is not None and first_counted < consent:
+    return _consent_gate(policy.gates.consent_before_data, consent, first_counted)
+
+
+@lru_cache(maxsize=_CACHE)
+def _consent_gate(rule: str, consent: date, first_counted: date | None) -> Gate:
+    if rule == "fail" and first_counted is not None and first_counted < consent:
         return Gate(
             "consent", False, f"consent recorded on {consent} after data counted from {first_counted}"
         )
@@ -365,19 +388,28 @@ def consent_gate(ep: Episode, policy: Policy, consent: date | None, first_counte
 
 
 def plan_of_care_gate(ep: Episode, start: date, end: date) -> Gate:
-    if ep.plan_of_care_start is None:
+    return _plan_of_care_gate(ep.plan_of_care_start, ep.plan_of_care_end, ep.start_date, ep.discharge_date, start, end)
+
+
+@lru_cache(maxsize=_CACHE)
+def _plan_of_care_gate(
+    poc_start: date | None, poc_end: date | None, ep_start: date, discharge: date | None, start: date, end: date
+) -> Gate:
+    if poc_start is None:
         return Gate("plan_of_care", False, "no plan of care recorded")
-    poc_end = ep.plan_of_care_end or date.max
-    if not _overlaps(ep.plan_of_care_start, poc_end, start, end):
-        return Gate(
-            "plan_of_care", False, f"plan of care {ep.plan_of_care_start}..{ep.plan_of_care_end} not active"
-        )
-    if not _overlaps(ep.start_date, ep.discharge_date or date.max, start, end):
+    if not _overlaps(poc_start, poc_end or date.max, start, end):
+        return Gate("plan_of_care", False, f"plan of care {poc_start}..{poc_end} not active")
+    if not _overlaps(ep_start, discharge or date.max, start, end):
         return Gate("plan_of_care", False, "episode of care not active")
-    return Gate("plan_of_care", True, f"plan of care active from {ep.plan_of_care_start}")
+    return Gate("plan_of_care", True, f"plan of care active from {poc_start}")
 
 
 def qualifying_device_gate(windows: Sequence[Window], start: date, end: date) -> Gate:
+    return _qualifying_device_gate(tuple(windows), start, end)
+
+
+@lru_cache(maxsize=_CACHE)
+def _qualifying_device_gate(windows: tuple[Window, ...], start: date, end: date) -> Gate:
     active = [w for w in windows if _overlaps(w.first, w.last or date.max, start, end)]
     if not active:
         return Gate("qualifying_device", False, "no device assigned to the episode")
@@ -389,14 +421,24 @@ def qualifying_device_gate(windows: Sequence[Window], start: date, end: date) ->
 
 
 def billing_practitioner_gate(ep: Episode) -> Gate:
-    if not ep.billing_practitioner_id:
+    return _billing_practitioner_gate(ep.billing_practitioner_id)
+
+
+@lru_cache(maxsize=_CACHE)
+def _billing_practitioner_gate(practitioner: str | None) -> Gate:
+    if not practitioner:
         return Gate("billing_practitioner", False, "no billing practitioner named on the episode")
-    return Gate("billing_practitioner", True, f"billed by {ep.billing_practitioner_id}")
+    return Gate("billing_practitioner", True, f"billed by {practitioner}")
 
 
 def rpm_gate(policy: Policy, rpm: Sequence[RpmPeriod], start: date, end: date, kind: ResultKind) -> Gate:
+    return _rpm_gate(policy.gates.rpm_overlap_test, tuple(rpm), start, end, kind)
+
+
+@lru_cache(maxsize=_CACHE)
+def _rpm_gate(test: str, rpm: tuple[RpmPeriod, ...], start: date, end: date, kind: ResultKind) -> Gate:
     lo, hi = start, end
-    if policy.gates.rpm_overlap_test == "month" and kind != "management":
+    if test == "month" and kind != "management":
         lo, hi = month_start(start), month_end(end)
     unit = "calendar months" if (lo, hi) != (start, end) else "period"
     for r in sorted(rpm, key=lambda r: (r.start, r.end)):
