@@ -39,6 +39,7 @@ from eligibility.model import (
     RpmPeriod,
     Status,
     TimeEntry,
+    fast_init,
 )
 from eligibility.policy import Policy
 from rtm.localtime import TzHistory
@@ -86,6 +87,7 @@ def _overlaps(a0: date, a1: date, b0: date, b1: date) -> bool:
     return a0 <= b1 and b0 <= a1
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Period:
     index: int
@@ -171,6 +173,7 @@ def _result(
 # ------------------------------------------------------------------------------ data days -------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Window:
     """A device assigned to the episode, as patient-local dates (inclusive)."""
@@ -656,6 +659,7 @@ def remove_overlaps(entries: Sequence[TimeEntry], dropped: Mapping[str, str]) ->
     return allowed
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class EntryVerdict:
     entry: TimeEntry
