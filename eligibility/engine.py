@@ -201,6 +201,13 @@ class DayBook:
         lo, hi = bisect_left(self._dates, start), bisect_right(self._dates, end)
         return [self.counted[d] for d in self._dates[lo:hi]]
 
+    def count_in(self, start: date, end: date) -> tuple[int, date | None]:
+        """How many counted days fall in [start, end], and the first of them (no list built)."""
+        if self._dates is None:
+            self._dates = sorted(self.counted)
+        lo, hi = bisect_left(self._dates, start), bisect_right(self._dates, end)
+        return hi - lo, (self._dates[lo] if hi > lo else None)
+
 
 def episode_windows(episode_id: str, assignments: Iterable[Assignment], tzh: TzHistory) -> list[Window]:
     out = []
@@ -835,7 +842,7 @@ def management_result(
     service = lines[0].service_date if lines else None
     final_on = _final_on(end, policy)
     return _result(
-        "management", f"/{month:%Y-%m}", ep, policy, as_of, final_on, gates, sole,
+        "management", _month_suffix(month), ep, policy, as_of, final_on, gates, sole,
         period_index=None,
         period_start=start,
         period_end=end,
@@ -852,6 +859,11 @@ def management_result(
     )
 
 
+@lru_cache(maxsize=_CACHE)
+def _month_suffix(month: date) -> str:
+    return f"/{month:%Y-%m}"
+
+
 def _monitoring_gate(
     policy: Policy, windows: Sequence[Window], book: DayBook, periods: Sequence[Period], ep: Episode,
     start: date, end: date,
@@ -862,23 +874,32 @@ def _monitoring_gate(
     rule = policy.management.monitoring_active
     device = qualifying_device_gate(windows, lo, hi)
     if rule == "device_assigned" or not device.passed:
-        return Gate("monitoring_active", device.passed, f"{device.detail} (policy: {rule})")
+        return _device_monitoring_gate(device, rule)
     if rule == "data_day":
-        days = book.in_range(lo, hi) if lo <= hi else []
-        if not days:
-            return Gate("monitoring_active", False, f"no data day in the month (policy: {rule})")
-        first = days[0].local_date
-        return Gate("monitoring_active", True, f"{_days(len(days))} in the month, first {first} (policy: {rule})")
+        n, first = book.count_in(lo, hi) if lo <= hi else (0, None)
+        return _data_day_monitoring_gate(n, first, rule)
     # A period counts when its data days reach a supply code's threshold: a period that merely
     # rolls on after the data stopped is no monitoring.
     need = policy.supply.short_min_days or policy.supply.long_min_days
     for p in periods:
-        n = len(book.in_range(p.start, p.end))
+        n = book.count_in(p.start, p.end)[0]
         if _overlaps(p.start, p.end, lo, hi) and n >= need:
             detail = f"device period {p.index} ({p.start}..{p.end}, {_days(n)}) overlaps the month"
             return Gate("monitoring_active", True, f"{detail} (policy: {rule})")
     detail = f"no device period with {need}+ data days overlaps the month (policy: {rule})"
     return Gate("monitoring_active", False, detail)
+
+
+@lru_cache(maxsize=_CACHE)
+def _device_monitoring_gate(device: Gate, rule: str) -> Gate:
+    return Gate("monitoring_active", device.passed, f"{device.detail} (policy: {rule})")
+
+
+@lru_cache(maxsize=_CACHE)
+def _data_day_monitoring_gate(n: int, first: date | None, rule: str) -> Gate:
+    if not n:
+        return Gate("monitoring_active", False, f"no data day in the month (policy: {rule})")
+    return Gate("monitoring_active", True, f"{_days(n)} in the month, first {first} (policy: {rule})")
 
 
 # ------------------------------------------------------------------------------ set-up ----------
