@@ -236,6 +236,11 @@ def _in_episode(ep: Episode, d: date) -> bool:
     return ep.start_date <= d and (ep.discharge_date is None or d <= ep.discharge_date)
 
 
+@lru_cache(maxsize=_CACHE)
+def _iso_day(d: date) -> str:
+    return d.isoformat()
+
+
 # Days excluded only for these reasons are still days with data: they anchor the device periods.
 _ANCHORING = frozenset({"before consent", "outside the plan of care"})
 
@@ -294,10 +299,11 @@ def classify_days(
                 fact
             )
         head = f'","devices":{orjson.dumps([dev]).decode()},"records":['
+        devs = (dev,)
         fast = {
             f.local_date: CountedDay(
-                f.local_date, (dev,), (f.refs,),
-                f'{{"date":"{f.local_date.isoformat()}{head}{f.refs}]}}'.encode() if type(f.refs) is str else b"",
+                f.local_date, devs, (f.refs,),
+                f'{{"date":"{_iso_day(f.local_date)}{head}{f.refs}]}}'.encode() if type(f.refs) is str else b"",
             )
             for f in good
         }  # fmt: skip
