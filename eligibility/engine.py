@@ -299,10 +299,10 @@ def classify_days(
                 fact
             )
         head = f'","devices":{orjson.dumps([dev]).decode()},"records":['
-        devs = (dev,)
+        one_device = (dev,)
         fast = {
             f.local_date: CountedDay(
-                f.local_date, devs, (f.refs,),
+                f.local_date, one_device, (f.refs,),
                 f'{{"date":"{_iso_day(f.local_date)}{head}{f.refs}]}}'.encode() if type(f.refs) is str else b"",
             )
             for f in good
