@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import ROUND_DOWN, Decimal
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -38,6 +39,7 @@ from eligibility.model import (
     RpmPeriod,
     Status,
     TimeEntry,
+    fast_init,
 )
 from eligibility.policy import Policy
 from rtm.localtime import TzHistory
@@ -69,6 +71,13 @@ def month_start(d: date) -> date:
     return d.replace(day=1)
 
 
+# The engine's small pure functions of a few dates and words are cached by value (lru_cache): a
+# batch asks them the same questions for every patient whose periods share dates, and a cached
+# Gate or date is immutable, so sharing it is safe. The bound keeps a long-running worker's memory flat.
+_CACHE = 1 << 16
+
+
+@lru_cache(maxsize=_CACHE)
 def month_end(d: date) -> date:
     nxt = (d.replace(day=28) + timedelta(days=4)).replace(day=1)
     return nxt - timedelta(days=1)
@@ -78,6 +87,7 @@ def _overlaps(a0: date, a1: date, b0: date, b1: date) -> bool:
     return a0 <= b1 and b0 <= a1
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Period:
     index: int
@@ -117,11 +127,21 @@ def _status(final_on: date | None, as_of: date) -> Status:
 
 
 def _final_on(end: date, policy: Policy) -> date:
-    return end + timedelta(days=1 + policy.status.final_after_days)
+    return _days_after(end, 1 + policy.status.final_after_days)
+
+
+@lru_cache(maxsize=_CACHE)
+def _days_after(d: date, n: int) -> date:
+    return d + timedelta(days=n)
 
 
 def sole_biller_gate(ep: Episode) -> Gate:
-    return Gate("one_practitioner", True, f"{ep.billing_practitioner_id} is the only practitioner billing RTM here")
+    return _sole_biller_gate(ep.billing_practitioner_id)
+
+
+@lru_cache(maxsize=_CACHE)
+def _sole_biller_gate(practitioner: str | None) -> Gate:
+    return Gate("one_practitioner", True, f"{practitioner} is the only practitioner billing RTM here")
 
 
 def _result(
@@ -153,6 +173,7 @@ def _result(
 # ------------------------------------------------------------------------------ data days -------
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Window:
     """A device assigned to the episode, as patient-local dates (inclusive)."""
@@ -180,6 +201,13 @@ class DayBook:
         lo, hi = bisect_left(self._dates, start), bisect_right(self._dates, end)
         return [self.counted[d] for d in self._dates[lo:hi]]
 
+    def count_in(self, start: date, end: date) -> tuple[int, date | None]:
+        """How many counted days fall in [start, end], and the first of them (no list built)."""
+        if self._dates is None:
+            self._dates = sorted(self.counted)
+        lo, hi = bisect_left(self._dates, start), bisect_right(self._dates, end)
+        return hi - lo, (self._dates[lo] if hi > lo else None)
+
 
 def episode_windows(episode_id: str, assignments: Iterable[Assignment], tzh: TzHistory) -> list[Window]:
     out = []
@@ -206,6 +234,11 @@ def _in_plan_of_care(ep: Episode, d: date) -> bool:
 
 def _in_episode(ep: Episode, d: date) -> bool:
     return ep.start_date <= d and (ep.discharge_date is None or d <= ep.discharge_date)
+
+
+@lru_cache(maxsize=_CACHE)
+def _iso_day(d: date) -> str:
+    return d.isoformat()
 
 
 # Days excluded only for these reasons are still days with data: they anchor the device periods.
@@ -266,10 +299,11 @@ def classify_days(
                 fact
             )
         head = f'","devices":{orjson.dumps([dev]).decode()},"records":['
+        one_device = (dev,)
         fast = {
             f.local_date: CountedDay(
-                f.local_date, (dev,), (f.refs,),
-                f'{{"date":"{f.local_date.isoformat()}{head}{f.refs}]}}'.encode() if type(f.refs) is str else b"",
+                f.local_date, one_device, (f.refs,),
+                f'{{"date":"{_iso_day(f.local_date)}{head}{f.refs}]}}'.encode() if type(f.refs) is str else b"",
             )
             for f in good
         }  # fmt: skip
@@ -353,7 +387,12 @@ def period_anchor(ep: Episode, policy: Policy, book: DayBook) -> Anchor | None:
 def consent_gate(ep: Episode, policy: Policy, consent: date | None, first_counted: date | None) -> Gate:
     if ep.consent_at is None or consent is None:
         return Gate("consent", False, "no consent recorded")
-    if policy.gates.consent_before_data == "fail" and first_counted is not None and first_counted < consent:
+    return _consent_gate(policy.gates.consent_before_data, consent, first_counted)
+
+
+@lru_cache(maxsize=_CACHE)
+def _consent_gate(rule: str, consent: date, first_counted: date | None) -> Gate:
+    if rule == "fail" and first_counted is not None and first_counted < consent:
         return Gate(
             "consent", False, f"consent recorded on {consent} after data counted from {first_counted}"
         )
@@ -365,19 +404,28 @@ def consent_gate(ep: Episode, policy: Policy, consent: date | None, first_counte
 
 
 def plan_of_care_gate(ep: Episode, start: date, end: date) -> Gate:
-    if ep.plan_of_care_start is None:
+    return _plan_of_care_gate(ep.plan_of_care_start, ep.plan_of_care_end, ep.start_date, ep.discharge_date, start, end)
+
+
+@lru_cache(maxsize=_CACHE)
+def _plan_of_care_gate(
+    poc_start: date | None, poc_end: date | None, ep_start: date, discharge: date | None, start: date, end: date
+) -> Gate:
+    if poc_start is None:
         return Gate("plan_of_care", False, "no plan of care recorded")
-    poc_end = ep.plan_of_care_end or date.max
-    if not _overlaps(ep.plan_of_care_start, poc_end, start, end):
-        return Gate(
-            "plan_of_care", False, f"plan of care {ep.plan_of_care_start}..{ep.plan_of_care_end} not active"
-        )
-    if not _overlaps(ep.start_date, ep.discharge_date or date.max, start, end):
+    if not _overlaps(poc_start, poc_end or date.max, start, end):
+        return Gate("plan_of_care", False, f"plan of care {poc_start}..{poc_end} not active")
+    if not _overlaps(ep_start, discharge or date.max, start, end):
         return Gate("plan_of_care", False, "episode of care not active")
-    return Gate("plan_of_care", True, f"plan of care active from {ep.plan_of_care_start}")
+    return Gate("plan_of_care", True, f"plan of care active from {poc_start}")
 
 
 def qualifying_device_gate(windows: Sequence[Window], start: date, end: date) -> Gate:
+    return _qualifying_device_gate(tuple(windows), start, end)
+
+
+@lru_cache(maxsize=_CACHE)
+def _qualifying_device_gate(windows: tuple[Window, ...], start: date, end: date) -> Gate:
     active = [w for w in windows if _overlaps(w.first, w.last or date.max, start, end)]
     if not active:
         return Gate("qualifying_device", False, "no device assigned to the episode")
@@ -389,14 +437,24 @@ def qualifying_device_gate(windows: Sequence[Window], start: date, end: date) ->
 
 
 def billing_practitioner_gate(ep: Episode) -> Gate:
-    if not ep.billing_practitioner_id:
+    return _billing_practitioner_gate(ep.billing_practitioner_id)
+
+
+@lru_cache(maxsize=_CACHE)
+def _billing_practitioner_gate(practitioner: str | None) -> Gate:
+    if not practitioner:
         return Gate("billing_practitioner", False, "no billing practitioner named on the episode")
-    return Gate("billing_practitioner", True, f"billed by {ep.billing_practitioner_id}")
+    return Gate("billing_practitioner", True, f"billed by {practitioner}")
 
 
 def rpm_gate(policy: Policy, rpm: Sequence[RpmPeriod], start: date, end: date, kind: ResultKind) -> Gate:
+    return _rpm_gate(policy.gates.rpm_overlap_test, tuple(rpm), start, end, kind)
+
+
+@lru_cache(maxsize=_CACHE)
+def _rpm_gate(test: str, rpm: tuple[RpmPeriod, ...], start: date, end: date, kind: ResultKind) -> Gate:
     lo, hi = start, end
-    if policy.gates.rpm_overlap_test == "month" and kind != "management":
+    if test == "month" and kind != "management":
         lo, hi = month_start(start), month_end(end)
     unit = "calendar months" if (lo, hi) != (start, end) else "period"
     for r in sorted(rpm, key=lambda r: (r.start, r.end)):
@@ -614,6 +672,7 @@ def remove_overlaps(entries: Sequence[TimeEntry], dropped: Mapping[str, str]) ->
     return allowed
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class EntryVerdict:
     entry: TimeEntry
@@ -789,7 +848,7 @@ def management_result(
     service = lines[0].service_date if lines else None
     final_on = _final_on(end, policy)
     return _result(
-        "management", f"/{month:%Y-%m}", ep, policy, as_of, final_on, gates, sole,
+        "management", _month_suffix(month), ep, policy, as_of, final_on, gates, sole,
         period_index=None,
         period_start=start,
         period_end=end,
@@ -806,6 +865,11 @@ def management_result(
     )
 
 
+@lru_cache(maxsize=_CACHE)
+def _month_suffix(month: date) -> str:
+    return f"/{month:%Y-%m}"
+
+
 def _monitoring_gate(
     policy: Policy, windows: Sequence[Window], book: DayBook, periods: Sequence[Period], ep: Episode,
     start: date, end: date,
@@ -816,23 +880,32 @@ def _monitoring_gate(
     rule = policy.management.monitoring_active
     device = qualifying_device_gate(windows, lo, hi)
     if rule == "device_assigned" or not device.passed:
-        return Gate("monitoring_active", device.passed, f"{device.detail} (policy: {rule})")
+        return _device_monitoring_gate(device, rule)
     if rule == "data_day":
-        days = book.in_range(lo, hi) if lo <= hi else []
-        if not days:
-            return Gate("monitoring_active", False, f"no data day in the month (policy: {rule})")
-        first = days[0].local_date
-        return Gate("monitoring_active", True, f"{_days(len(days))} in the month, first {first} (policy: {rule})")
+        n, first = book.count_in(lo, hi) if lo <= hi else (0, None)
+        return _data_day_monitoring_gate(n, first, rule)
     # A period counts when its data days reach a supply code's threshold: a period that merely
     # rolls on after the data stopped is no monitoring.
     need = policy.supply.short_min_days or policy.supply.long_min_days
     for p in periods:
-        n = len(book.in_range(p.start, p.end))
+        n = book.count_in(p.start, p.end)[0]
         if _overlaps(p.start, p.end, lo, hi) and n >= need:
             detail = f"device period {p.index} ({p.start}..{p.end}, {_days(n)}) overlaps the month"
             return Gate("monitoring_active", True, f"{detail} (policy: {rule})")
     detail = f"no device period with {need}+ data days overlaps the month (policy: {rule})"
     return Gate("monitoring_active", False, detail)
+
+
+@lru_cache(maxsize=_CACHE)
+def _device_monitoring_gate(device: Gate, rule: str) -> Gate:
+    return Gate("monitoring_active", device.passed, f"{device.detail} (policy: {rule})")
+
+
+@lru_cache(maxsize=_CACHE)
+def _data_day_monitoring_gate(n: int, first: date | None, rule: str) -> Gate:
+    if not n:
+        return Gate("monitoring_active", False, f"no data day in the month (policy: {rule})")
+    return Gate("monitoring_active", True, f"{_days(n)} in the month, first {first} (policy: {rule})")
 
 
 # ------------------------------------------------------------------------------ set-up ----------

@@ -20,8 +20,11 @@ from eligibility.model import CountedDay, Result
 JSON = dict[str, Any]
 
 
+_CENT = Decimal("0.01")
+
+
 def _dec(value: Decimal | None) -> str | None:
-    return None if value is None else f"{value.quantize(Decimal('0.01')):f}"
+    return None if value is None else f"{value.quantize(_CENT):f}"
 
 
 _ISO: dict[date, str] = {}  # a cohort spans a few hundred distinct dates: format each once

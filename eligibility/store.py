@@ -39,6 +39,7 @@ from eligibility.model import (
     Result,
     RpmPeriod,
     TimeEntry,
+    fast_init,
 )
 from eligibility.policy import Policy, available_policies
 from rtm.db import Conn
@@ -178,6 +179,7 @@ class SaveStats:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class _Row:
     result: Result

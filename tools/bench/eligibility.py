@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import io
 import multiprocessing as mp
+import os
 import sys
 import time
 import uuid
@@ -242,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         load_s = time.perf_counter() - t0
         as_of = FIRST_DAY + timedelta(days=args.days + 5)
         runs: list[tuple[float, float]] = []
+        load_before = os.getloadavg()[0]  # the machine may be shared: say how busy it was
         with postgres.admin_connect(settings, name) as admin:
             for r in range(max(1, args.repeat)):
                 floor_first = r % 2 == 1  # alternate, so neither always runs on a warmer cache
@@ -263,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             }
         seconds, floor_s = median(r for r, _ in runs), median(f for _, f in runs)
+        load_after = os.getloadavg()[0]
     finally:
         if not args.keep:
             with postgres.admin_connect(base) as admin:
@@ -289,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         ("floor: read inputs + COPY (s)" + (", median" if many else ""), f"{floor_s:.2f}"),
         ("floor: result rows written", f"{floor_rows:,} ({floor_bytes / 1e6:.1f} MB)"),
         ("ratio to floor" + (" (of the medians)" if many else ""), f"{seconds / floor_s:.2f}"),
+        ("load average (1 min) before / after the rounds", f"{load_before:.1f} / {load_after:.1f}"),
     ]  # fmt: skip
     width = max(len(k) for k, _ in rows)
     print(f"{'eligibility recompute':{width}}  value")
