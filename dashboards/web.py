@@ -25,7 +25,7 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from pydantic import ValidationError
 
-from dashboards import charts, claims, records
+from dashboards import alerts, charts, claims, records
 from dashboards.auth import AuthError, Session, csrf_ok, session, sign_in, sign_out
 from dashboards.db import AppDb, Conn
 from dashboards.settings import AppSettings, get_app_settings
@@ -535,6 +535,31 @@ def create_app(settings: Settings | None = None, app_settings: AppSettings | Non
         w.writerows(rows)
         return Response(buf.getvalue(), media_type="text/csv; charset=utf-8; header=present",
                         headers={"Content-Disposition": 'attachment; filename="audit-log.csv"'})
+
+    # ------------------------------------------------------------------ alerts (admin) ---------
+    @app.get("/admin/alerts", response_class=HTMLResponse)
+    def alerts_page(request: Request, me: Session = Depends(who)) -> HTMLResponse:
+        need(me, "admin")
+        with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
+            current = alerts.load_settings(conn, me.staff.clinic_id)
+            sent = alerts.recent_deliveries(conn)
+        return page(request, "alerts.html", me, current=current, sent=sent, error=None)
+
+    @app.post("/admin/alerts", response_class=HTMLResponse)
+    def save_alerts(request: Request, webhook_url: str = Form(""), email_to: str = Form(""),
+                    rotate: str | None = Form(None), me: Session = Depends(checked)) -> Response:  # fmt: skip
+        need(me, "admin")
+        emails = [e.strip().lower() for e in email_to.replace(";", ",").replace("\n", ",").split(",") if e.strip()]
+        with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
+            try:
+                alerts.save_settings(conn, me.staff.clinic_id, webhook_url, emails, me.staff.staff_id,
+                                     rotate_secret=rotate is not None)
+            except ValueError as exc:
+                return templates.TemplateResponse(request, "alerts.html", {
+                    "me": me, "current": alerts.load_settings(conn, me.staff.clinic_id),
+                    "sent": alerts.recent_deliveries(conn), "error": str(exc),
+                    "form": {"webhook_url": webhook_url, "email_to": email_to}}, status_code=422)  # fmt: skip
+        return RedirectResponse("/admin/alerts", status_code=303)
 
     # ------------------------------------------------------------------ JSON API ---------------
     def api_caller(request: Request, me: Session = Depends(who)) -> elig_api.Caller:
