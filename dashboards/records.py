@@ -312,7 +312,7 @@ def _codes_text(codes: list[dict[str, Any]]) -> str:
 
 
 def billing_rows(conn: Conn, clinic_id: str, month: date) -> list[BillingRow]:
-    """The month's results as the billing view shows them (~1,500 rows for 500 patients), in one
+    """The month's results as the billing view shows them (about 1,000 rows for 500 patients), in one
     statement: the codes are the stored answer's (parsed by orjson, `db.py`), the failed gates their
     own column (migration 0841), so no explanation document is read and no model is validated."""
     rows = conn.execute(

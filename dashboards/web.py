@@ -480,7 +480,7 @@ def create_app(settings: Settings | None = None, app_settings: AppSettings | Non
         return page(request, "billing.html", me, tbody=_billing_tbody(rows), month=m, amended=amended)
 
     def _billing_tbody(rows: list[records.BillingRow]) -> Markup:
-        """The table's rows as markup built here: a month is ~1,500 rows, and the template engine's
+        """The table's rows as markup built here: a month is about 1,000 rows for 500 patients, and the template engine's
         per-cell escaping and loop cost more than all of the page's database work."""
         if not rows:
             return Markup('<tr><td colspan="7">No results for this month yet.</td></tr>')

@@ -1,5 +1,5 @@
 -- The names of the gates that failed, beside the explanation: the billing view lists a month's
--- results with why (about 1,500 rows for 500 patients) and should not parse every explanation
+-- results with why (about 1,000 rows for 500 patients) and should not parse every explanation
 -- document to find them. The eligibility writer fills it with each row (eligibility/store.py);
 -- rows written before are filled here from their stored explanations.
 alter table eligibility_results add column gates_failed text[];
