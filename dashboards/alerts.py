@@ -1,7 +1,7 @@
 """Alerts for new high-severity flags: a clinic's signed outbound webhook and/or e-mail digest.
 
 A dispatcher round (`rtm app alerts`) first *plans*: for each clinic with alerts configured, the
-open high-severity flags raised since alerts were switched on and not yet in a delivery of that
+open high-severity flags made after alerts were switched on and not yet in a delivery of that
 channel become one delivery (one webhook call, one digest e-mail), recorded with its exact payload
 before anything is sent; the primary key (flag, channel) of `app_alert_flags` keeps a flag out of
 a second delivery. Then it *sends* the due deliveries, each under a row lock (`for update skip
@@ -101,8 +101,9 @@ def save_settings(conn: Conn, clinic_id: str, webhook_url: str | None, emails: l
     if url is not None and secret is None:
         secret = new_secret()
     conn.execute(
-        """insert into app_alert_settings (clinic_id, webhook_url, webhook_secret, email_to, updated_by)
-           values (%s, %s, %s, %s, %s)
+        """insert into app_alert_settings (clinic_id, webhook_url, webhook_secret, email_to, updated_by,
+                                          after_flag_id)
+           values (%s, %s, %s, %s, %s, (select coalesce(max(flag_id), 0) from therapist_flags))
            on conflict (clinic_id) do update set webhook_url = excluded.webhook_url,
                webhook_secret = excluded.webhook_secret, email_to = excluded.email_to,
                updated_by = excluded.updated_by, updated_at = now()""",
@@ -147,19 +148,19 @@ def plan(conn: Conn, a: AppSettings) -> int:
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (PLAN_LOCK,))
         clinics = conn.execute(
-            "select clinic_id, webhook_url, email_to, enabled_since from app_alert_settings").fetchall()
-        for clinic_id, url, emails, since in clinics:
+            "select clinic_id, webhook_url, email_to, after_flag_id from app_alert_settings").fetchall()
+        for clinic_id, url, emails, after in clinics:
             for channel, target in (("webhook", url), ("email", ", ".join(emails or []))):
                 if not target:
                     continue
                 flags = conn.execute(
                     """select f.flag_id, f.patient_id, p.external_ref, f.kind, f.raised_at, f.evidence
                          from therapist_flags f join patients p using (patient_id)
-                        where f.clinic_id = %s and f.severity = 'high' and f.state = 'open' and f.raised_at >= %s
+                        where f.clinic_id = %s and f.severity = 'high' and f.state = 'open' and f.flag_id > %s
                           and not exists (select 1 from app_alert_flags x where x.flag_id = f.flag_id
                                              and x.channel = %s)
                         order by f.raised_at, f.flag_id""",
-                    (clinic_id, since, channel),
+                    (clinic_id, after, channel),
                 ).fetchall()
                 if not flags:
                     continue
@@ -248,7 +249,8 @@ def _send(row: tuple[Any, ...], a: AppSettings) -> None:
 
 def send_due(conn: Conn, a: AppSettings, limit: int = 50, sender: Sender = _send) -> RoundStats:
     """Send each due delivery once: locked while it is sent, its outcome committed with the lock.
-    The webhook URL and addresses are the clinic's current ones (a fixed typo reaches the retry)."""
+    The webhook URL and addresses are the clinic's current ones (a fixed typo reaches the retry).
+    The back-off counts from the failure (clock_timestamp), not from the transaction's start."""
     stats = RoundStats()
     for _ in range(limit):
         with conn.transaction():
@@ -269,7 +271,8 @@ def send_due(conn: Conn, a: AppSettings, limit: int = 50, sender: Sender = _send
                 gave_up = attempts >= a.alert_max_attempts
                 conn.execute(
                     """update app_alert_deliveries set attempts = %s, last_error = %s, state = %s,
-                              next_attempt_at = now() + make_interval(secs => %s) where delivery_id = %s""",
+                              next_attempt_at = clock_timestamp() + make_interval(secs => %s)
+                        where delivery_id = %s""",
                     (attempts, str(exc)[:500], "failed" if gave_up else "pending", backoff_s(attempts, a), row[0]),
                 )
                 stats.failed += gave_up

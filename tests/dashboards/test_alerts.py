@@ -98,6 +98,14 @@ def _raise_flag(conn: psycopg.Connection[Any], clinic: str, severity: str) -> in
     return int(row[0])
 
 
+def _wait_until_due(conn: psycopg.Connection[Any], delivery_id: str) -> None:
+    """Sleep until the delivery's next attempt is due (by the database's clock)."""
+    row = conn.execute("""select extract(epoch from next_attempt_at - clock_timestamp())
+                            from app_alert_deliveries where delivery_id = %s""", (delivery_id,)).fetchone()
+    assert row is not None
+    time.sleep(max(float(row[0]), 0.0) + 0.2)
+
+
 def test_admin_configures_alerts_and_each_new_high_flag_is_sent_once(
     clinics: Clinics, app_url: str, receiver: Receiver, smtp: tuple[Sink, int]
 ) -> None:
@@ -123,11 +131,11 @@ def test_admin_configures_alerts_and_each_new_high_flag_is_sent_once(
         assert c.get("/admin/alerts").status_code == 403
 
     a = AppSettings(smtp_host="127.0.0.1", smtp_port=smtp_port, smtp_from="alerts@rtm.example",
-                    public_url="https://app.clinic-a.example", alert_retry_base_s=1.0, alert_max_attempts=3)
+                    public_url="https://app.clinic-a.example", alert_retry_base_s=4.0, alert_max_attempts=3)
     owner = psycopg.connect(clinics.settings.dsn("owner"), autocommit=True)
     writer = psycopg.connect(clinics.settings.dsn("writer"), autocommit=True)
     try:
-        # The seeded flags were raised before alerts were switched on: none is sent.
+        # The seeded flags existed before alerts were switched on: none is sent.
         first = alerts.run_round(writer, a)
         assert (first.planned, first.sent) == (0, 0) and receiver.calls == [] and sink.messages == []
 
@@ -154,7 +162,7 @@ def test_admin_configures_alerts_and_each_new_high_flag_is_sent_once(
 
         # Back-off: nothing is retried before it is due.
         assert alerts.run_round(writer, a).sent == 0 and len(receiver.calls) == 1
-        time.sleep(1.3)
+        _wait_until_due(writer, wid)
         r2 = alerts.run_round(writer, a)
         assert (r2.planned, r2.sent) == (0, 1) and len(receiver.calls) == 2
         (h1, b1), (h2, b2) = receiver.calls
@@ -179,9 +187,11 @@ def test_admin_configures_alerts_and_each_new_high_flag_is_sent_once(
         # A receiver that stays down: retried with back-off, then given up (recorded, not lost).
         receiver.statuses = [503] * 10
         _raise_flag(owner, "clinic-a", "high")
-        alerts.run_round(writer, a)
+        assert alerts.run_round(writer, a).retried == 1
+        down = writer.execute("""select delivery_id from app_alert_deliveries where channel = 'webhook'
+                                  order by created_at desc limit 1""").fetchone()[0]
         for _ in range(2):
-            time.sleep(alerts.backoff_s(2, a) + 0.3)
+            _wait_until_due(writer, down)
             alerts.run_round(writer, a)
         rows = writer.execute("""select channel, state, attempts from app_alert_deliveries
                                   order by created_at desc limit 2""").fetchall()

@@ -10,8 +10,11 @@ create table app_alert_settings (
     -- 'whsec_' + base64 of 32 random bytes; the receiver needs it to verify the signature.
     webhook_secret text check (webhook_secret ~ '^whsec_[A-Za-z0-9+/=]{40,}$'),
     email_to       text[] not null default '{}',
-    -- Flags raised before alerts were switched on are not sent (no flood of history).
     enabled_since  timestamptz not null default now(),
+    -- The clinic's flags that existed when alerts were switched on are not sent (no flood of
+    -- history): only flags with a higher id (identity: later rows). Not raised_at, which the
+    -- evaluator may stamp with a data day's time.
+    after_flag_id  bigint not null default 0,
     updated_at     timestamptz not null default now(),
     updated_by     text,
     check (webhook_url is null or webhook_secret is not null)
