@@ -75,6 +75,29 @@ def demo(
     typer.echo(f"password   {staff.password}")
 
 
+@app.command()
+def alerts(
+    once: Annotated[bool, typer.Option("--once", help="one round, then exit")] = False,
+) -> None:
+    """Send the clinics' alerts for new high-severity flags (webhook, e-mail digest), every
+    RTM_APP_ALERT_INTERVAL_S seconds (or once)."""
+    import time
+
+    from dashboards import alerts as al
+    from dashboards.settings import get_app_settings
+    from rtm.db import connect
+
+    a = get_app_settings()
+    with connect("writer", autocommit=True) as conn:
+        while True:
+            stats = al.run_round(conn, a)
+            typer.echo(f"alerts: {stats.planned} planned, {stats.sent} sent, {stats.retried} to retry, "
+                       f"{stats.failed} given up")
+            if once:
+                return
+            time.sleep(a.alert_interval_s)
+
+
 def main(argv: list[str]) -> int:
     try:
         app(args=argv, prog_name="rtm app", standalone_mode=False)

@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
 import psycopg
+from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
 from rtm.settings import Settings
@@ -15,11 +17,18 @@ from rtm.settings import Settings
 Conn = psycopg.Connection[Any]
 
 
+def _configure(conn: Conn) -> None:
+    # orjson parses the answers' JSON several times faster than the standard library (the billing
+    # view reads one per result of the month).
+    set_json_loads(orjson.loads, conn)
+
+
 class AppDb:
     def __init__(self, settings: Settings, max_size: int = 8) -> None:
         self.settings = settings
         self.pool: ConnectionPool[Any] = ConnectionPool(
-            settings.dsn("app"), min_size=1, max_size=max_size, open=False, kwargs={"autocommit": False}
+            settings.dsn("app"), min_size=1, max_size=max_size, open=False, kwargs={"autocommit": False},
+            configure=_configure,
         )
 
     def open(self) -> None:

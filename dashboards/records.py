@@ -17,7 +17,6 @@ import psycopg
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from dashboards.auth import Staff
-from eligibility import billing
 from flags.model import Kind
 from ingest.enrolment import PairingCode
 from rtm.settings import Settings
@@ -398,10 +397,12 @@ class QueueItem:
     daily: list[float | None]
 
 
-def queue(conn: Conn, clinic_id: str, days: int = 28, limit: int = 100) -> list[QueueItem]:
-    """Open flags not snoozed, most severe then oldest, with each patient's daily exercise sets."""
+def queue(conn: Conn, clinic_id: str, days: int = 28, limit: int = 100) -> tuple[list[QueueItem], int]:
+    """Open flags not snoozed, most severe then oldest, with each patient's daily exercise sets; and
+    how many there are in all (counted in the same statement: the window runs before the limit)."""
     rows = conn.execute(
-        """select f.flag_id, f.patient_id, p.external_ref, f.kind, f.severity, f.state, f.raised_at, f.evidence
+        """select f.flag_id, f.patient_id, p.external_ref, f.kind, f.severity, f.state, f.raised_at, f.evidence,
+                  count(*) over ()
              from therapist_flags f join patients p using (patient_id)
             where f.clinic_id = %s and f.state = 'open'
               and not exists (select 1 from app_flag_snoozes s where s.flag_id = f.flag_id and s.until > now())
@@ -411,8 +412,9 @@ def queue(conn: Conn, clinic_id: str, days: int = 28, limit: int = 100) -> list[
     ).fetchall()
     pids = sorted({r[1] for r in rows})
     series = daily_sets(conn, pids, days)
-    return [QueueItem(r[0], r[1], r[2], r[3], r[4], r[5], r[6], reason_in_words(r[3], r[7] or {}),
-                      series.get(r[1], [None] * days)) for r in rows]  # fmt: skip
+    items = [QueueItem(r[0], r[1], r[2], r[3], r[4], r[5], r[6], reason_in_words(r[3], r[7] or {}),
+                       series.get(r[1], [None] * days)) for r in rows]  # fmt: skip
+    return items, int(rows[0][8]) if rows else 0
 
 
 def daily_sets(conn: Conn, patient_ids: Sequence[str], days: int) -> dict[str, list[float | None]]:
@@ -454,14 +456,33 @@ def minutes_this_month(conn: Conn, patient_id: str, month: date) -> Decimal:
     return Decimal(row[0]) if row else Decimal(0)
 
 
-def billing_summaries(conn: Conn, clinic_id: str, month: date) -> list[billing.Summary]:
-    """The month's answers as billing.summaries gives them, reading only the gates of each explanation
-    (the whole documents are large; the billing view shows the reason and the failed gates)."""
+@dataclass(frozen=True)
+class BillingRow:
+    patient_id: str
+    patient: str  # external id (MRN), else our id
+    kind: str
+    period: str
+    codes: str  # e.g. "98977 98980 -GP" (units shown when more than one)
+    status: str
+    reason: str
+    gates_failed: str
+
+
+def _codes_text(codes: list[dict[str, Any]]) -> str:
+    return " ".join(str(c["code"]) + (f" \u00d7{c['units']}" if c.get("units", 1) > 1 else "")
+                    + (" -" + "-".join(c["modifiers"]) if c.get("modifiers") else "") for c in codes) or "\u2014"
+
+
+def billing_rows(conn: Conn, clinic_id: str, month: date) -> list[BillingRow]:
+    """The month's results as the billing view shows them (about 1,000 rows for 500 patients), in one
+    statement: the codes are the stored answer's (parsed by orjson, `db.py`), the failed gates their
+    own column (migration 0841), so no explanation document is read and no model is validated."""
     rows = conn.execute(
-        """select result_key, kind, clinic_id, patient_id, episode_id, billing_practitioner_id, period_start,
-                  period_end, bill_month, answer, service_date, status, policy_id || '@' || policy_version, data_days,
-                  minutes, reason, json_build_object('gates', explanation->'gates'), release_id, revision
-             from eligibility_results where clinic_id = %s and bill_month = %s order by patient_id, result_key""",
+        """select r.patient_id, coalesce(p.external_ref, r.patient_id), r.kind, r.period_start, r.period_end,
+                  r.answer->'codes', r.status, r.reason, r.gates_failed
+             from eligibility_results r join patients p using (patient_id)
+            where r.clinic_id = %s and r.bill_month = %s order by r.patient_id, r.result_key""",
         (clinic_id, month.replace(day=1)),
     ).fetchall()
-    return [billing._summary(tuple(r), False) for r in rows]
+    return [BillingRow(r[0], r[1], r[2], f"{r[3]} \u2013 {r[4]}", _codes_text(r[5]), r[6], r[7],
+                       ", ".join(r[8]) or "\u2014") for r in rows]  # fmt: skip

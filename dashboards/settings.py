@@ -31,6 +31,23 @@ class AppSettings(BaseSettings):
     # The patient page's trends reach this far back.
     trend_days: int = 90
     pool_max: int = 8
+    # Alerts (dashboards/alerts.py). Links in alerts point here; the app's address as clinics see it.
+    public_url: str = "http://127.0.0.1:8000"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_from: str = "rtm-alerts@localhost"
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    # A failed send waits alert_retry_base_s * 2^(attempt-1), capped at alert_retry_max_s (one hour:
+    # a receiver down for a night still gets the alert in the morning), and gives up after
+    # alert_max_attempts (about a day with these values).
+    alert_retry_base_s: float = 30.0
+    alert_retry_max_s: float = 3600.0
+    alert_max_attempts: int = 30
+    alert_timeout_s: float = 10.0
+    # The dispatcher's round: webhooks go out within this; the e-mail digest gathers a round's flags.
+    alert_interval_s: float = 60.0
     # Optional OpenID Connect sign-in (one identity provider, serving one clinic): off unless the
     # discovery URL is set. The client secret comes from the environment, never from a file in the repo.
     oidc_discovery_url: str | None = None  # e.g. https://idp.example.org/.well-known/openid-configuration

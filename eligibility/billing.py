@@ -68,14 +68,19 @@ class Summary(BaseModel):
 _SUMMARY_SQL = """
 select result_key, kind, clinic_id, patient_id, episode_id, billing_practitioner_id, period_start,
        period_end, bill_month, answer, service_date, status, policy_id || '@' || policy_version, data_days,
-       minutes, reason, explanation, release_id, revision
+       minutes, reason, {explanation}, release_id, revision, gates_failed
   from eligibility_results"""
+
+
+def _select(with_explanation: bool) -> str:
+    """The summary query; the explanation documents only when asked for (lists need the failed
+    gates alone, stored in their own column)."""
+    return _SUMMARY_SQL.format(explanation="explanation" if with_explanation else "null::json")
 
 
 def _summary(row: tuple[Any, ...], with_explanation: bool) -> Summary:
     (key, kind, clinic, patient, episode, who, start, end, month, answer, service, status, policy, days,
-     minutes, reason, explanation, release_id, revision) = row  # fmt: skip
-    failed = [g["name"] for g in explanation.get("gates", []) if not g["passed"]]
+     minutes, reason, explanation, release_id, revision, failed) = row  # fmt: skip
     return Summary(
         result_key=key, kind=kind, clinic_id=clinic, patient_id=patient, episode_id=episode,
         billing_practitioner_id=who, period_start=start, period_end=end, bill_month=month,
@@ -106,7 +111,8 @@ def summaries(
     if billable_only:
         where.append("cardinality(codes) > 0")
     sql = (
-        _SUMMARY_SQL + (" where " + " and ".join(where) if where else "") + " order by patient_id, result_key"
+        _select(with_explanation) + (" where " + " and ".join(where) if where else "")
+        + " order by patient_id, result_key"
     )
     return [_summary(r, with_explanation) for r in conn.execute(sql, params)]
 
@@ -251,7 +257,7 @@ def release(
     month = month.replace(day=1)
     with conn.transaction():
         rows = conn.execute(
-            _SUMMARY_SQL + f" where clinic_id = %s and bill_month = %s and {RELEASABLE}"
+            _select(True) + f" where clinic_id = %s and bill_month = %s and {RELEASABLE}"
             " order by patient_id, result_key for update",
             (clinic_id, month),
         ).fetchall()

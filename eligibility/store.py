@@ -193,8 +193,14 @@ RESULT_COLUMNS = (
     "result_key", "kind", "patient_id", "episode_id", "clinic_id", "billing_practitioner_id", "policy_id",
     "policy_version", "period_index", "period_start", "period_end", "bill_month", "codes", "answer",
     "service_date", "reached_on", "status", "final_on", "early_release", "reason", "data_days", "minutes",
-    "explanation", "answer_hash", "explanation_hash", "revision",
+    "explanation", "answer_hash", "explanation_hash", "revision", "gates_failed",
 )  # fmt: skip
+
+
+def _failed(r: Result) -> list[str]:
+    """The names of the gates that failed: stored beside the explanation so that billing lists need
+    not parse every explanation document (gate names are identifiers: no separators to escape)."""
+    return [g.name for g in r.gates if not g.passed]
 
 
 def _row_values(row: _Row, status: str, revision: int) -> tuple[Any, ...]:
@@ -204,6 +210,7 @@ def _row_values(row: _Row, status: str, revision: int) -> tuple[Any, ...]:
         r.policy_version, r.period_index, r.period_start, r.period_end, bill_month(r), list(r.codes),
         row.answer.decode(), r.service_date, r.reached_on, status, r.final_on, r.early_release, r.reason,
         r.data_days, r.minutes, row.explanation.decode(), row.answer_hash, row.explanation_hash, revision,
+        ",".join(_failed(r)),
     )  # fmt: skip
 
 
@@ -241,7 +248,7 @@ def _copy_line(row: _Row, status: str, revision: int) -> bytes:
         f"{_day_text(r.service_date)}\t{_day_text(r.reached_on)}\t{status}\t{iso(r.final_on)}\t"
         f"{'t' if r.early_release else 'f'}\t{_text(r.reason)}\t{_int_text(r.data_days)}\t{_int_text(r.minutes)}"
     )
-    tail = f"{row.answer_hash}\t{row.explanation_hash}\t{revision}\n"
+    tail = f"{row.answer_hash}\t{row.explanation_hash}\t{revision}\t{{{','.join(_failed(r))}}}\n"
     return b"\t".join(
         (head.encode(), row.answer.replace(b"\\", b"\\\\"), middle.encode(),
          row.explanation.replace(b"\\", b"\\\\"), tail.encode())
@@ -357,11 +364,13 @@ def copy_results(conn: Conn, table: str, lines: Sequence[bytes]) -> None:
 _TYPES = (
     "text", "text", "text", "text", "text", "text", "text", "text", "int", "date", "date", "date", "text",
     "text", "date", "date", "text", "date", "bool", "text", "int", "numeric", "text", "text", "text", "int",
+    "text",
 )  # fmt: skip
 _CASTS = {
     "codes": "string_to_array(codes, ',')",
     "answer": "answer::jsonb",
     "explanation": "explanation::json",
+    "gates_failed": "string_to_array(gates_failed, ',')",
 }
 
 

@@ -48,6 +48,31 @@ def test_dashboards_query_only_exported_metrics() -> None:
     assert len(queried) >= 10
 
 
+# What the operators' dashboard must plot (issue: ingest rate and rejections by reason, consumer lag,
+# processing latency, dead letters, sink latency, sync health), as the metric each one needs.
+REQUIRED = {
+    "ingest rate": "rtm_ingest_events_total",
+    "rejections by reason": "rtm_ingest_rejected_total",
+    "consumer lag": "rtm_consumer_lag",
+    "processing latency": "rtm_processing_latency_seconds_bucket",
+    "dead letters": "rtm_dead_letters_total",
+    "sink latency": "rtm_sink_seconds_bucket",
+    "sync health": "rtm_ingest_outbox_oldest_unstored_seconds",
+}
+
+
+def test_one_operators_dashboard_with_every_required_panel() -> None:
+    files = sorted(DASHBOARDS.glob("*.json"))
+    assert [f.name for f in files] == ["rtm-overview.json"], "one operators' dashboard, not copies"
+    doc = json.loads(files[0].read_text())
+    assert len({p["id"] for p in doc["panels"]}) == len(doc["panels"]), "panel ids must be unique"
+    titled = {p["title"].lower(): set(_NAME.findall(" ".join(_exprs(p)))) for p in doc["panels"]}
+    for words, metric in REQUIRED.items():
+        assert any(words in title and metric in names for title, names in titled.items()), (
+            f"no panel titled with {words!r} plotting {metric}"
+        )
+
+
 def test_the_check_catches_a_made_up_metric() -> None:
     assert "rtm_made_up_total" not in _exported()
     assert "rtm_ingest_requests_total" in _exported()
