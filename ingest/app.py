@@ -33,7 +33,7 @@ from ingest.outbox import Relay
 from ingest.problems import Problem, from_coded_error, from_http_status, problem_response, retry_after
 from ingest.publisher import Publisher
 from ingest.ratelimit import TokenBucketLimiter
-from ingest.routes import eligibility, enrolment, events, health, hub, phone, vendors, webhooks
+from ingest.routes import cloud_webhooks, eligibility, enrolment, events, health, hub, phone, vendors, webhooks
 from ingest.settings import GatewaySettings, get_gateway_settings
 from ingest.state import Gateway, gateway, request_id
 from ingest.store import Store
@@ -182,6 +182,7 @@ def create_app(
                 if vcfg.polar_client_id and vcfg.polar_client_secret else None,
             )
         }
+        adapters.update(cloud_webhooks.adapters(vcfg, http, cfg.vendor_fetch_timeout_s))
         syncer = VendorSyncer(
             vcfg, cfg, store, publisher, relay, Connections(store.pool, vcfg.cipher(s.secrets_dir)), adapters
         )
@@ -209,7 +210,7 @@ def create_app(
         )
         if relay is not None:
             relay.start()
-        syncer.start(vendors.DAY_OF)
+        syncer.start({**vendors.DAY_OF, **cloud_webhooks.DAY_OF})
         try:
             yield {}
         finally:
@@ -231,7 +232,7 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (events, phone, enrolment, eligibility, webhooks, vendors, health, hub):
+    for module in (events, phone, enrolment, eligibility, webhooks, cloud_webhooks, vendors, health, hub):
         app.include_router(module.router)
     app.add_middleware(RequestContext)
     return app

@@ -34,6 +34,8 @@ class OAuthProvider:
     scope: str | None = None
     pkce: bool = True
     token_auth: str = "client_secret_basic"  # or client_secret_post
+    # Extra query parameters of the consent URL (Google: access_type=offline for a refresh token).
+    auth_params: tuple[tuple[str, str], ...] = ()
 
 
 def new_state() -> str:
@@ -60,7 +62,7 @@ def _client(p: OAuthProvider, redirect_uri: str | None = None, **kw: Any) -> Asy
 def authorization_url(p: OAuthProvider, redirect_uri: str, state: str, verifier: str) -> str:
     client = _client(p, redirect_uri)
     url, _ = client.create_authorization_url(
-        p.authorize_url, state=state, code_verifier=verifier if p.pkce else None
+        p.authorize_url, state=state, code_verifier=verifier if p.pkce else None, **dict(p.auth_params)
     )
     return str(url)
 
