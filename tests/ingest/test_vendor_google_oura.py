@@ -309,8 +309,13 @@ def test_oura_backfill_paging_running_totals_refresh_and_revocation(
         assert {e.start.astimezone(tz).date(): e.steps for e in got.values()} == want
         for e in got.values():  # Oura's day: from 4 a.m. to the local midnight of the same date
             assert e.start.astimezone(tz).hour == 4 and e.end.astimezone(tz).hour == 0
-        # One query per past day plus today's (with the revision day: two documents, two pages).
-        assert len([c for c in ofake.data_calls if c[0] == user]) == (today - first_day).days + 2
+        # One query per past day (asking one day more: whether end_date is inclusive is not public)
+        # and today's with its revision day; one document per page, so the queries page.
+        calls = [c[1:] for c in ofake.data_calls if c[0] == user]
+        days = [first_day + timedelta(days=k) for k in range((today - first_day).days)]
+        want = [(d.isoformat(), (d + timedelta(days=1)).isoformat()) for d in days]
+        want.append(((today - timedelta(days=1)).isoformat(), (today + timedelta(days=1)).isoformat()))
+        assert sorted(set(calls)) == sorted(set(want)) and len(calls) > len(set(calls))
         assert connection(db_settings, "oura", user)["synced_through"] == today - timedelta(days=1)
         refreshed = ofake.refreshes
         assert refreshed >= 1
