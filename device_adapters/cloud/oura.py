@@ -234,7 +234,8 @@ class OuraAdapter:
         self, token: dict[str, Any], day: dt.date, tz: str, ctx: DeviceContext, complete: bool
     ) -> list[ActivityInterval]:
         # Today re-reads the last days too: yesterday's Oura day runs on to 4 a.m. today, and a
-        # ring that syncs late rewrites earlier days (their totals replace, never add).
+        # ring that syncs late rewrites earlier days (their totals replace, never add). The zone is
+        # today's for those days too: a move within the last days shifts their cut by the zone change.
         first = day if complete else day - timedelta(days=self.revision_days)
         docs = await self.client.daily_activity(str(token["access_token"]), first, day)
         return day_intervals(docs, tz, ctx, datetime.now(UTC))
