@@ -203,7 +203,7 @@ class VendorSyncer:
         return out
 
     async def drain_once(self, day_of: dict[str, Callable[[Notification], dt.date | None]]) -> int:
-        batch = await self.connections.claim(20, lease_s=60.0)
+        batch = await self.connections.claim(20, lease_s=60.0, vendors=sorted(self.adapters))
         for n in batch:
             try:
                 await self.process(n, day_of[n.vendor])

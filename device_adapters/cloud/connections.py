@@ -198,18 +198,20 @@ class Connections:
             )
             return await cur.fetchone() is not None
 
-    async def claim(self, limit: int, lease_s: float) -> list[Notification]:
-        """Due notifications, leased: a gateway that dies while working on one leaves it due again."""
+    async def claim(self, limit: int, lease_s: float, vendors: list[str] | None = None) -> list[Notification]:
+        """Due notifications, leased: a gateway that dies while working on one leaves it due again.
+        `vendors`: only those (a gateway claims only what it has an integration for)."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 """update vendor_notifications n
                       set attempts = attempts + 1, next_attempt_at = now() + make_interval(secs => %s)
                      from (select vendor, notification_id from vendor_notifications
                             where status = 'pending' and next_attempt_at <= now()
+                              and (%s::text[] is null or vendor = any(%s::text[]))
                             order by next_attempt_at limit %s for update skip locked) due
                     where n.vendor = due.vendor and n.notification_id = due.notification_id
                 returning n.vendor, n.notification_id, n.vendor_user_id, n.payload, n.attempts""",
-                (lease_s, limit),
+                (lease_s, vendors, vendors, limit),
             )
             return [Notification(*r) for r in await cur.fetchall()]
 

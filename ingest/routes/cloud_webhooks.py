@@ -38,22 +38,25 @@ MAX_WEBHOOK_BYTES = 64 * 1024
 
 
 def adapters(vcfg: VendorSettings, http: httpx.AsyncClient, timeout_s: float) -> dict[str, CloudAdapter]:
+    """The vendors whose OAuth client is configured (a gateway without it neither answers their
+    webhooks nor claims their queued notifications)."""
+    out: dict[str, CloudAdapter] = {}
     g_secret, o_secret = vcfg.google_health_client_secret, vcfg.oura_client_secret
-    g = google_health.GoogleHealthAdapter(
-        google_health.GoogleHealthClient(http, vcfg.google_health_api_base, timeout_s),
-        google_health.provider(vcfg.google_health_client_id, g_secret.get_secret_value(),
-                               vcfg.google_health_authorize_url, vcfg.google_health_token_url)
-        if vcfg.google_health_client_id and g_secret else None,
-        vcfg.revision_days,
-    )
-    o = oura.OuraAdapter(
-        oura.OuraClient(http, vcfg.oura_api_base, timeout_s, vcfg.oura_client_id,
-                        o_secret.get_secret_value() if o_secret else None),
-        oura.provider(vcfg.oura_client_id, o_secret.get_secret_value(), vcfg.oura_authorize_url, vcfg.oura_token_url)
-        if vcfg.oura_client_id and o_secret else None,
-        vcfg.revision_days,
-    )
-    return {google_health.VENDOR: g, oura.VENDOR: o}
+    if vcfg.google_health_client_id and g_secret:
+        out[google_health.VENDOR] = google_health.GoogleHealthAdapter(
+            google_health.GoogleHealthClient(http, vcfg.google_health_api_base, timeout_s),
+            google_health.provider(vcfg.google_health_client_id, g_secret.get_secret_value(),
+                                   vcfg.google_health_authorize_url, vcfg.google_health_token_url),
+            vcfg.revision_days,
+        )
+    if vcfg.oura_client_id and o_secret:
+        out[oura.VENDOR] = oura.OuraAdapter(
+            oura.OuraClient(http, vcfg.oura_api_base, timeout_s, vcfg.oura_client_id, o_secret.get_secret_value()),
+            oura.provider(vcfg.oura_client_id, o_secret.get_secret_value(), vcfg.oura_authorize_url,
+                          vcfg.oura_token_url),
+            vcfg.revision_days,
+        )
+    return out
 
 
 def _google_day(n: Notification) -> dt.date | None:

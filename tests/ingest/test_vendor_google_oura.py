@@ -63,7 +63,8 @@ def vendor_overrides(g: GoogleHealthFake, o: OuraFake, **extra: Any) -> dict[str
         "oura_client_id": o.client_id, "oura_client_secret": SecretStr(o.client_secret),
         "oura_authorize_url": f"{o.base_url}/oauth/authorize", "oura_token_url": f"{o.base_url}/oauth/token",
         "oura_api_base": o.base_url, "oura_verification_token": SecretStr(O_TOKEN),
-        "revision_days": 1, **extra,
+        # One configuration for every gateway of this module: they share the notification queue.
+        "revision_days": 1, "backfill_days": 400, "user_rate_per_s": 1000.0, "user_burst": 1000, **extra,
     }
 
 
@@ -201,15 +202,6 @@ def test_google_subscriber_verification_forged_and_replayed(
     wait_queue_empty(db_settings, "google-health", user)
 
 
-@pytest.fixture()
-def google_limited(
-    db_settings: Settings, polar_fake: PolarFake, gfake: GoogleHealthFake, ofake: OuraFake
-) -> Iterator[TestClient]:
-    with build_client(db_settings, polar_fake, vendor=vendor_overrides(
-            gfake, ofake, backfill_days=400, user_rate_per_s=1000.0, user_burst=1000)) as c:
-        yield c
-
-
 def _last_dst_day(tz: ZoneInfo, before: date) -> date:
     d = before - timedelta(days=1)
     while datetime.combine(d, datetime.min.time(), tz).utcoffset() == datetime.combine(
@@ -234,9 +226,9 @@ def _care_since(db: Settings, since: date) -> Care:
 
 
 def test_google_rate_limit_paging_dst_day_and_zone_change(
-    google_limited: TestClient, gfake: GoogleHealthFake, db_settings: Settings
+    vclient: TestClient, gfake: GoogleHealthFake, db_settings: Settings
 ) -> None:
-    client = google_limited
+    client = vclient
     ny, la = ZoneInfo("America/New_York"), ZoneInfo("America/Los_Angeles")
     today = datetime.now(ny).date()
     dst = _last_dst_day(ny, today)
@@ -313,9 +305,9 @@ def test_oura_backfill_paging_running_totals_refresh_and_revocation(
         # and today's with its revision day; one document per page, so the queries page.
         calls = [c[1:] for c in ofake.data_calls if c[0] == user]
         days = [first_day + timedelta(days=k) for k in range((today - first_day).days)]
-        want = [(d.isoformat(), (d + timedelta(days=1)).isoformat()) for d in days]
-        want.append(((today - timedelta(days=1)).isoformat(), (today + timedelta(days=1)).isoformat()))
-        assert sorted(set(calls)) == sorted(set(want)) and len(calls) > len(set(calls))
+        queried = [(d.isoformat(), (d + timedelta(days=1)).isoformat()) for d in days]
+        queried.append(((today - timedelta(days=1)).isoformat(), (today + timedelta(days=1)).isoformat()))
+        assert sorted(set(calls)) == sorted(set(queried)) and len(calls) > len(set(calls))
         assert connection(db_settings, "oura", user)["synced_through"] == today - timedelta(days=1)
         refreshed = ofake.refreshes
         assert refreshed >= 1
@@ -401,19 +393,10 @@ def test_oura_challenge_subscriptions_forged_and_replayed(
     wait_queue_empty(db_settings, "oura", user)
 
 
-@pytest.fixture()
-def oura_long(
-    db_settings: Settings, polar_fake: PolarFake, gfake: GoogleHealthFake, ofake: OuraFake
-) -> Iterator[TestClient]:
-    with build_client(db_settings, polar_fake, vendor=vendor_overrides(
-            gfake, ofake, backfill_days=400, user_rate_per_s=1000.0, user_burst=1000)) as c:
-        yield c
-
-
 def test_oura_rate_limit_dst_day_and_zone_change(
-    oura_long: TestClient, ofake: OuraFake, db_settings: Settings
+    vclient: TestClient, ofake: OuraFake, db_settings: Settings
 ) -> None:
-    client = oura_long
+    client = vclient
     ny, la = ZoneInfo("America/New_York"), ZoneInfo("America/Los_Angeles")
     today = datetime.now(ny).date()
     dst = _last_dst_day(ny, today)
