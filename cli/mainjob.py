@@ -206,10 +206,11 @@ def run_main_job(patients: int, days: int, seed: int, via_ble: int = 0) -> int:
                   + (" (a replay of an earlier run: nothing was duplicated)" if new == (0, 0) else ""))
             _summary(conn, cohort, produced)
             from cli.vendor_demo import print_vendor_patients, run_vendor_patients
-            if not print_vendor_patients(run_vendor_patients(settings, days, seed)):
-                return 1
-            from cli.vendor_demo_wg import run_wg_patients  # Withings and Garmin patients
-            if not print_vendor_patients(run_wg_patients(settings, days, seed)):
+            from cli.vendor_demo_cloud import run_cloud_patients  # Google Health and Oura
+            from cli.vendor_demo_wg import run_wg_patients  # Withings and Garmin
+            if not print_vendor_patients(run_vendor_patients(settings, days, seed)
+                                         + run_cloud_patients(settings, days, seed)
+                                         + run_wg_patients(settings, days, seed)):
                 return 1
     finally:
         supervisor.stop()

@@ -6,7 +6,8 @@ rtm vendor rotate-key                       local stack: a new key first in the 
 rtm vendor reencrypt                        every stored token under the active key (after a rotation)
 rtm vendor migrate-legacy                   plain-text Polar tokens of ingest_vendor_links, encrypted
 rtm vendor polar-webhook --url URL          create, update or re-activate the AccessLink webhook
-rtm vendor fake polar [--port P]            serve the local AccessLink fake (demos)
+rtm vendor oura-subscribe --url URL         create or renew the Oura daily_activity subscriptions
+rtm vendor fake polar|google-health|oura [--port P]   serve a local vendor fake (demos)
 """
 
 from __future__ import annotations
@@ -149,13 +150,39 @@ def cmd_polar_webhook(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_oura_subscribe(args: argparse.Namespace) -> int:
+    import httpx
+
+    from device_adapters.cloud.oura import OuraClient
+    from device_adapters.cloud.settings import get_vendor_settings
+
+    v = get_vendor_settings()
+    if not v.oura_client_id or v.oura_client_secret is None or v.oura_verification_token is None:
+        print("error: set RTM_VENDOR_OURA_CLIENT_ID, _CLIENT_SECRET and _VERIFICATION_TOKEN", file=sys.stderr)
+        return 1
+
+    async def run() -> list[str]:
+        async with httpx.AsyncClient() as http:
+            client = OuraClient(http, v.oura_api_base, 30.0, v.oura_client_id,
+                                v.oura_client_secret.get_secret_value() if v.oura_client_secret else None)
+            token = v.oura_verification_token.get_secret_value() if v.oura_verification_token else ""
+            return await client.ensure_subscriptions(args.url, token)
+
+    print("; ".join(asyncio.run(run())) or "subscriptions current")
+    return 0
+
+
 def cmd_fake(args: argparse.Namespace) -> int:
+    from device_adapters.cloud.fakes.google_health import GoogleHealthFake
+    from device_adapters.cloud.fakes.oura import OuraFake
     from device_adapters.cloud.fakes.polar import PolarFake
     from device_adapters.cloud.fakes.server import serve
 
-    fake = PolarFake()
+    fake: PolarFake | GoogleHealthFake | OuraFake = (
+        PolarFake() if args.vendor == "polar" else GoogleHealthFake() if args.vendor == "google-health" else OuraFake()
+    )
     served = serve(fake.app(), args.port)
-    print(f"AccessLink fake on {served.url} (client id {fake.client_id}); Ctrl-C stops it")
+    print(f"{args.vendor} fake on {served.url} (client id {fake.client_id}); Ctrl-C stops it")
     try:
         while True:
             time.sleep(3600)
@@ -183,8 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--url", required=True, help="the gateway's public /v1/webhooks/polar URL")
     c.add_argument("--events", default="ACTIVITY_SUMMARY")
     c.set_defaults(func=cmd_polar_webhook)
+    c = sub.add_parser("oura-subscribe", help="create or renew the Oura daily_activity webhook subscriptions")
+    c.add_argument("--url", required=True, help="the gateway's public /v1/webhooks/oura URL")
+    c.set_defaults(func=cmd_oura_subscribe)
     c = sub.add_parser("fake", help="serve a vendor fake on 127.0.0.1 (demos and manual tests)")
-    c.add_argument("vendor", choices=["polar"])
+    c.add_argument("vendor", choices=["polar", "google-health", "oura"])
     c.add_argument("--port", type=int, default=8316)
     c.set_defaults(func=cmd_fake)
     return p

@@ -33,7 +33,7 @@ ZONES = ("America/Chicago", "Europe/Helsinki")  # one patient west, one east of 
 class VendorPatient:
     vendor: str
     patient_id: str
-    user: int
+    user: int | str
     tz: str
     vendor_steps: int
     stored_steps: int
@@ -181,9 +181,9 @@ def _run(settings: Settings, fake: PolarFake, gw_url: str, days: int, seed: int,
 
 
 def print_vendor_patients(rows: list[VendorPatient]) -> bool:
-    print("\nvendor-cloud patients (connected by OAuth through the gateway, backfilled, then a signed webhook):")
-    print(f"  {'vendor':7} {'patient':12} {'zone':16} {'days':>4} {'steps at vendor':>16} {'stored':>8} status")
+    print("\nvendor-cloud patients (connected by OAuth through the gateway, backfilled, then a verified webhook):")
+    print(f"  {'vendor':13} {'patient':18} {'zone':19} {'days':>4} {'steps at vendor':>16} {'stored':>8} status")
     for r in rows:
-        print(f"  {r.vendor:7} {r.patient_id:12} {r.tz:16} {r.days:>4} {r.vendor_steps:>16,} {r.stored_steps:>8,} "
+        print(f"  {r.vendor:13} {r.patient_id:18} {r.tz:19} {r.days:>4} {r.vendor_steps:>16,} {r.stored_steps:>8,} "
               f"{r.status}{'' if r.stored_steps == r.vendor_steps else '  MISMATCH'}")
     return all(r.stored_steps == r.vendor_steps for r in rows)

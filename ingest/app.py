@@ -33,7 +33,18 @@ from ingest.outbox import Relay
 from ingest.problems import Problem, from_coded_error, from_http_status, problem_response, retry_after
 from ingest.publisher import Publisher
 from ingest.ratelimit import TokenBucketLimiter
-from ingest.routes import eligibility, enrolment, events, health, hub, phone, vendor_webhooks, vendors, webhooks
+from ingest.routes import (
+    cloud_webhooks,
+    eligibility,
+    enrolment,
+    events,
+    health,
+    hub,
+    phone,
+    vendor_webhooks,
+    vendors,
+    webhooks,
+)
 from ingest.settings import GatewaySettings, get_gateway_settings
 from ingest.state import Gateway, gateway, request_id
 from ingest.store import Store
@@ -184,6 +195,7 @@ def create_app(
             **withings.adapters(http, vcfg, cfg.vendor_fetch_timeout_s),
             **garmin.adapters(http, vcfg, cfg.vendor_fetch_timeout_s),
         }
+        adapters.update(cloud_webhooks.adapters(vcfg, http, cfg.vendor_fetch_timeout_s))
         syncer = VendorSyncer(
             vcfg, cfg, store, publisher, relay, Connections(store.pool, vcfg.cipher(s.secrets_dir)), adapters
         )
@@ -211,7 +223,7 @@ def create_app(
         )
         if relay is not None:
             relay.start()
-        syncer.start(vendors.DAY_OF)
+        syncer.start({**vendors.DAY_OF, **cloud_webhooks.DAY_OF})
         try:
             yield {}
         finally:
@@ -233,7 +245,8 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (events, phone, enrolment, eligibility, webhooks, vendors, health, hub, vendor_webhooks):
+    routes = (events, phone, enrolment, eligibility, webhooks, cloud_webhooks, vendor_webhooks, vendors, health, hub)
+    for module in routes:
         app.include_router(module.router)
     app.add_middleware(RequestContext)
     return app

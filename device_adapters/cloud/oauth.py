@@ -39,6 +39,8 @@ class OAuthProvider:
     # request, and a hook that rewrites its answer into a standard one.
     token_params: tuple[tuple[str, str], ...] = ()
     token_response: Callable[[httpx.Response], httpx.Response] | None = None
+    # Extra query parameters of the consent URL (Google: access_type=offline for a refresh token).
+    auth_params: tuple[tuple[str, str], ...] = ()
 
 
 def new_state() -> str:
@@ -69,7 +71,7 @@ def _client(p: OAuthProvider, redirect_uri: str | None = None, **kw: Any) -> Asy
 def authorization_url(p: OAuthProvider, redirect_uri: str, state: str, verifier: str) -> str:
     client = _client(p, redirect_uri)
     url, _ = client.create_authorization_url(
-        p.authorize_url, state=state, code_verifier=verifier if p.pkce else None
+        p.authorize_url, state=state, code_verifier=verifier if p.pkce else None, **dict(p.auth_params)
     )
     return str(url)
 

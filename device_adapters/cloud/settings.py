@@ -44,6 +44,28 @@ class VendorSettings(BaseSettings):
     polar_authorize_url: str = "https://flow.polar.com/oauth2/authorization"
     polar_token_url: str = "https://polarremote.com/v2/oauth2/token"
 
+    # Google Health API v4 and Oura API v2: what a vendor may still revise after its day ended
+    # (a tracker that syncs late) is re-read on every sync of the connection, this many days back.
+    revision_days: int = 3
+
+    # --- Google Health API v4 ------------------------------------------------------------------
+    google_health_client_id: str | None = None
+    google_health_client_secret: SecretStr | None = None
+    google_health_authorize_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    google_health_token_url: str = "https://oauth2.googleapis.com/token"
+    google_health_api_base: str = "https://health.googleapis.com"
+    # The subscriber's endpoint secret (sent back verbatim as the Authorization header).
+    google_health_webhook_secret: SecretStr | None = None
+
+    # --- Oura API v2 ---------------------------------------------------------------------------
+    oura_client_id: str | None = None
+    oura_client_secret: SecretStr | None = None
+    oura_authorize_url: str = "https://cloud.ouraring.com/oauth/authorize"
+    oura_token_url: str = "https://api.ouraring.com/oauth/token"
+    oura_api_base: str = "https://api.ouraring.com"
+    # Ours, given to Oura at subscription; Oura's handshake GET must present it.
+    oura_verification_token: SecretStr | None = None
+
     # --- Withings and Garmin Health API ---------------------------------------------------------
     # The gateway's public base for vendor notifications (unset: redirect_base).
     webhook_base: str | None = None

@@ -15,7 +15,7 @@ from device_adapters.cloud.connections import Connections
 from device_adapters.cloud.crypto import TokenCipher, TokenKeyError, new_key_spec
 from device_adapters.cloud.fakes.polar import PolarFake
 from rtm.settings import Settings
-from tests.ingest.conftest import Care, enrol
+from tests.ingest.conftest import TOKEN_KEYS, Care, enrol
 from tests.ingest.test_vendor_polar import connect
 from tests.ingest.vendor_helpers import connection, wait_queue_empty
 
@@ -30,7 +30,8 @@ def test_rotation_reencrypts_every_token(client: TestClient, care: Care, db_sett
         async with AsyncConnectionPool(db_settings.dsn("writer"), min_size=1, max_size=2, open=False) as pool:
             old = Connections(pool, TokenCipher.from_spec(k1))
             await old.upsert("polar", "rot-user", dev.credential_id, "UTC", {"access_token": "secret-abc"})
-            rotated = Connections(pool, TokenCipher.from_spec(f"{k2},{k1}"))
+            # The session's key too: other tests' connections (every vendor's) are in the table.
+            rotated = Connections(pool, TokenCipher.from_spec(f"{k2},{k1},{TOKEN_KEYS}"))
             got = await rotated.get("polar", "rot-user")
             assert got is not None and got.token["access_token"] == "secret-abc"  # old key still opens it
             assert await rotated.reencrypt_all() >= 1

@@ -1,0 +1,173 @@
+"""The main job's Google Health and Oura patients: like the Polar ones (cli.vendor_demo), patients
+of the demo clinic connected through the real OAuth flow of a real gateway to a local fake of
+each vendor, backfilled, then kept current by a verified webhook; the stored step totals are
+checked against what the vendor holds. Oura's today is delivered twice (a running total that
+grows): the stored total is the last one, not the sum."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import httpx
+import psycopg
+from pydantic import SecretStr
+
+from cli.vendor_demo import VendorPatient, _minute_steps, _stored
+from device_adapters.cloud import oura
+from device_adapters.cloud.fakes.google_health import GoogleHealthFake
+from device_adapters.cloud.fakes.oura import OuraFake
+from device_adapters.cloud.fakes.server import ServedApp, serve
+from device_adapters.cloud.settings import VendorSettings
+from ingest.settings import GatewaySettings
+from ingest.tokens import CLINIC_PREFIX, hash_secret, new_token
+from rtm.settings import Settings
+from simulation.cohort import CLINIC_ID
+
+# (vendor, device model, zone): one patient each, far from the Polar patients' zones.
+PATIENTS = (("google-health", "google-health-cloud", "America/Los_Angeles"), ("oura", "oura-cloud", "Asia/Tokyo"))
+G_SECRET = "Bearer demo-google-subscriber"
+O_TOKEN = "demo-oura-verification"
+
+
+def _seed(settings: Settings, rows: list[tuple[str, str, str]], since: date) -> str:
+    pepper = GatewaySettings().pepper_bytes(settings.secrets_dir)
+    key_id, secret, token = new_token(CLINIC_PREFIX)
+    with psycopg.connect(settings.dsn("owner"), autocommit=True) as conn:
+        conn.execute("insert into clinics (clinic_id, name) values (%s, 'Demo Physical Therapy') "
+                     "on conflict do nothing", (CLINIC_ID,))
+        for patient_id, episode_id, model in rows:
+            conn.execute("insert into device_models (model_id, vendor, name) values (%s, %s, %s) "
+                         "on conflict do nothing", (model, model.removesuffix("-cloud"), f"{model} (vendor cloud)"))
+            conn.execute("insert into patients (patient_id, clinic_id) values (%s, %s) on conflict do nothing",
+                         (patient_id, CLINIC_ID))
+            conn.execute("insert into episodes (episode_id, patient_id, clinic_id, discipline, start_date) "
+                         "values (%s, %s, %s, 'PT', %s) on conflict do nothing",
+                         (episode_id, patient_id, CLINIC_ID, since))
+        conn.execute("insert into ingest_clinic_keys (key_id, clinic_id, secret_hash) values (%s, %s, %s)",
+                     (key_id, CLINIC_ID, hash_secret(pepper, secret)))
+    return token
+
+
+def _credential(http: httpx.Client, settings: Settings, clinic: str, patient: str, episode: str, model: str,
+                since: datetime) -> str:
+    device = f"{patient}-{model}"
+    r = http.post("/v1/enrolments", headers={"Authorization": f"Bearer {clinic}"}, json={
+        "patient_id": patient, "episode_id": episode, "device_id": device, "model_id": model,
+        "body_site": "wrist_left", "valid_from": since.isoformat()})
+    if r.status_code == 201:
+        return str(r.json()["credential_id"])
+    with psycopg.connect(settings.dsn("writer")) as conn:  # enrolled by an earlier run
+        row = conn.execute("select credential_id from ingest_device_credentials where device_id = %s "
+                           "and revoked_at is null", (device,)).fetchone()
+    if row is None:
+        raise RuntimeError(f"enrolling {device} failed: {r.status_code} {r.text}")
+    return str(row[0])
+
+
+def run_cloud_patients(settings: Settings, days: int, seed: int, timeout_s: float = 120.0) -> list[VendorPatient]:
+    days = max(1, min(days, 28))
+    g, o = GoogleHealthFake(), OuraFake()
+    served: list[ServedApp] = []
+    try:
+        for fake in (g, o):
+            s = serve(fake.app())
+            served.append(s)
+            fake.base_url = s.url
+        from ingest.app import create_app  # the gateway, only when the demo runs
+        from rtm.stack.broker import free_port
+
+        port = free_port()
+        vcfg = VendorSettings(
+            google_health_client_id=g.client_id, google_health_client_secret=SecretStr(g.client_secret),
+            google_health_authorize_url=f"{g.base_url}/o/oauth2/v2/auth", google_health_token_url=f"{g.base_url}/token",
+            google_health_api_base=g.base_url, google_health_webhook_secret=SecretStr(G_SECRET),
+            oura_client_id=o.client_id, oura_client_secret=SecretStr(o.client_secret),
+            oura_authorize_url=f"{o.base_url}/oauth/authorize", oura_token_url=f"{o.base_url}/oauth/token",
+            oura_api_base=o.base_url, oura_verification_token=SecretStr(O_TOKEN),
+            syncer_poll_s=0.2, backfill_days=days, user_rate_per_s=50.0, user_burst=100,
+            redirect_base=f"http://127.0.0.1:{port}",
+        )
+        gateway = serve(create_app(settings, GatewaySettings(), vendor_config=vcfg), port=port, lifespan=True)
+        served.append(gateway)
+        return _run(settings, g, o, gateway.url, days, seed, timeout_s)
+    finally:
+        for s in reversed(served):
+            s.stop()
+
+
+def _run(settings: Settings, g: GoogleHealthFake, o: OuraFake, gw_url: str, days: int, seed: int,
+         timeout_s: float) -> list[VendorPatient]:
+    rows = [(f"{vendor}-{seed}", f"{vendor}-{seed}-ep", model) for vendor, model, _ in PATIENTS]
+    since = datetime.now(UTC) - timedelta(days=days)
+    clinic = _seed(settings, rows, since.date() - timedelta(days=1))
+    out: list[tuple[str, str, str, str, int, int, datetime]] = []
+    with httpx.Client(base_url=gw_url, timeout=30) as http:
+        for k, ((patient, episode, model), (vendor, _, tz)) in enumerate(zip(rows, PATIENTS, strict=True)):
+            zone = ZoneInfo(tz)
+            user = f"{vendor}-user-{seed}"
+            today = datetime.now(zone).date()
+            start = since.astimezone(zone).date() + timedelta(days=1)  # the first whole local day enrolled
+            total = 0
+            for n in range((today - start).days):
+                d = start + timedelta(days=n)
+                steps = [s for _, s in _minute_steps(seed, 80_000 + 100 * k + n, d)]
+                if vendor == "google-health":
+                    g.add_minutes(user, tz, d, 0, steps)
+                else:
+                    o.set_day(user, d, sum(steps), tz)
+                total += sum(steps)
+            cred = _credential(http, settings, clinic, patient, episode, model, since)
+            r = http.post(f"/v1/vendor-connections/{vendor}/authorize",
+                          headers={"Authorization": f"Bearer {clinic}"}, json={"credential_id": cred, "tz": tz})
+            r.raise_for_status()
+            consent = g.consent if vendor == "google-health" else o.consent
+            back = httpx.URL(consent(r.json()["authorization_url"], user))
+            http.get(f"/v1/oauth/{vendor}/callback?{back.query.decode()}").raise_for_status()
+            out.append((vendor, patient, user, tz, total, (today - start).days + 1,
+                        datetime.combine(start, datetime.min.time(), zone)))
+    # Webhooks: Google verifies the subscriber endpoint (two POSTs), Oura runs its challenge.
+    r = httpx.post(f"{g.base_url}/v4/projects/demo/subscribers", headers={"Authorization": "Bearer demo"},
+                   json={"endpointUri": f"{gw_url}/v1/webhooks/google-health",
+                         "endpointAuthorization": {"secret": G_SECRET}}, timeout=30)
+    if r.status_code != 200:
+        raise RuntimeError(f"the Google subscriber was not created: {r.text}")
+
+    async def subscribe() -> None:
+        async with httpx.AsyncClient() as h:
+            await oura.OuraClient(h, o.base_url, 10.0, o.client_id, o.client_secret).ensure_subscriptions(
+                f"{gw_url}/v1/webhooks/oura", O_TOKEN)
+
+    asyncio.run(subscribe())
+    results: list[VendorPatient] = []
+    for i, (vendor, patient, user, tz, total, n, window) in enumerate(out):
+        now = datetime.now(ZoneInfo(tz))
+        today, minute = now.date(), now.hour * 60 + now.minute
+        steps = [s for _, s in _minute_steps(seed, 90_000 + i, today)][: max(minute - 1, 0)]
+        if vendor == "google-health":
+            g.add_minutes(user, tz, today, 0, steps)
+            status = g.push(user, now.astimezone(UTC) - timedelta(minutes=5), now.astimezone(UTC))
+        elif now.hour >= oura.DAY_START.hour:  # Oura's today has begun: a running total, twice
+            o.set_day(user, today, sum(steps) // 2, tz)
+            if o.push(user, today) != 200:
+                raise RuntimeError("the gateway refused Oura's delivery")
+            time.sleep(1.0)  # a later delivery: another timestamp, another notification
+            o.set_day(user, today, sum(steps), tz)
+            status = o.push(user, today)
+        else:
+            status, steps = 200, []
+        if status != 200:
+            raise RuntimeError(f"the gateway answered {vendor}'s webhook with {status}")
+        out[i] = (vendor, patient, user, tz, total + sum(steps), n, window)
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(base_url=gw_url, timeout=30) as http:
+        for vendor, patient, user, tz, total, n, window in out:
+            while (stored := _stored(settings, patient, window)) != total and time.monotonic() < deadline:
+                time.sleep(0.5)
+            health = http.get(f"/v1/vendor-connections?patient_id={patient}",
+                              headers={"Authorization": f"Bearer {clinic}"}).json()["connections"]
+            results.append(VendorPatient(vendor, patient, user, tz, total, stored, n,
+                                         health[0]["status"] if health else "missing"))
+    return results
