@@ -133,9 +133,9 @@ def _summary(conn: psycopg.Connection[Any], cohort: Cohort, produced: Produced) 
         sets.setdefault(patient, []).append((float(day), float(rom) if rom is not None else np.nan, int(reps)))
     periods = max((k[1] for k in supply), default=0) + 1
     head = "".join(f"{f'period {k + 1}':>14}" for k in range(periods))
-    print(f"\n{'patient':<18}{'exercise':<19}{'sim':<11}{head}{'reps':>11}{'ROM trend':>17}  "
+    print(f"\n{'patient':<25}{'exercise':<19}{'sim':<11}{head}{'reps':>11}{'ROM trend':>17}  "
           f"{'management codes':<22}open flags")
-    print(f"{'':<18}{'':<19}{'':<11}{'(days code)':>14}{'':>{14 * (periods - 1)}}{'found/true':>11}")
+    print(f"{'':<25}{'':<19}{'':<11}{'(days code)':>14}{'':>{14 * (periods - 1)}}{'found/true':>11}")
     for p in cohort.patients:
         rows = sets.get(p.patient_id, [])
         found = sum(r[2] for r in rows)
@@ -147,7 +147,7 @@ def _summary(conn: psycopg.Connection[Any], cohort: Cohort, produced: Produced) 
         trend = _rom_trend(list(map(float, per_day)), [float(np.median(v)) for v in per_day.values()])
         cols = "".join(f"{supply.get((p.patient_id, k), '-'):>14}" for k in range(periods))
         codes = ",".join(sorted(set(management.get(p.patient_id, [])))) or "-"
-        print(f"{p.patient_id:<18}{p.exercise:<19}{p.trend:<11}{cols}{f'{found}/{truth.reps}':>11}{trend:>17}  "
+        print(f"{p.patient_id:<25}{p.exercise:<19}{p.trend:<11}{cols}{f'{found}/{truth.reps}':>11}{trend:>17}  "
               f"{codes:<22}{' '.join(flags.get(p.patient_id, [])) or '-'}")
     total_found = sum(r[2] for rows in sets.values() for r in rows)
     total_true = sum(t.reps for t in produced.truth.values())

@@ -74,8 +74,10 @@ class Cohort:
 def make_cohort(n_patients: int, days: int, seed: int, start: date | None = None) -> Cohort:
     rng = np.random.default_rng(seed)
     first = start or (datetime.now(UTC).date() - timedelta(days=days))
-    # The cohort's shape is part of every id: a cohort of another size or length is other people.
-    tag = f"{seed}n{n_patients}d{days}"
+    # The cohort's shape and first day are part of every id: a cohort of another size, length or
+    # start is other people, so a run on a later day never collides with an earlier run's records,
+    # while a rerun on the same day replays the same events (and must store nothing new).
+    tag = f"{seed}n{n_patients}d{days}s{first:%y%m%d}"
     patients = []
     for i in range(n_patients):
         exercise = list(EXERCISES)[i % len(EXERCISES)]
