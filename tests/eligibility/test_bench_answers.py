@@ -32,7 +32,10 @@ def _digest(settings) -> tuple[int, str]:
     pol = available_policies()
     results = [r for p in ids for r in compute_patient(inputs[p], pol, as_of)]
     plan = plan_writes({}, _prepare(results), SaveStats())
-    return len(plan.copy_rows), hashlib.sha256(b"".join(plan.copy_rows)).hexdigest()
+    # The digest was taken before `gates_failed` was added as the rows' last column (migration 0841):
+    # that column is derived from the explanation (its own test checks it), so it is left out here.
+    lines = [line.rsplit(b"\t", 1)[0] + b"\n" for line in plan.copy_rows]
+    return len(lines), hashlib.sha256(b"".join(lines)).hexdigest()
 
 
 def test_benchmark_cohort_rows_match_previous_implementation(stack_settings):
