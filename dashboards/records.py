@@ -488,7 +488,7 @@ _CONNECTIONS_SQL = """
 
 def _connection(r: Sequence[Any], now: datetime, silent_days: int) -> VendorConnection:
     problem, words = connection_in_words(r[4], r[7], r[10], now, silent_days)
-    return VendorConnection(*r, problem=problem, words=words)
+    return VendorConnection(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], problem, words)
 
 
 def vendor_connections(conn: Conn, patient_id: str, silent_days: int,
