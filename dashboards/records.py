@@ -434,6 +434,88 @@ def daily_sets(conn: Conn, patient_ids: Sequence[str], days: int) -> dict[str, l
     return out
 
 
+# Vendor-cloud connections (migration 0940: the app reads their health, never their tokens).
+VENDOR_NAMES: dict[str, str] = {"polar": "Polar", "google": "Google Health", "oura": "Oura",
+                                "withings": "Withings", "garmin": "Garmin"}  # fmt: skip
+_STATUS_WORDS: dict[str, str] = {
+    "reauthorization_required": "needs the patient to reconnect: the vendor no longer accepts our access",
+    "revoked": "access revoked at the vendor: needs the patient to reconnect",
+    "disconnected": "disconnected: no longer synced",
+}
+
+
+@dataclass(frozen=True)
+class VendorConnection:
+    vendor: str
+    patient_id: str
+    external_ref: str | None
+    device_id: str
+    status: str
+    token_expires_at: datetime | None
+    synced_through: date | None
+    last_success_at: datetime | None
+    last_error_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    problem: bool  # the therapist must act (or at least know): re-authorisation, revocation, silence
+    words: str
+
+    @property
+    def vendor_name(self) -> str:
+        return VENDOR_NAMES.get(self.vendor, self.vendor)
+
+
+def connection_in_words(status: str, last_success_at: datetime | None, created_at: datetime, now: datetime,
+                        silent_days: int) -> tuple[bool, str]:  # fmt: skip
+    """A connection's state in words and whether it is a problem: not active (except a deliberate
+    disconnection), or active without a successful sync for `silent_days` (counted from the
+    connection's creation when it never synced, so a new one is not silent at once)."""
+    if status != "active":
+        return status != "disconnected", _STATUS_WORDS.get(status, status.replace("_", " "))
+    days = (now - (last_success_at or created_at)).days
+    if days < silent_days:
+        return False, "syncing"
+    if last_success_at is None:
+        return True, f"no successful sync since it was connected {days} days ago"
+    return True, f"no successful sync for {days} days"
+
+
+_CONNECTIONS_SQL = """
+    select v.vendor, v.patient_id, p.external_ref, v.device_id, v.status, v.token_expires_at, v.synced_through,
+           v.last_success_at, v.last_error_at, v.last_error, v.created_at
+      from app_vendor_connections v join patients p using (patient_id)"""
+
+
+def _connection(r: Sequence[Any], now: datetime, silent_days: int) -> VendorConnection:
+    problem, words = connection_in_words(r[4], r[7], r[10], now, silent_days)
+    return VendorConnection(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], problem, words)
+
+
+def vendor_connections(conn: Conn, patient_id: str, silent_days: int,
+                       now: datetime | None = None) -> list[VendorConnection]:  # fmt: skip
+    """The patient's vendor-cloud connections with their health in words, problems first."""
+    now = now or datetime.now(UTC)
+    rows = conn.execute(_CONNECTIONS_SQL + " where v.patient_id = %s order by v.vendor, v.created_at",
+                        (patient_id,)).fetchall()  # fmt: skip
+    found = [_connection(r, now, silent_days) for r in rows]
+    return sorted(found, key=lambda c: not c.problem)
+
+
+def connection_problems(conn: Conn, clinic_id: str, silent_days: int,
+                        now: datetime | None = None) -> list[VendorConnection]:  # fmt: skip
+    """The clinic's connections that need attention (re-authorisation, revoked, silent for
+    `silent_days`), of live enrolments: needing the patient first, then the longest silent."""
+    now = now or datetime.now(UTC)
+    rows = conn.execute(
+        _CONNECTIONS_SQL + """
+         where v.clinic_id = %s and v.enrolment_revoked_at is null and v.status <> 'disconnected'
+           and (v.status <> 'active' or coalesce(v.last_success_at, v.created_at) <= %s - make_interval(days => %s))
+         order by v.status = 'active', coalesce(v.last_success_at, v.created_at), v.vendor, v.patient_id""",
+        (clinic_id, now, silent_days),
+    ).fetchall()
+    return [c for c in (_connection(r, now, silent_days) for r in rows) if c.problem]
+
+
 def snooze(conn: Conn, clinic_id: str, flag_id: int, hours: int, by: str) -> None:
     row = conn.execute("select 1 from therapist_flags where flag_id = %s", (flag_id,)).fetchone()
     if row is None:

@@ -214,12 +214,13 @@ def create_app(settings: Settings | None = None, app_settings: AppSettings | Non
         limit = max(1, min(limit, 1000))  # the most urgent first; a longer list on request
         with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
             items, total = records.queue(conn, me.staff.clinic_id, limit=limit)
-            records.audit(conn, me.staff, "view queue", sorted({i.patient_id for i in items}), ip(request),
-                          request.headers.get("user-agent"))
+            connections = records.connection_problems(conn, me.staff.clinic_id, a.silent_device_days)
+            shown = {i.patient_id for i in items} | {c.patient_id for c in connections}
+            records.audit(conn, me.staff, "view queue", sorted(shown), ip(request), request.headers.get("user-agent"))
         sparks = {i.flag_id: charts.sparkline(i.daily, f"exercise sets per day, last {len(i.daily)} days")
                   for i in items}
         return page(request, "queue.html", me, items=items, sparks=sparks, now=datetime.now(UTC),
-                    total=total, limit=limit)
+                    total=total, limit=limit, connections=connections)
 
     def _flag_action(request: Request, me: Session, flag_id: int, action: str, note: str | None,
                      hours: int | None) -> Response:  # fmt: skip
@@ -385,7 +386,9 @@ def create_app(settings: Settings | None = None, app_settings: AppSettings | Non
                 slope=fit.slope if fit else None, intercept=fit.intercept if fit else None, target=target)
         steps_chart = charts.bars([float(d[2] or 0) for d in days], "steps per day") if days else None
         calendar = _calendar(supply, {d[0]: bool(d[1]) for d in days}, today)
+        connections = records.vendor_connections(conn, patient_id, a.silent_device_days)
         return {"episodes": episodes, "prescriptions": prescriptions, "devices": devices, "pending": pending,
+                "connections": connections,
                 "flags": [(*f[:6], records.reason_in_words(f[1], f[6] or {})) for f in flags],
                 "sets": sets[-20:], "rom_chart": rom_chart, "steps_chart": steps_chart, "calendar": calendar,
                 "supply": supply, "minutes": minutes, "minutes_text": minutes_text, "entries": entries,
