@@ -52,16 +52,17 @@ def _minute_steps(seed: int, user: int, d: date) -> list[tuple[str, int]]:
     return [(f"{d.isoformat()}T{m // 60:02d}:{m % 60:02d}", int(s)) for m, s in enumerate(steps)]
 
 
-def _seed(settings: Settings, patients: list[tuple[str, str]], since: date) -> str:
-    """Patients, episodes and a device model in the demo clinic; a clinic API key (returned)."""
+def seed_clinic(settings: Settings, rows: list[tuple[str, str, str, str]], since: date) -> str:
+    """Patients, episodes and their device models in the demo clinic (rows: patient, episode, model,
+    vendor); a new clinic API key (returned). Idempotent: a rerun reuses what an earlier run made."""
     pepper = GatewaySettings().pepper_bytes(settings.secrets_dir)
     key_id, secret, token = new_token(CLINIC_PREFIX)
     with psycopg.connect(settings.dsn("owner"), autocommit=True) as conn:
         conn.execute("insert into clinics (clinic_id, name) values (%s, 'Demo Physical Therapy') "
                      "on conflict do nothing", (CLINIC_ID,))
-        conn.execute("insert into device_models (model_id, vendor, name) values (%s, 'polar', 'Polar (AccessLink)') "
-                     "on conflict do nothing", (MODEL,))
-        for patient_id, episode_id in patients:
+        for patient_id, episode_id, model, vendor in rows:
+            conn.execute("insert into device_models (model_id, vendor, name) values (%s, %s, %s) "
+                         "on conflict do nothing", (model, vendor, f"{vendor.title()} (vendor cloud)"))
             conn.execute("insert into patients (patient_id, clinic_id) values (%s, %s) on conflict do nothing",
                          (patient_id, CLINIC_ID))
             conn.execute("insert into episodes (episode_id, patient_id, clinic_id, discipline, start_date) "
@@ -72,12 +73,11 @@ def _seed(settings: Settings, patients: list[tuple[str, str]], since: date) -> s
     return token
 
 
-def _credential(
-    http: httpx.Client, settings: Settings, clinic: str, patient: str, episode: str, since: datetime
-) -> str:
-    device = f"{patient}-polar"
+def enrol_credential(http: httpx.Client, settings: Settings, clinic: str, patient: str, episode: str,
+                     device: str, model: str, since: datetime) -> str:
+    """The device's credential, enrolled through the gateway's clinic API (or by an earlier run)."""
     r = http.post("/v1/enrolments", headers={"Authorization": f"Bearer {clinic}"}, json={
-        "patient_id": patient, "episode_id": episode, "device_id": device, "model_id": MODEL,
+        "patient_id": patient, "episode_id": episode, "device_id": device, "model_id": model,
         "body_site": "wrist_left", "valid_from": since.isoformat()})
     if r.status_code == 201:
         return str(r.json()["credential_id"])
@@ -126,7 +126,7 @@ def _run(settings: Settings, fake: PolarFake, gw_url: str, days: int, seed: int,
          timeout_s: float) -> list[VendorPatient]:
     patients = [(f"polar-{seed}-{k}", f"polar-{seed}-{k}-ep") for k in range(len(ZONES))]
     since = datetime.now(UTC) - timedelta(days=days)
-    clinic = _seed(settings, patients, since.date() - timedelta(days=1))
+    clinic = seed_clinic(settings, [(p, e, MODEL, "polar") for p, e in patients], since.date() - timedelta(days=1))
     fake.deliver = lambda url, body, headers: httpx.post(
         f"{gw_url}/v1/webhooks/polar", content=body, headers=headers, timeout=10).status_code
     out_users: list[tuple[str, int, str, int, int]] = []
@@ -143,7 +143,7 @@ def _run(settings: Settings, fake: PolarFake, gw_url: str, days: int, seed: int,
                 slots = _minute_steps(seed, user, d)
                 fake.add_day(user, d.isoformat(), slots)
                 total += sum(s for _, s in slots)
-            cred = _credential(http, settings, clinic, patient, episode, since)
+            cred = enrol_credential(http, settings, clinic, patient, episode, f"{patient}-polar", MODEL, since)
             r = http.post("/v1/vendor-connections/polar/authorize", headers={"Authorization": f"Bearer {clinic}"},
                           json={"credential_id": cred, "tz": tz})
             r.raise_for_status()

@@ -8,63 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import httpx
-import psycopg
 from pydantic import SecretStr
 
-from cli.vendor_demo import VendorPatient, _minute_steps, _stored
+from cli.vendor_demo import VendorPatient, _minute_steps, _stored, enrol_credential, seed_clinic
 from device_adapters.cloud import oura
 from device_adapters.cloud.fakes.google_health import GoogleHealthFake
 from device_adapters.cloud.fakes.oura import OuraFake
 from device_adapters.cloud.fakes.server import ServedApp, serve
 from device_adapters.cloud.settings import VendorSettings
 from ingest.settings import GatewaySettings
-from ingest.tokens import CLINIC_PREFIX, hash_secret, new_token
 from rtm.settings import Settings
-from simulation.cohort import CLINIC_ID
 
 # (vendor, device model, zone): one patient each, far from the Polar patients' zones.
 PATIENTS = (("google-health", "google-health-cloud", "America/Los_Angeles"), ("oura", "oura-cloud", "Asia/Tokyo"))
 G_SECRET = "Bearer demo-google-subscriber"
 O_TOKEN = "demo-oura-verification"
-
-
-def _seed(settings: Settings, rows: list[tuple[str, str, str]], since: date) -> str:
-    pepper = GatewaySettings().pepper_bytes(settings.secrets_dir)
-    key_id, secret, token = new_token(CLINIC_PREFIX)
-    with psycopg.connect(settings.dsn("owner"), autocommit=True) as conn:
-        conn.execute("insert into clinics (clinic_id, name) values (%s, 'Demo Physical Therapy') "
-                     "on conflict do nothing", (CLINIC_ID,))
-        for patient_id, episode_id, model in rows:
-            conn.execute("insert into device_models (model_id, vendor, name) values (%s, %s, %s) "
-                         "on conflict do nothing", (model, model.removesuffix("-cloud"), f"{model} (vendor cloud)"))
-            conn.execute("insert into patients (patient_id, clinic_id) values (%s, %s) on conflict do nothing",
-                         (patient_id, CLINIC_ID))
-            conn.execute("insert into episodes (episode_id, patient_id, clinic_id, discipline, start_date) "
-                         "values (%s, %s, %s, 'PT', %s) on conflict do nothing",
-                         (episode_id, patient_id, CLINIC_ID, since))
-        conn.execute("insert into ingest_clinic_keys (key_id, clinic_id, secret_hash) values (%s, %s, %s)",
-                     (key_id, CLINIC_ID, hash_secret(pepper, secret)))
-    return token
-
-
-def _credential(http: httpx.Client, settings: Settings, clinic: str, patient: str, episode: str, model: str,
-                since: datetime) -> str:
-    device = f"{patient}-{model}"
-    r = http.post("/v1/enrolments", headers={"Authorization": f"Bearer {clinic}"}, json={
-        "patient_id": patient, "episode_id": episode, "device_id": device, "model_id": model,
-        "body_site": "wrist_left", "valid_from": since.isoformat()})
-    if r.status_code == 201:
-        return str(r.json()["credential_id"])
-    with psycopg.connect(settings.dsn("writer")) as conn:  # enrolled by an earlier run
-        row = conn.execute("select credential_id from ingest_device_credentials where device_id = %s "
-                           "and revoked_at is null", (device,)).fetchone()
-    if row is None:
-        raise RuntimeError(f"enrolling {device} failed: {r.status_code} {r.text}")
-    return str(row[0])
 
 
 def run_cloud_patients(settings: Settings, days: int, seed: int, timeout_s: float = 120.0) -> list[VendorPatient]:
@@ -102,7 +64,8 @@ def _run(settings: Settings, g: GoogleHealthFake, o: OuraFake, gw_url: str, days
          timeout_s: float) -> list[VendorPatient]:
     rows = [(f"{vendor}-{seed}", f"{vendor}-{seed}-ep", model) for vendor, model, _ in PATIENTS]
     since = datetime.now(UTC) - timedelta(days=days)
-    clinic = _seed(settings, rows, since.date() - timedelta(days=1))
+    clinic = seed_clinic(settings, [(p, e, m, m.removesuffix("-cloud")) for p, e, m in rows],
+                         since.date() - timedelta(days=1))
     out: list[tuple[str, str, str, str, int, int, datetime]] = []
     with httpx.Client(base_url=gw_url, timeout=30) as http:
         for k, ((patient, episode, model), (vendor, _, tz)) in enumerate(zip(rows, PATIENTS, strict=True)):
@@ -119,7 +82,7 @@ def _run(settings: Settings, g: GoogleHealthFake, o: OuraFake, gw_url: str, days
                 else:
                     o.set_day(user, d, sum(steps), tz)
                 total += sum(steps)
-            cred = _credential(http, settings, clinic, patient, episode, model, since)
+            cred = enrol_credential(http, settings, clinic, patient, episode, f"{patient}-{model}", model, since)
             r = http.post(f"/v1/vendor-connections/{vendor}/authorize",
                           headers={"Authorization": f"Bearer {clinic}"}, json={"credential_id": cred, "tz": tz})
             r.raise_for_status()

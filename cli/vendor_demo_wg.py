@@ -18,10 +18,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
-import psycopg
 from pydantic import SecretStr
 
-from cli.vendor_demo import VendorPatient, _minute_steps, _seed, _stored
+from cli.vendor_demo import VendorPatient, _minute_steps, _stored, enrol_credential, seed_clinic
 from device_adapters.cloud.fakes.garmin import GarminFake
 from device_adapters.cloud.fakes.server import ServedApp, serve
 from device_adapters.cloud.fakes.withings import WithingsFake
@@ -52,26 +51,6 @@ def _epochs(user: str, minutes: list[tuple[int, int]], tz: ZoneInfo) -> list[dic
                     "durationInSeconds": 900, "activeTimeInSeconds": 600, "startTimeInSeconds": start,
                     "startTimeOffsetInSeconds": int(offset.total_seconds()) if offset else 0})
     return out
-
-
-def _device(settings: Settings, http: httpx.Client, clinic: str, patient: str, episode: str,
-            vendor: str, since: datetime) -> str:
-    model = f"{vendor}-cloud"
-    with psycopg.connect(settings.dsn("owner"), autocommit=True) as conn:
-        conn.execute("insert into device_models (model_id, vendor, name) values (%s, %s, %s) on conflict do nothing",
-                     (model, vendor, f"{vendor.title()} (vendor cloud)"))
-    device = f"{patient}-{vendor}"
-    r = http.post("/v1/enrolments", headers={"Authorization": f"Bearer {clinic}"}, json={
-        "patient_id": patient, "episode_id": episode, "device_id": device, "model_id": model,
-        "body_site": "wrist_left", "valid_from": since.isoformat()})
-    if r.status_code == 201:
-        return str(r.json()["credential_id"])
-    with psycopg.connect(settings.dsn("writer")) as conn:  # enrolled by an earlier run
-        row = conn.execute("select credential_id from ingest_device_credentials where device_id = %s "
-                           "and revoked_at is null", (device,)).fetchone()
-    if row is None:
-        raise RuntimeError(f"enrolling {device} failed: {r.status_code} {r.text}")
-    return str(row[0])
 
 
 def run_wg_patients(settings: Settings, days: int, seed: int, timeout_s: float = 120.0) -> list[VendorPatient]:
@@ -109,7 +88,8 @@ def _run(settings: Settings, wfake: WithingsFake, gfake: GarminFake, gw_url: str
          timeout_s: float) -> list[VendorPatient]:
     patients = [(f"{v}-{seed}-0", f"{v}-{seed}-0-ep") for v, _ in PATIENTS]
     since = datetime.now(UTC) - timedelta(days=days)
-    clinic = _seed(settings, patients, since.date() - timedelta(days=1))
+    clinic = seed_clinic(settings, [(p, e, f"{v}-cloud", v) for (p, e), (v, _) in zip(patients, PATIENTS, strict=True)],
+                         since.date() - timedelta(days=1))
     todo: list[tuple[str, str, int, str, int, int, datetime]] = []
     with httpx.Client(base_url=gw_url, timeout=30) as http:
         for k, ((patient, episode), (vendor, tzname)) in enumerate(zip(patients, PATIENTS, strict=True)):
@@ -124,7 +104,8 @@ def _run(settings: Settings, wfake: WithingsFake, gfake: GarminFake, gw_url: str
                 for n in range((today - start).days):
                     d = start + timedelta(days=n)
                     gfake.upload(str(user), "epochs", _epochs(str(user), _minutes(seed, user, d, tz), tz))
-            cred = _device(settings, http, clinic, patient, episode, vendor, since)
+            cred = enrol_credential(http, settings, clinic, patient, episode, f"{patient}-{vendor}",
+                                    f"{vendor}-cloud", since)
             r = http.post(f"/v1/vendor-connections/{vendor}/authorize", headers={"Authorization": f"Bearer {clinic}"},
                           json={"credential_id": cred, "tz": tzname})
             r.raise_for_status()

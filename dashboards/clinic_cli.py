@@ -29,6 +29,15 @@ app = typer.Typer(name="clinic", help="Onboarding for clinic IT: patients, episo
 Clinic = Annotated[str, typer.Option(help="clinic id (row-level security confines the command to it)")]
 Actor = Annotated[str | None, typer.Option(help="who the audit log names (default cli:<os user>)")]
 AsJson = Annotated[bool, typer.Option("--json", help="print one JSON object")]
+# The episode's fields, shared by add-patient and add-episode.
+Discipline = Annotated[str, typer.Option(help="PT | OT | SLP")]
+BillingTherapist = Annotated[str, typer.Option(help="practitioner id of the billing therapist")]
+EpisodeStart = Annotated[str, typer.Option(help="episode start date, YYYY-MM-DD")]
+PayerPolicy = Annotated[str, typer.Option(help="payer policy id")]
+ConsentDate = Annotated[str | None, typer.Option(help="date consent was obtained, YYYY-MM-DD")]
+PlanStart = Annotated[str | None, typer.Option(help="plan of care from, YYYY-MM-DD")]
+PlanEnd = Annotated[str | None, typer.Option(help="plan of care until, YYYY-MM-DD")]
+SetupDocumented = Annotated[bool, typer.Option(help="set-up and education documented")]
 
 
 @contextmanager
@@ -71,23 +80,20 @@ def _policies() -> list[str]:
     return sorted(available_policies())
 
 
-
-
-
 @app.command("add-patient")
 def add_patient(
     clinic: Clinic,
     mrn: Annotated[str, typer.Option(help="the patient's external id (MRN or the EMR's id)")],
     tz: Annotated[str, typer.Option(help="IANA time zone, e.g. America/Chicago")],
-    discipline: Annotated[str, typer.Option(help="PT | OT | SLP")],
+    discipline: Discipline,
     icd10: Annotated[str, typer.Option(help="ICD-10-CM codes, comma-separated, e.g. M17.11,Z96.651")],
-    billing_therapist: Annotated[str, typer.Option(help="practitioner id of the billing therapist")],
-    start: Annotated[str, typer.Option(help="episode start date, YYYY-MM-DD")],
-    payer_policy: Annotated[str, typer.Option(help="payer policy id")] = "medicare-2026",
-    consent: Annotated[str | None, typer.Option(help="date consent was obtained, YYYY-MM-DD")] = None,
-    plan_start: Annotated[str | None, typer.Option(help="plan of care from, YYYY-MM-DD")] = None,
-    plan_end: Annotated[str | None, typer.Option(help="plan of care until, YYYY-MM-DD")] = None,
-    setup_documented: Annotated[bool, typer.Option(help="set-up and education documented")] = False,
+    billing_therapist: BillingTherapist,
+    start: EpisodeStart,
+    payer_policy: PayerPolicy = "medicare-2026",
+    consent: ConsentDate = None,
+    plan_start: PlanStart = None,
+    plan_end: PlanEnd = None,
+    setup_documented: SetupDocumented = False,
     actor: Actor = None,
     as_json: AsJson = False,
 ) -> None:
@@ -112,15 +118,15 @@ def add_patient(
 def add_episode(
     clinic: Clinic,
     patient: Annotated[str, typer.Option(help="patient id")],
-    discipline: Annotated[str, typer.Option(help="PT | OT | SLP")],
+    discipline: Discipline,
     icd10: Annotated[str, typer.Option(help="ICD-10-CM codes, comma-separated")],
-    billing_therapist: Annotated[str, typer.Option(help="practitioner id of the billing therapist")],
-    start: Annotated[str, typer.Option(help="episode start date, YYYY-MM-DD")],
-    payer_policy: Annotated[str, typer.Option(help="payer policy id")] = "medicare-2026",
-    consent: Annotated[str | None, typer.Option(help="date consent was obtained, YYYY-MM-DD")] = None,
-    plan_start: Annotated[str | None, typer.Option(help="plan of care from, YYYY-MM-DD")] = None,
-    plan_end: Annotated[str | None, typer.Option(help="plan of care until, YYYY-MM-DD")] = None,
-    setup_documented: Annotated[bool, typer.Option(help="set-up and education documented")] = False,
+    billing_therapist: BillingTherapist,
+    start: EpisodeStart,
+    payer_policy: PayerPolicy = "medicare-2026",
+    consent: ConsentDate = None,
+    plan_start: PlanStart = None,
+    plan_end: PlanEnd = None,
+    setup_documented: SetupDocumented = False,
     actor: Actor = None,
     as_json: AsJson = False,
 ) -> None:
