@@ -385,12 +385,18 @@ def create_app(settings: Settings | None = None, app_settings: AppSettings | Non
                 xs, ys, f"range of motion per set over {xs[-1]:.0f} days, with trend and target",
                 slope=fit.slope if fit else None, intercept=fit.intercept if fit else None, target=target)
         steps_chart = charts.bars([float(d[2] or 0) for d in days], "steps per day") if days else None
+        # Active minutes (the step processor's per-minute classification) over the last week, summed
+        # in the database: a week of minutes is at most about 10,000 rows of one patient.
+        active_week = conn.execute(
+            """select count(*) filter (where active) from app_activity_minutes
+                where patient_id = %s and time >= now() - interval '7 days'""", (patient_id,)).fetchone()
         calendar = _calendar(supply, {d[0]: bool(d[1]) for d in days}, today)
         connections = records.vendor_connections(conn, patient_id, a.silent_device_days)
         return {"episodes": episodes, "prescriptions": prescriptions, "devices": devices, "pending": pending,
                 "connections": connections,
                 "flags": [(*f[:6], records.reason_in_words(f[1], f[6] or {})) for f in flags],
                 "sets": sets[-20:], "rom_chart": rom_chart, "steps_chart": steps_chart, "calendar": calendar,
+                "active_week": int(active_week[0]) if active_week else 0,
                 "supply": supply, "minutes": minutes, "minutes_text": minutes_text, "entries": entries,
                 "timer": timer, "activities": list(TimeActivity), "channels": list(TimeChannel),
                 "today": today, "silent_days": a.silent_device_days,
