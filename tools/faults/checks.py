@@ -168,11 +168,16 @@ def settle(connect: Callable[[], Conn], acked: dict[uuid.UUID, Item], patients: 
     started = last_change = time.monotonic()
     last: tuple[int, ...] | None = None
     all_stored_at: float | None = None
+    was_starting = False
     while True:
         restarted = revive()
         notes += restarted
-        if starting():
+        # The quiet clock restarts on the first look that finds every worker ready, not at the last
+        # look that found one starting (up to a poll earlier).
+        is_starting = starting()
+        if is_starting or was_starting:
             last_change = time.monotonic()
+        was_starting = is_starting
         try:
             with connect() as conn:
                 s = stored_events(conn, acked)
