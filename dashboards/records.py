@@ -56,62 +56,6 @@ def _valid_codes(v: object) -> object:
     return v
 
 
-class EpisodeForm(BaseModel):
-    """An episode of care of a patient of the clinic."""
-
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
-
-    discipline: Literal["PT", "OT", "SLP"]
-    payer_policy: str = Field(min_length=1, max_length=64)
-    diagnosis_codes: list[str] = Field(min_length=1, description="ICD-10-CM codes")
-    billing_practitioner_id: str = Field(min_length=1)
-    start_date: date
-    consent_date: date | None = None
-    plan_of_care_start: date | None = None
-    plan_of_care_end: date | None = None
-    setup_documented: bool = False
-
-    @field_validator("diagnosis_codes", mode="before")
-    @classmethod
-    def _codes(cls, v: object) -> object:
-        return _valid_codes(v)
-
-    @field_validator("plan_of_care_end")
-    @classmethod
-    def _dates(cls, v: date | None, info: ValidationInfo) -> date | None:
-        start = info.data.get("plan_of_care_start")
-        if v is not None and start is not None and v < start:
-            raise ValueError("the plan of care ends before it starts")
-        return v
-
-
-class PatientForm(EpisodeForm):
-    """A patient and their first episode of care, saved together or not at all."""
-
-    external_ref: str = Field(min_length=1, max_length=64, description="MRN or the EMR's id")
-    tz: str = Field(description="IANA time zone, e.g. America/Chicago")
-
-    @field_validator("tz")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        return _valid_tz(v)
-
-
-class PatientEdit(BaseModel):
-    """What can change of a patient: the EMR's id and the time zone (from now on; days already
-    past keep the zone they were lived in)."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    external_ref: str = Field(min_length=1, max_length=64, description="MRN or the EMR's id")
-    tz: str = Field(description="IANA time zone, e.g. America/Chicago")
-
-    @field_validator("tz")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        return _valid_tz(v)
-
-
 class EpisodeEdit(BaseModel):
     """What can change of an episode (its start and discharge have their own operations)."""
 
@@ -138,6 +82,36 @@ class EpisodeEdit(BaseModel):
         if v is not None and start is not None and v < start:
             raise ValueError("the plan of care ends before it starts")
         return v
+
+
+class EpisodeForm(EpisodeEdit):
+    """An episode of care of a patient of the clinic (a form's other fields, e.g. its CSRF token,
+    are ignored)."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    start_date: date
+
+
+class PatientEdit(BaseModel):
+    """What can change of a patient: the EMR's id and the time zone (from now on; days already
+    past keep the zone they were lived in)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    external_ref: str = Field(min_length=1, max_length=64, description="MRN or the EMR's id")
+    tz: str = Field(description="IANA time zone, e.g. America/Chicago")
+
+    @field_validator("tz")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        return _valid_tz(v)
+
+
+class PatientForm(EpisodeForm, PatientEdit):
+    """A patient and their first episode of care, saved together or not at all."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
 
 class FieldError(ValueError):
