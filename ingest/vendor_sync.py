@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -219,11 +220,7 @@ class VendorSyncer:
         carries = n.payload.get("kind") in CARRIED and hasattr(self.adapters.get(n.vendor), "notified_items")
         out = await self.sync(n.vendor, n.vendor_user_id, day_of(n), n if carries else None)
         if out.status == "retry" and n.attempts < self.vcfg.notification_max_attempts:
-            backoff = min(
-                self.vcfg.notification_backoff_s * 2 ** (n.attempts - 1), self.vcfg.notification_backoff_max_s
-            )
-            at = out.retry_at or self.now() + timedelta(seconds=backoff)
-            await self.connections.finish(n, "pending", out.detail, at)
+            await self.connections.finish(n, "pending", out.detail, out.retry_at or self._backoff(n))
         elif out.status == "retry":
             await self.connections.finish(n, "failed", out.detail)
             out = Outcome("failed", out.detail)
@@ -231,14 +228,35 @@ class VendorSyncer:
             await self.connections.finish(n, "done", None)
         return out
 
+    def _backoff(self, n: Notification) -> datetime:
+        """When a failed notification is due again: doubling from `notification_backoff_s`, capped."""
+        backoff = min(self.vcfg.notification_backoff_s * 2 ** (n.attempts - 1), self.vcfg.notification_backoff_max_s)
+        return self.now() + timedelta(seconds=backoff)
+
     async def drain_once(self, day_of: dict[str, Callable[[Notification], dt.date | None]]) -> int:
         batch = await self.connections.claim(20, lease_s=60.0, vendors=sorted(self.adapters))
         for n in batch:
             try:
                 await self.process(n, day_of[n.vendor])
-            except Exception:  # one bad notification must not stop the queue; it stays leased
-                log.exception("processing a %s notification failed", n.vendor)
+            except Exception as exc:  # one bad notification must not stop the queue
+                # Type and place only: an exception's text may quote the vendor's (patient) data.
+                where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+                log.error("processing a %s notification failed: %s at %s", n.vendor, type(exc).__name__,
+                          f"{where.filename}:{where.lineno}" if where else "?")
+                await self._unexpected(n, exc)
         return len(batch)
+
+    async def _unexpected(self, n: Notification, exc: Exception) -> None:
+        """An error no adapter anticipated backs off like a vendor failure and fails for good after
+        `notification_max_attempts`, rather than coming back every lease for ever. The stored error
+        names the exception's type only."""
+        error = f"unexpected {type(exc).__name__} while syncing"
+        with contextlib.suppress(Exception):  # the database itself failed: the lease expires instead
+            if n.attempts >= self.vcfg.notification_max_attempts:
+                await self.connections.finish(n, "failed", error)
+            else:
+                await self.connections.finish(n, "pending", error, self._backoff(n))
+            SYNCS.labels(n.vendor, "error").inc()
 
     def wake(self) -> None:
         """A notification was queued by this process: look now rather than at the next poll."""

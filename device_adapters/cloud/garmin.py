@@ -47,6 +47,7 @@ import httpx
 import orjson
 
 from device_adapters.cloud.connections import Notification
+from device_adapters.cloud.documents import append_valid
 from device_adapters.cloud.errors import VendorUnavailable, raise_for_vendor
 from device_adapters.cloud.oauth import OAuthProvider
 from device_adapters.cloud.settings import VendorSettings
@@ -87,13 +88,13 @@ def epoch_intervals(items: list[dict[str, Any]], ctx: DeviceContext) -> list[Act
     for t, parts in sorted(windows.items()):
         start = datetime.fromtimestamp(t, UTC)
         duration = max(int(p.get("durationInSeconds") or 900) for p in parts)
-        out.append(ActivityInterval(
-            patient_id=ctx.patient_id, episode_id=ctx.episode_id, provenance=provenance,
+        append_valid(
+            out, VENDOR, patient_id=ctx.patient_id, episode_id=ctx.episode_id, provenance=provenance,
             source="vendor_cloud", start=start, end=start + timedelta(seconds=max(1, duration)),
             steps=sum(int(p.get("steps") or 0) for p in parts),
             active_minutes=sum(float(p.get("activeTimeInSeconds") or 0) for p in parts) / 60.0,
             zone_offset_s=_offset_s(parts[0]),
-        ))
+        )
     return out
 
 
@@ -109,11 +110,11 @@ def daily_intervals(items: list[dict[str, Any]], ctx: DeviceContext) -> list[Act
         # A 25-hour DST day is longer than an interval may be: its last hour is folded into the
         # day's first 24 (the total is kept; only its spread over the hours shifts).
         span = min(timedelta(seconds=int(item.get("durationInSeconds") or 86400)), MAX_INTERVAL)
-        out.append(ActivityInterval(
-            patient_id=ctx.patient_id, episode_id=ctx.episode_id, provenance=provenance,
+        append_valid(
+            out, VENDOR, patient_id=ctx.patient_id, episode_id=ctx.episode_id, provenance=provenance,
             source="vendor_cloud", source_record_id=f"daily:{date}", start=start, end=start + span,
             steps=int(item.get("steps") or 0), zone_offset_s=_offset_s(item),
-        ))
+        )
     return out
 
 

@@ -41,6 +41,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from device_adapters.cloud.documents import append_valid
 from device_adapters.cloud.errors import VendorUnavailable, raise_for_vendor
 from device_adapters.cloud.oauth import OAuthProvider
 from device_adapters.context import DeviceContext
@@ -133,11 +134,11 @@ def step_intervals(points: list[DataPoint], ctx: DeviceContext) -> list[Activity
         if p.steps is None:
             continue
         iv = p.steps.interval
-        out.append(ActivityInterval(
-            patient_id=ctx.patient_id, episode_id=ctx.episode_id, provenance=provenance,
+        append_valid(
+            out, VENDOR, patient_id=ctx.patient_id, episode_id=ctx.episode_id, provenance=provenance,
             source="vendor_cloud", start=iv.startTime.astimezone(UTC), end=iv.endTime.astimezone(UTC),
             steps=p.steps.count, zone_offset_s=iv.startUtcOffset,
-        ))
+        )
     return out
 
 

@@ -39,6 +39,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from device_adapters.cloud.documents import append_valid
 from device_adapters.cloud.errors import VendorUnavailable, raise_for_vendor
 from device_adapters.cloud.oauth import OAuthProvider
 from device_adapters.context import DeviceContext
@@ -116,12 +117,12 @@ def day_intervals(
         if end <= start:  # a document of a day that has not begun here: nothing to place yet
             continue
         offset = start.astimezone(zone).utcoffset()
-        out.append(ActivityInterval(
-            patient_id=ctx.patient_id, episode_id=ctx.episode_id, provenance=provenance,
+        append_valid(
+            out, VENDOR, patient_id=ctx.patient_id, episode_id=ctx.episode_id, provenance=provenance,
             source="vendor_cloud", source_record_id=f"oura-daily-activity:{d.day.isoformat()}",
             start=start, end=end, steps=d.steps,
             zone_offset_s=None if offset is None else int(offset.total_seconds()),
-        ))
+        )
     return out
 
 

@@ -41,6 +41,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from device_adapters.cloud.documents import append_valid
 from device_adapters.cloud.errors import VendorUnavailable, raise_for_vendor
 from device_adapters.cloud.oauth import OAuthProvider
 from device_adapters.context import DeviceContext
@@ -128,17 +129,16 @@ def step_intervals(
     out: list[ActivityInterval] = []
     for start, steps in slots:
         offset = start.astimezone(zone).utcoffset()
-        out.append(
-            ActivityInterval(
-                patient_id=ctx.patient_id,
-                episode_id=ctx.episode_id,
-                provenance=provenance,
-                source="vendor_cloud",
-                start=start,
-                end=start + step,
-                steps=steps,
-                zone_offset_s=None if offset is None else int(offset.total_seconds()),
-            )
+        append_valid(
+            out, VENDOR,
+            patient_id=ctx.patient_id,
+            episode_id=ctx.episode_id,
+            provenance=provenance,
+            source="vendor_cloud",
+            start=start,
+            end=start + step,
+            steps=steps,
+            zone_offset_s=None if offset is None else int(offset.total_seconds()),
         )
     return out
 

@@ -38,6 +38,7 @@ import httpx
 import orjson
 
 from device_adapters.cloud.connections import Notification
+from device_adapters.cloud.documents import append_valid
 from device_adapters.cloud.errors import RateLimited, VendorRejected, VendorUnavailable, raise_for_vendor
 from device_adapters.cloud.oauth import OAuthProvider
 from device_adapters.cloud.settings import VendorSettings
@@ -119,12 +120,12 @@ def step_intervals(series: dict[str, Any], start_s: int, end_s: int, tz: str,
         duration = int(entry.get("duration") or 60)  # seconds the sample covers
         start = datetime.fromtimestamp(t, UTC)
         offset = start.astimezone(zone).utcoffset()
-        out.append(ActivityInterval(
-            patient_id=ctx.patient_id, episode_id=ctx.episode_id, provenance=provenance,
+        append_valid(
+            out, VENDOR, patient_id=ctx.patient_id, episode_id=ctx.episode_id, provenance=provenance,
             source="vendor_cloud", start=start, end=start + timedelta(seconds=max(1, duration)),
             steps=int(entry["steps"]),
             zone_offset_s=None if offset is None else int(offset.total_seconds()),
-        ))
+        )
     return out
 
 

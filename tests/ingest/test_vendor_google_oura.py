@@ -17,6 +17,7 @@ import orjson
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from psycopg.types.json import Jsonb
 from pydantic import SecretStr
 
 from device_adapters.cloud import google_health, oura
@@ -28,7 +29,7 @@ from device_adapters.cloud.fakes.server import serve
 from rtm.settings import Settings
 from tests.ingest.conftest import Care, Device, build_client, enrol, make_care
 from tests.ingest.test_upload import assert_problem
-from tests.ingest.vendor_helpers import connection, intervals, wait_queue_empty
+from tests.ingest.vendor_helpers import connection, intervals, notification, wait_queue_empty
 
 pytestmark = pytest.mark.integration
 G_HOOK, O_HOOK = "/v1/webhooks/google-health", "/v1/webhooks/oura"
@@ -312,8 +313,13 @@ def test_oura_backfill_paging_running_totals_refresh_and_revocation(
         refreshed = ofake.refreshes
         assert refreshed >= 1
 
-        # Running totals through the day, and a late ring sync that rewrites yesterday.
-        for steps in (1500, 4200):
+        # Running totals through the day, and a late ring sync that rewrites yesterday. Today's
+        # totals stay within what a walker can take since Oura's day began at 4 a.m. (at most 100
+        # and 250 a minute), so the test holds at any hour.
+        local_now = datetime.now(tz)
+        since_4 = int((local_now - local_now.replace(hour=4, minute=0, second=0)).total_seconds() // 60)
+        totals = (min(1500, 100 * max(1, since_4)), min(4200, 250 * max(1, since_4)))
+        for steps in totals:
             ofake.set_day(user, today, steps, "Europe/Helsinki")
             ofake.set_day(user, today - timedelta(days=1), steps + 1, "Europe/Helsinki")
             body, headers = ofake.delivery(user, today)
@@ -321,9 +327,9 @@ def test_oura_backfill_paging_running_totals_refresh_and_revocation(
             wait_queue_empty(db_settings, "oura", user)
         got = intervals(db_settings, care.patient_id, dev.device_id)
         by_day = {e.start.astimezone(tz).date(): e.steps for e in got.values()}
-        if datetime.now(tz).hour >= 4:  # before 4 a.m. Oura's today has not begun
-            assert by_day[today] == 4200
-        assert by_day[today - timedelta(days=1)] == 4201
+        if since_4 >= 1:  # before 4 a.m. Oura's today has not begun (nor in its first minute)
+            assert by_day[today] == totals[1]  # the running total replaced, never added
+        assert by_day[today - timedelta(days=1)] == totals[1] + 1
         assert ofake.refreshes > refreshed  # rotated single-use refresh tokens were kept each time
 
         ofake.revoke(user)
@@ -429,3 +435,49 @@ def test_oura_rate_limit_dst_day_and_zone_change(
     moved = got[700]  # yesterday, in Los Angeles: Oura's day and ours are Los Angeles's
     assert moved.start == datetime.combine(yday, oura.DAY_START, la).astimezone(UTC)
     assert moved.end == datetime.combine(today, datetime.min.time(), la).astimezone(UTC)
+
+
+def test_a_document_breaking_the_contract_is_dropped_not_fatal() -> None:
+    """More steps than Oura's day so far allows (a ring clock ahead, a vendor bug): that document
+    is dropped and counted; the other days of the same answer are kept."""
+    from device_adapters.cloud.documents import DROPPED
+    from device_adapters.context import DeviceContext
+
+    ctx = DeviceContext(patient_id="p-doc", episode_id="e-doc", device_id="d-doc")
+    tz = ZoneInfo("Europe/Helsinki")
+    now = datetime(2026, 3, 10, 4, 10, tzinfo=tz)  # ten minutes into Oura's day
+    docs = [oura.DailyActivity(id="a", day=date(2026, 3, 9), steps=9000),
+            oura.DailyActivity(id="b", day=date(2026, 3, 10), steps=4200)]  # 420 a minute
+    before = DROPPED.labels(oura.VENDOR)._value.get()
+    got = oura.day_intervals(docs, "Europe/Helsinki", ctx, now)
+    assert [(i.start.astimezone(tz).date(), i.steps) for i in got] == [(date(2026, 3, 9), 9000)]
+    assert DROPPED.labels(oura.VENDOR)._value.get() == before + 1
+    docs[1] = oura.DailyActivity(id="b", day=date(2026, 3, 10), steps=2500)  # 250 a minute: kept
+    assert [i.steps for i in oura.day_intervals(docs, "Europe/Helsinki", ctx, now)] == [9000, 2500]
+
+
+def test_a_notification_that_cannot_be_processed_backs_off_then_fails(
+    vclient: TestClient, db_settings: Settings
+) -> None:
+    """A queued notification whose processing raises something no adapter anticipated (here a
+    corrupt interval in a stored Google notification) backs off with its error type recorded and
+    fails for good at the attempt limit; it does not come back every lease for ever."""
+    bad = {"interval": {"startTime": "not a time"}}
+    with psycopg.connect(db_settings.dsn("writer"), autocommit=True) as conn:
+        for nid, attempts in (("corrupt-1", 0), ("corrupt-2", 7)):  # the limit in these tests: 8
+            conn.execute(
+                "insert into vendor_notifications (vendor, notification_id, vendor_user_id, payload, attempts) "
+                "values (%s, %s, %s, %s, %s) on conflict do nothing",
+                (google_health.VENDOR, nid, f"g-{nid}", Jsonb(bad), attempts),
+            )
+    deadline = time.monotonic() + 30
+    first = last = None
+    while time.monotonic() < deadline:
+        first = notification(db_settings, google_health.VENDOR, "corrupt-1")
+        last = notification(db_settings, google_health.VENDOR, "corrupt-2")
+        if first and last and first["last_error"] and last["status"] == "failed":
+            break
+        time.sleep(0.1)
+    assert first is not None and last is not None
+    assert first["last_error"] == "unexpected ValueError while syncing" and first["attempts"] >= 1
+    assert last == {"status": "failed", "attempts": 8, "last_error": "unexpected ValueError while syncing"}
