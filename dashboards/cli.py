@@ -83,19 +83,35 @@ def alerts(
     RTM_APP_ALERT_INTERVAL_S seconds (or once)."""
     import time
 
+    import psycopg
+
     from dashboards import alerts as al
     from dashboards.settings import get_app_settings
     from rtm.db import connect
+    from rtm.retrying import Backoff
 
     a = get_app_settings()
-    with connect("writer", autocommit=True) as conn:
-        while True:
-            stats = al.run_round(conn, a)
-            typer.echo(f"alerts: {stats.planned} planned, {stats.sent} sent, {stats.retried} to retry, "
-                       f"{stats.failed} given up")
+    # A connection per round: a database restart between rounds costs nothing. One that is away
+    # is waited for with back-off and said so; `--once` (a cron job) fails instead.
+    backoff = Backoff(initial_s=1.0, max_s=a.alert_interval_s)
+    while True:
+        try:
+            with connect("writer", autocommit=True) as conn:
+                stats = al.run_round(conn, a)
+        except psycopg.OperationalError as exc:
             if once:
-                return
-            time.sleep(a.alert_interval_s)
+                raise
+            delay = backoff.next()
+            typer.echo(f"alerts: the database is unavailable ({type(exc).__name__}); trying again in "
+                       f"{delay:.0f} s", err=True)
+            time.sleep(delay)
+            continue
+        backoff.reset()
+        typer.echo(f"alerts: {stats.planned} planned, {stats.sent} sent, {stats.retried} to retry, "
+                   f"{stats.failed} given up")
+        if once:
+            return
+        time.sleep(a.alert_interval_s)
 
 
 def main(argv: list[str]) -> int:

@@ -219,3 +219,28 @@ def test_signature_is_standard_webhooks() -> None:
     secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     sig = alerts.sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, b'{"test": 2432232314}')
     assert sig == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+def test_the_alert_loop_waits_for_a_database_that_is_away_and_says_so() -> None:
+    """`rtm app alerts` outlives a database that is down (a restart): it says so and backs off,
+    instead of dying with a traceback; `--once` (a cron job) fails with the reason."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    rtm = str(Path(sys.executable).with_name("rtm"))
+    env = {**os.environ, "RTM_PG_PORT": str(_free_port())}  # nothing listens there
+    once = subprocess.run([rtm, "app", "alerts", "--once"], env=env, capture_output=True, text=True, timeout=60)
+    assert once.returncode != 0 and "connection failed" in once.stderr
+    loop = subprocess.Popen([rtm, "app", "alerts"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert loop.stderr is not None
+        said = [loop.stderr.readline() for _ in range(2)]
+        assert loop.poll() is None  # still running, waiting for the database
+        assert [re.sub(r"\d+ s$", "N s", line.strip()) for line in said] == \
+            ["alerts: the database is unavailable (OperationalError); trying again in N s"] * 2
+        assert [int(re.findall(r"(\d+) s$", line.strip())[0]) for line in said] == [1, 2]  # backing off
+    finally:
+        loop.terminate()
+        loop.wait(timeout=10)
