@@ -162,6 +162,7 @@ app.add_typer(bench_app, name="bench")
 
 
 def _register_parts() -> None:
+    from cli.deadletters import register as register_deadletters
     from cli.provision import register as register_provision
     from cli.vendor import register as register_vendor
     from device_adapters.hub.cli import register as register_hub
@@ -172,6 +173,7 @@ def _register_parts() -> None:
     register_eligibility(app)
     register_hub(app)
     register_provision(app)
+    register_deadletters(app)
     register_vendor(app)
     from dashboards.cli import app as clinic_app
 

@@ -199,6 +199,47 @@ def test_an_event_the_database_refuses_is_dead_lettered_and_the_rest_is_stored(
     assert "foreign key" in letters[0]["detail"]
 
 
+def test_dead_letters_are_summarised_without_patient_data_and_replayed_after_the_fix(
+    worker: WorkerProcess, fast: Settings, db: psycopg.Connection[Any]
+) -> None:
+    """`rtm deadletters`: the operator sees how many records were set aside and why (never whose),
+    fixes the cause (here: the patient row was missing) and replays them; the worker stores them."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    since = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
+    patient = f"pat-late-{uuid.uuid4().hex[:6]}"
+    prov = Provenance(adapter="test", vendor="acme", device_id="phone-y")
+    change = TimezoneChange(patient_id=patient, provenance=prov, effective_from=datetime(2026, 5, 1, tzinfo=UTC),
+                            tz="Europe/Madrid")
+    produce(fast, [change])
+    assert [x["reason"] for x in asyncio.run(read_dead_letters(fast, change.key(), want=1))] == ["rejected_by_database"]
+
+    rtm = str(Path(sys.executable).with_name("rtm"))
+    env = {**os.environ, "RTM_KAFKA_BOOTSTRAP": fast.kafka_bootstrap}
+
+    def run(*args: str) -> str:
+        done = subprocess.run([rtm, "deadletters", *args], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    table = run("summary", "--since", since.isoformat())
+    row = next(line for line in table.splitlines() if line.startswith("rtm.raw.timezone.v1"))
+    assert row.split()[1] == "rejected_by_database" and int(row.split()[2]) >= 1
+    assert patient not in table
+
+    db.execute("insert into clinics (clinic_id, name) values ('clinic-t', 'Test') on conflict do nothing")
+    db.execute("insert into patients (patient_id, clinic_id) values (%s, 'clinic-t')", (patient,))
+    args = ("--reason", "rejected_by_database", "--source-topic", "rtm.raw.timezone.v1", "--since", since.isoformat())
+    assert "would replay" in run("replay", *args, "--dry-run")
+    out = run("replay", *args)
+    assert out.startswith("replayed ") and patient not in out
+    wait_for(lambda: db.execute("select tz from patient_timezones where patient_id = %s", (patient,)).fetchall(),
+             lambda rows: rows == [("Europe/Madrid",)])
+
+
 # --------------------------------------------------------------------------- scale-out and restarts
 
 DERIVED = {
