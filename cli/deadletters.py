@@ -16,7 +16,7 @@ import asyncio
 import base64
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
@@ -70,10 +70,18 @@ async def read_all(settings: Settings) -> list[Letter]:
         await consumer.stop()
 
 
+def _after(dead_at: str, since: datetime) -> bool:
+    try:
+        at = datetime.fromisoformat(dead_at)
+    except ValueError:  # a letter without a readable time is never excluded by one
+        return True
+    return at >= (since if since.tzinfo else since.replace(tzinfo=UTC))  # a bare time is UTC
+
+
 def _chosen(letters: list[Letter], reason: str | None, source: str | None, since: datetime | None) -> list[Letter]:
     return [x for x in letters if (reason is None or x.reason == reason)
             and (source is None or x.source_topic == source)
-            and (since is None or x.dead_at >= since.isoformat())]
+            and (since is None or _after(x.dead_at, since))]
 
 
 @app.command()
