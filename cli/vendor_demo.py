@@ -96,7 +96,28 @@ def _stored(settings: Settings, patient: str, since: datetime) -> int:
     return int(row[0]) if row else 0
 
 
-def run_vendor_patients(settings: Settings, days: int, seed: int, timeout_s: float = 120.0) -> list[VendorPatient]:
+def wait_stored(settings: Settings, patient: str, since: datetime, total: int, stall_s: float) -> int:
+    """The vendor steps stored for the patient once they reach `total`, or once nothing more has
+    arrived for `stall_s` (a busy machine takes longer for four weeks of minutes; a stuck sync
+    makes no progress at all)."""
+    stored, last_change = _stored(settings, patient, since), time.monotonic()
+    while stored != total and time.monotonic() - last_change < stall_s:
+        time.sleep(0.5)
+        now = _stored(settings, patient, since)
+        if now != stored:
+            stored, last_change = now, time.monotonic()
+    return stored
+
+
+def demo_ids(vendor: str, seed: int, since: datetime, k: int | None = None) -> tuple[str, str]:
+    """Patient and episode of a demo vendor patient. The first day is part of them: a run on another
+    day (or with another --days) enrols anew from its own first day, while a rerun on the same day
+    replays onto the same patient and stores nothing new."""
+    patient = f"{vendor}-{seed}s{since:%y%m%d}" + ("" if k is None else f"-{k}")
+    return patient, f"{patient}-ep"
+
+
+def run_vendor_patients(settings: Settings, days: int, seed: int, timeout_s: float = 60.0) -> list[VendorPatient]:
     days = max(1, min(days, 28))
     fake = PolarFake(webhook_secret=f"demo-webhook-{seed}".encode())
     served_fake = serve(fake.app())
@@ -124,8 +145,8 @@ def run_vendor_patients(settings: Settings, days: int, seed: int, timeout_s: flo
 
 def _run(settings: Settings, fake: PolarFake, gw_url: str, days: int, seed: int,
          timeout_s: float) -> list[VendorPatient]:
-    patients = [(f"polar-{seed}-{k}", f"polar-{seed}-{k}-ep") for k in range(len(ZONES))]
     since = datetime.now(UTC) - timedelta(days=days)
+    patients = [demo_ids("polar", seed, since, k) for k in range(len(ZONES))]
     clinic = seed_clinic(settings, [(p, e, MODEL, "polar") for p, e in patients], since.date() - timedelta(days=1))
     fake.deliver = lambda url, body, headers: httpx.post(
         f"{gw_url}/v1/webhooks/polar", content=body, headers=headers, timeout=10).status_code
@@ -168,11 +189,9 @@ def _run(settings: Settings, fake: PolarFake, gw_url: str, days: int, seed: int,
             if status != 200:
                 raise RuntimeError(f"the gateway answered the webhook with {status}")
             out_users[i] = (patient, user, tz, total + sum(s for _, s in slots), n)
-        deadline = time.monotonic() + timeout_s
         results: list[VendorPatient] = []
         for patient, user, tz, total, n in out_users:
-            while (stored := _stored(settings, patient, windows[patient])) != total and time.monotonic() < deadline:
-                time.sleep(0.5)
+            stored = wait_stored(settings, patient, windows[patient], total, timeout_s)
             health = http.get(f"/v1/vendor-connections?patient_id={patient}",
                               headers={"Authorization": f"Bearer {clinic}"}).json()["connections"]
             results.append(VendorPatient("polar", patient, user, tz, total, stored, n,
@@ -182,8 +201,8 @@ def _run(settings: Settings, fake: PolarFake, gw_url: str, days: int, seed: int,
 
 def print_vendor_patients(rows: list[VendorPatient]) -> bool:
     print("\nvendor-cloud patients (connected by OAuth through the gateway, backfilled, then a verified webhook):")
-    print(f"  {'vendor':13} {'patient':18} {'zone':19} {'days':>4} {'steps at vendor':>16} {'stored':>8} status")
+    print(f"  {'vendor':13} {'patient':24} {'zone':19} {'days':>4} {'steps at vendor':>16} {'stored':>8} status")
     for r in rows:
-        print(f"  {r.vendor:13} {r.patient_id:18} {r.tz:19} {r.days:>4} {r.vendor_steps:>16,} {r.stored_steps:>8,} "
+        print(f"  {r.vendor:13} {r.patient_id:24} {r.tz:19} {r.days:>4} {r.vendor_steps:>16,} {r.stored_steps:>8,} "
               f"{r.status}{'' if r.stored_steps == r.vendor_steps else '  MISMATCH'}")
     return all(r.stored_steps == r.vendor_steps for r in rows)

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from pydantic import SecretStr
 
-from cli.vendor_demo import VendorPatient, _minute_steps, _stored, enrol_credential, seed_clinic
+from cli.vendor_demo import VendorPatient, _minute_steps, demo_ids, enrol_credential, seed_clinic, wait_stored
 from device_adapters.cloud import oura
 from device_adapters.cloud.fakes.google_health import GoogleHealthFake
 from device_adapters.cloud.fakes.oura import OuraFake
@@ -29,7 +29,7 @@ G_SECRET = "Bearer demo-google-subscriber"
 O_TOKEN = "demo-oura-verification"
 
 
-def run_cloud_patients(settings: Settings, days: int, seed: int, timeout_s: float = 120.0) -> list[VendorPatient]:
+def run_cloud_patients(settings: Settings, days: int, seed: int, timeout_s: float = 60.0) -> list[VendorPatient]:
     days = max(1, min(days, 28))
     g, o = GoogleHealthFake(), OuraFake()
     served: list[ServedApp] = []
@@ -62,8 +62,8 @@ def run_cloud_patients(settings: Settings, days: int, seed: int, timeout_s: floa
 
 def _run(settings: Settings, g: GoogleHealthFake, o: OuraFake, gw_url: str, days: int, seed: int,
          timeout_s: float) -> list[VendorPatient]:
-    rows = [(f"{vendor}-{seed}", f"{vendor}-{seed}-ep", model) for vendor, model, _ in PATIENTS]
     since = datetime.now(UTC) - timedelta(days=days)
+    rows = [(*demo_ids(vendor, seed, since), model) for vendor, model, _ in PATIENTS]
     clinic = seed_clinic(settings, [(p, e, m, m.removesuffix("-cloud")) for p, e, m in rows],
                          since.date() - timedelta(days=1))
     out: list[tuple[str, str, str, str, int, int, datetime]] = []
@@ -124,11 +124,9 @@ def _run(settings: Settings, g: GoogleHealthFake, o: OuraFake, gw_url: str, days
         if status != 200:
             raise RuntimeError(f"the gateway answered {vendor}'s webhook with {status}")
         out[i] = (vendor, patient, user, tz, total + sum(steps), n, window)
-    deadline = time.monotonic() + timeout_s
     with httpx.Client(base_url=gw_url, timeout=30) as http:
         for vendor, patient, user, tz, total, n, window in out:
-            while (stored := _stored(settings, patient, window)) != total and time.monotonic() < deadline:
-                time.sleep(0.5)
+            stored = wait_stored(settings, patient, window, total, timeout_s)
             health = http.get(f"/v1/vendor-connections?patient_id={patient}",
                               headers={"Authorization": f"Bearer {clinic}"}).json()["connections"]
             results.append(VendorPatient(vendor, patient, user, tz, total, stored, n,

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from pydantic import SecretStr
 
-from cli.vendor_demo import VendorPatient, _minute_steps, _stored, enrol_credential, seed_clinic
+from cli.vendor_demo import VendorPatient, _minute_steps, demo_ids, enrol_credential, seed_clinic, wait_stored
 from device_adapters.cloud.fakes.garmin import GarminFake
 from device_adapters.cloud.fakes.server import ServedApp, serve
 from device_adapters.cloud.fakes.withings import WithingsFake
@@ -53,7 +53,7 @@ def _epochs(user: str, minutes: list[tuple[int, int]], tz: ZoneInfo) -> list[dic
     return out
 
 
-def run_wg_patients(settings: Settings, days: int, seed: int, timeout_s: float = 120.0) -> list[VendorPatient]:
+def run_wg_patients(settings: Settings, days: int, seed: int, timeout_s: float = 60.0) -> list[VendorPatient]:
     days = max(1, min(days, 28))
     wfake, gfake = WithingsFake(), GarminFake()
     served: list[ServedApp] = [serve(wfake.app()), serve(gfake.app())]
@@ -86,8 +86,8 @@ def run_wg_patients(settings: Settings, days: int, seed: int, timeout_s: float =
 
 def _run(settings: Settings, wfake: WithingsFake, gfake: GarminFake, gw_url: str, days: int, seed: int,
          timeout_s: float) -> list[VendorPatient]:
-    patients = [(f"{v}-{seed}-0", f"{v}-{seed}-0-ep") for v, _ in PATIENTS]
     since = datetime.now(UTC) - timedelta(days=days)
+    patients = [demo_ids(v, seed, since, 0) for v, _ in PATIENTS]
     clinic = seed_clinic(settings, [(p, e, f"{v}-cloud", v) for (p, e), (v, _) in zip(patients, PATIENTS, strict=True)],
                          since.date() - timedelta(days=1))
     todo: list[tuple[str, str, int, str, int, int, datetime]] = []
@@ -135,11 +135,9 @@ def _run(settings: Settings, wfake: WithingsFake, gfake: GarminFake, gw_url: str
             if any(s != 200 for s in statuses):
                 raise RuntimeError(f"the gateway answered a {vendor} notification with {statuses}")
             todo[i] = (patient, vendor, user, tzname, total + sum(s for _, s in today_min), n, window)
-        deadline = time.monotonic() + timeout_s
         results: list[VendorPatient] = []
         for patient, vendor, user, tzname, total, n, window in todo:
-            while (stored := _stored(settings, patient, window)) != total and time.monotonic() < deadline:
-                time.sleep(0.5)
+            stored = wait_stored(settings, patient, window, total, timeout_s)
             health = http.get(f"/v1/vendor-connections?patient_id={patient}",
                               headers={"Authorization": f"Bearer {clinic}"}).json()["connections"]
             results.append(VendorPatient(vendor, patient, user, tzname, total, stored, n,
