@@ -438,15 +438,23 @@ def count_cycles(t: FloatArray, angle_deg: FloatArray, period_s: float | None = 
     cut_end = open_ends[1] and troughs[-1] == n - 1  # ends in the last rep's fall
     lo, hi = int(cut_start), peaks.size - int(cut_end)
     reps = _reps(t, p, lv, peaks[lo:hi], troughs[lo:hi + 1], typical, rate, params) if hi > lo else []
-    # a cut rep is a fraction of the set's median whole rep (not of the upper-half typical one
-    # used to find peaks: that would make every cut rep look smaller than it is)
-    inner = peaks[lo:hi]
-    whole = _med(p[inner] - np.minimum(p[troughs[lo:hi]], p[troughs[lo + 1:hi + 1]])) if inner.size else typical
+    # a cut rep is a fraction of the whole rep next to it, measured alike (its way up and down,
+    # halved): rep size drifts over a set, so the set's median, or the upper-half typical rep used
+    # to find peaks, would make a cut rep look smaller than it is
+    if hi > lo:
+        first, last = (float(p[peaks[i]] - 0.5 * (p[troughs[i]] + p[troughs[i + 1]])) for i in (lo, hi - 1))
+    else:
+        first = last = typical
+    # ... over one cycle at most (the set's longest peak-to-peak interval, as for the first and
+    # last troughs): a posture held or changed before (after) the set is not part of a cut rep
+    cycle = max(span, int(np.diff(peaks).max())) if peaks.size > 1 else span
     edges = []
     if open_ends[0]:
-        edges.append(_edge_rep(t, p, lv, 0, int(troughs[lo]), whole))
+        b0 = int(troughs[lo])
+        edges.append(_edge_rep(t, p, lv, max(b0 - cycle, 0), b0, first, at_start=True))
     if open_ends[1]:
-        edges.append(_edge_rep(t, p, lv, int(troughs[hi]), n - 1, whole))
+        a1 = int(troughs[hi])
+        edges.append(_edge_rep(t, p, lv, a1, min(a1 + cycle, n - 1), last, at_start=False))
     # the cycles seen are rounded, not the peaks counted: the two cut ends add a rep for each whole
     # cycle their fractions make up (a rep cut in its rise ~1, a fall seen alone < 0.5, rest ~0)
     keep = int(np.floor(sum(f for _, f in edges) + 0.5))
@@ -456,17 +464,18 @@ def count_cycles(t: FloatArray, angle_deg: FloatArray, period_s: float | None = 
 
 
 def _edge_rep(t: FloatArray, p: FloatArray, level: FloatArray, a: int, b: int,
-              typical: float) -> tuple[Rep | None, float]:
-    """The part of a rep cut by the recording's start or end (samples ``a..b``, one side being
-    the recording's edge, the other the trough of the adjacent whole rep) and the fraction of a
-    cycle it is: the way up and back down it shows, over twice the set's typical rep."""
+              typical: float, at_start: bool) -> tuple[Rep | None, float]:
+    """The part of a rep cut by the recording's start (``at_start``) or end (samples ``a..b``,
+    one side toward the recording's edge, the other the trough of the adjacent whole rep) and
+    the fraction of a cycle it is: the way up and back down it shows, over twice ``typical``
+    (the adjacent whole rep's way up and down, halved)."""
     if b - a < 2:
         return None, 0.0
     seg = p[a:b + 1]
     k = int(np.argmax(seg))
     top = float(seg[k])
     frac = min(((top - float(seg[0])) + (top - float(seg[-1]))) / (2.0 * max(typical, 1e-9)), 1.0)
-    low = float(min(level[a], level[b])) if 0 < k < seg.size - 1 else float(level[b] if a == 0 else level[a])
+    low = float(min(level[a], level[b])) if 0 < k < seg.size - 1 else float(level[b] if at_start else level[a])
     rom = float(level[a + k]) - low
     return Rep(float(t[a]), float(t[a + k]), float(t[b]), rom, False, False, False), frac
 

@@ -151,6 +151,34 @@ def test_reps_cut_by_the_recording_count_as_rounded_cycle_fractions(t0: float, t
     assert len(reps) == expected
 
 
+def test_a_cut_rep_is_a_fraction_of_the_whole_rep_next_to_it() -> None:
+    """Reps growing from 30 to 60 deg over a clip cut just before the first peak (0.6 of a
+    cycle) and 0.1 cycle after the last trough: 9 whole reps and 0.7 of a cycle make 10. Against
+    the set's median rep (about 45 deg) the small cut one would look like 0.37 of a cycle and
+    the count would be 9."""
+    rate, t0, t1 = 50.0, 0.8, 20.2
+    t = np.arange(round((t1 - t0) * rate) + 1) / rate + t0
+    amp = 30.0 + 30.0 * (t - t0) / (t1 - t0)
+    reps = count_cycles(t, amp * (1.0 - np.cos(np.pi * t)) / 2.0, 2.0, polarity=1.0, open_ends=(True, True))
+    assert len(reps) == 10
+
+
+def test_a_posture_changed_before_the_set_is_not_a_cut_rep() -> None:
+    """The arm hanging 40 deg below the set's start posture and lifted to it before the reps
+    (all within the first window, so the recording counts as starting inside the set), as the
+    generator's pendulum does: what lies more than one cycle before the first rep is no part of
+    a cut rep, so 10 reps, not 11 (the lift and settle taken for 0.6 of a cycle)."""
+    rate = 50.0
+    t = np.arange(round(27.0 * rate) + 1) / rate
+    lift = np.clip((t - 3.0) / 2.5, 0.0, 1.0)
+    before = -40.0 + 45.0 * (1.0 - np.cos(np.pi * lift)) / 2.0  # to 5 deg above it by 5.5 s
+    settle = np.clip((t - 5.5) / 1.5, 0.0, 1.0)
+    before -= 5.0 * (1.0 - np.cos(np.pi * settle)) / 2.0  # and down to the start posture by 7 s
+    reps = 20.0 * (1.0 - np.cos(np.pi * np.clip(t - 7.0, 0.0, 20.0)))
+    found = count_cycles(t, np.where(t < 7.0, before, reps), 2.0, polarity=1.0, open_ends=(True, False))
+    assert len(found) == 10
+
+
 def test_drift_is_estimated_where_the_set_repeats_not_from_the_handling_next_to_it() -> None:
     from motion.reps import remove_drift
 
@@ -217,3 +245,16 @@ def test_circles_by_phase_counts_a_circular_motion_cut_anywhere(circles: float, 
     gyr += 0.05 * rng.normal(size=gyr.shape)
     acc = np.tile([0.0, 0.0, 9.81], (t.size, 1))
     assert circles_by_phase(ImuRecording(t, acc, gyr)) == pytest.approx(circles, abs=0.25)
+
+
+@pytest.mark.parametrize(("cycles", "rate"), [(7.3, 50.0), (19.6, 25.0)])
+def test_cycles_by_period_counts_a_rhythm_cut_anywhere(cycles: float, rate: float) -> None:
+    """The periodicity count of the SPAR rows: duration over the 3-D autocorrelation period."""
+    from tools.validation.validate import cycles_by_period
+
+    f = 0.7
+    t = np.arange(round(cycles / f * rate)) / rate
+    phase = 2 * np.pi * f * t + 2.0
+    x = np.stack((np.cos(phase), 0.5 * np.sin(phase), 0.2 * np.cos(2 * phase)), axis=1)
+    x += 0.05 * np.random.default_rng(4).normal(size=x.shape)
+    assert cycles_by_period(t, x) == pytest.approx(cycles, abs=0.3)

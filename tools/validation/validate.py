@@ -315,6 +315,9 @@ class SparResult:
     counts: NDArray[np.int64] = field(repr=False)
     baseline: NDArray[np.int64] = field(repr=False)
     circles: FloatArray = field(repr=False)  # circles drawn in each clip by phase (circles_by_phase)
+    # cycles each clip holds by its periodicity (cycles_by_period): of the gyroscope, of the accelerometer
+    cycles_gyr: FloatArray = field(repr=False)
+    cycles_acc: FloatArray = field(repr=False)
 
     def _select(self, exercise: str | None, subject: int | None) -> NDArray[np.bool_]:
         m = np.ones(self.truth.size, dtype=bool)
@@ -347,6 +350,12 @@ class SparResult:
         ref = self.counts if against == "counts" else self.truth
         return float(np.mean(np.abs(ref[m] - self.circles[m])))
 
+    def rounded_circles_mae(self, exercise: str) -> float:
+        """Mean |protocol - circles in the clip, rounded| over ``exercise``'s sets: what a counter
+        that counts exactly the circles recorded would score against the protocol."""
+        m = self._select(exercise, None)
+        return float(np.mean(np.abs(self.truth[m] - np.floor(self.circles[m] + 0.5))))
+
     @property
     def exercise_names(self) -> tuple[str, ...]:
         return tuple(sorted(set(self.exercises)))
@@ -373,6 +382,30 @@ def circles_by_phase(rec: ImuRecording) -> float:
     return float(abs(phase[-1] - phase[0]) / (2.0 * np.pi))
 
 
+def cycles_by_period(t: FloatArray, x: FloatArray, lags_s: tuple[float, float] = (0.5, 8.0)) -> float:
+    """Cycles a clip holds by its periodicity alone, a third count independent of the counter and
+    of any axis: the clip's duration over the period of ``x`` (N, 3), the first highest peak of
+    the biased autocorrelation of all three axes together (orientation-free, as in the
+    autocorrelation gait and exercise counters: Moe-Nilssen & Helbostad 2004, Morris et al. 2014),
+    sub-sample by parabolic interpolation. Rests or holds at a clip's ends count as time in the
+    rhythm, so for clips that are not cut inside the motion it is an upper bound."""
+    rate = (t.size - 1) / float(t[-1] - t[0])
+    y = x - x.mean(axis=0)
+    nfft = 1 << int(2 * t.size - 1).bit_length()
+    spec = np.fft.rfft(y, n=nfft, axis=0)
+    acf = np.fft.irfft((spec.real ** 2 + spec.imag ** 2).sum(axis=1), n=nfft)[:t.size]
+    lo, hi = max(int(lags_s[0] * rate), 1), min(int(lags_s[1] * rate), t.size - 2)
+    if hi <= lo:
+        return float("nan")
+    k = lo + int(np.argmax(acf[lo:hi + 1]))
+    # the peak is picked on the biased estimate (it decays: multiples of the period score lower)
+    # and placed on the unbiased one (the biased one's 1 - lag/N tilt shifts a peak to shorter lags)
+    u = acf[k - 1:k + 2] / (t.size - np.arange(k - 1, k + 2))
+    den = u[0] - 2.0 * u[1] + u[2]
+    lag = k + (0.5 * (u[0] - u[2]) / den if den < 0 else 0.0)
+    return float((t[-1] - t[0]) * rate / lag)
+
+
 def naive_pc1_count(rec: ImuRecording, min_distance_s: float = 0.5) -> int:
     """Baseline: peaks of the gyroscope's first principal component above its RMS, at least
     ``min_distance_s`` apart (a plain peak count on the dominant rotation, no segmentation)."""
@@ -394,7 +427,9 @@ def evaluate_spar(root: Path | None = None, params: AnalysisParams = DEFAULT_ANA
                       tuple(s.exercise for s in sets), np.array([s.reps for s in sets]),
                       np.array(counts), np.array([naive_pc1_count(s.recording) for s in sets]),
                       np.array([circles_by_phase(s.recording) if s.exercise == "pendulum" else np.nan
-                                for s in sets]))
+                                for s in sets]),
+                      np.array([cycles_by_period(s.recording.t, s.recording.gyr) for s in sets]),
+                      np.array([cycles_by_period(s.recording.t, s.recording.acc) for s in sets]))
 
 
 # ---------------------------------------------------------------------------- hard synthetic cases
