@@ -26,11 +26,23 @@ def moving_mean(x: FloatArray, width: int) -> FloatArray:
     c[0] = 0.0
     np.cumsum(x, axis=0, out=c[1:])
     half = width // 2
-    idx = np.arange(n)
-    i0 = np.clip(idx - half, 0, n)
-    i1 = np.clip(idx - half + width, 0, n)
-    cnt = (i1 - i0).astype(np.float64).reshape((n,) + (1,) * (x.ndim - 1))
-    return np.asarray((c[i1] - c[i0]) / cnt)
+    if width > n:
+        idx = np.arange(n)
+        i0 = np.clip(idx - half, 0, n)
+        i1 = np.clip(idx - half + width, 0, n)
+        cnt = (i1 - i0).astype(np.float64).reshape((n,) + (1,) * (x.ndim - 1))
+        return np.asarray((c[i1] - c[i0]) / cnt)
+    # full windows by slices (a hot path: no index arrays), the shrinking ends by their counts
+    out = np.empty((n, *x.shape[1:]))
+    np.subtract(c[width:], c[:n + 1 - width], out=out[half:n + 1 - width + half])
+    out[half:n + 1 - width + half] /= float(width)
+    head = np.arange(half)
+    out[:half] = (c[head - half + width] - c[0]) / (head - half + width).astype(np.float64).reshape(
+        (half,) + (1,) * (x.ndim - 1))
+    tail = np.arange(n + 1 - width + half, n)
+    out[n + 1 - width + half:] = (c[n] - c[tail - half]) / (n - tail + half).astype(np.float64).reshape(
+        (tail.size,) + (1,) * (x.ndim - 1))
+    return out
 
 
 def moving_std(x: FloatArray, width: int) -> FloatArray:
