@@ -144,10 +144,10 @@ def _bias_and_vertical(rec: ImuRecording, params: AnalysisParams) -> tuple[Float
     low = ImuRecording(rec.t[:n].reshape(-1, k).mean(axis=1), _block_means(rec.acc, k, n),
                        _block_means(rec.gyr, k, n))
     ori = estimate_orientation(low, params.fusion)
-    up = np.repeat(ori.up, k, axis=0)
-    if n < len(rec):
-        up = np.concatenate((up, np.repeat(ori.up[-1:], len(rec) - n, axis=0)))
-    return ori.gyr_bias, up
+    # each block's vertical for its k samples, the last one also for the samples left over
+    times = np.full(n // k, k)
+    times[-1] += len(rec) - n
+    return ori.gyr_bias, np.repeat(ori.up, times, axis=0)
 
 
 def _block_means(x: FloatArray, k: int, n: int) -> FloatArray:

@@ -306,11 +306,13 @@ class Candidate:
 def repetitive_spans(win: Windows, params: RepParams = DEFAULT_REPS) -> list[Candidate]:
     """Candidate sets: runs of repetitive, non-walking windows, split at gaps and walking."""
     # a window mostly inside walking windows sees the walk's swing, even where its bounce faded
-    edges = np.zeros(win.n_samples + 1)
-    np.add.at(edges, win.start[win.walking], 1.0)
-    np.add.at(edges, win.stop[win.walking], -1.0)
-    walked_pre = np.concatenate(([0], np.cumsum(np.cumsum(edges[:-1]) > 0)))
-    in_walk = (walked_pre[win.stop] - walked_pre[win.start]) / np.maximum(win.stop - win.start, 1)
+    in_walk = np.zeros(win.start.size)
+    if win.walking.any():  # (per-sample coverage: skipped where nothing walks)
+        edges = np.zeros(win.n_samples + 1)
+        np.add.at(edges, win.start[win.walking], 1.0)
+        np.add.at(edges, win.stop[win.walking], -1.0)
+        walked_pre = np.concatenate(([0], np.cumsum(np.cumsum(edges[:-1]) > 0)))
+        in_walk = (walked_pre[win.stop] - walked_pre[win.start]) / np.maximum(win.stop - win.start, 1)
     ok = ((win.amplitude_deg >= params.min_amplitude_deg) & ~win.walking & (in_walk <= 0.5)
           & (win.periodicity >= params.min_periodicity) & (win.period_s >= params.min_period_s))
     idx = np.flatnonzero(ok)
@@ -354,7 +356,8 @@ def candidate_axis(win: Windows, cand: Candidate, phi: FloatArray, rate_hz: floa
     rate smoothed over half a period (the rate of ``phi``, (3, N) degrees), over its repetitive
     windows: the reps dominate it, and a faster secondary wobble, even one in step with the
     reps, is smoothed out."""
-    period = float(np.nanmedian(win.period_s[cand.windows]))
+    periods = win.period_s[cand.windows]
+    period = _med(periods[np.isfinite(periods)])  # np.nanmedian's value, without its overhead
     a, b = int(win.start[cand.windows[0]]), int(win.stop[cand.windows[-1]])
     lag = round(period * rate_hz)
     if not np.isfinite(period) or b - a < 2 * lag + 3:
@@ -414,6 +417,7 @@ def count_cycles(t: FloatArray, angle_deg: FloatArray, period_s: float | None = 
     p_period = period_s if period_s and np.isfinite(period_s) else 2.0 * params.min_period_s
     dist = max(int(params.period_distance * p_period * rate), int(0.5 * params.min_rep_s * rate), 1)
     span = max(int(p_period * rate), dist)
+    known = None
     if polarity is None:
         found = _peaks_and_troughs(angle_deg, dist, params, n)
         if found is None:
@@ -428,8 +432,10 @@ def count_cycles(t: FloatArray, angle_deg: FloatArray, period_s: float | None = 
                 c0, c1, pk_c, tr_c = 0, n, pk_in, tr_in
             side = _start_side(angle_deg[c0:c1], level_all[c0:c1], pk_c - c0, tr_c - c0, rate, params)
             polarity = 1.0 if side <= 0 else -1.0
+            if polarity > 0:  # the same trace: its peaks are found already
+                known = (found[0], found[2])
     p, lv = polarity * angle_deg, polarity * level_all
-    found = _peaks_and_troughs(p, dist, params, span)
+    found = _peaks_and_troughs(p, dist, params, span, known)
     if found is None:
         return []
     peaks, troughs, typical = found
@@ -471,19 +477,23 @@ def _edge_rep(t: FloatArray, p: FloatArray, level: FloatArray, a: int, b: int,
     return Rep(float(t[a]), float(t[a + k]), float(t[b]), rom, False, False, False), frac
 
 
-def _peaks_and_troughs(p: FloatArray, dist: int, params: RepParams,
-                       span: int) -> tuple[IntArray, IntArray, float] | None:
+def _peaks_and_troughs(p: FloatArray, dist: int, params: RepParams, span: int,
+                       known: tuple[IntArray, float] | None = None) -> tuple[IntArray, IntArray, float] | None:
     """Peaks of ``p`` prominent relative to the typical one, the troughs between them, and the
-    typical prominence (median of the upper half: robust to many small swings)."""
+    typical prominence (median of the upper half: robust to many small swings). ``known``: the
+    peaks and typical prominence of a previous call on the same ``p`` and ``dist``."""
     n = p.size
-    peaks, props = find_peaks(p, prominence=params.min_rom_deg * params.rel_prominence, distance=dist)
-    prom = props["prominences"]
-    if peaks.size == 0:
-        return None
-    typical = _med(np.sort(prom)[prom.size // 2:])
-    if typical < params.min_rom_deg:
-        return None
-    peaks = peaks[prom >= params.rel_prominence * typical]
+    if known is not None:
+        peaks, typical = known
+    else:
+        peaks, props = find_peaks(p, prominence=params.min_rom_deg * params.rel_prominence, distance=dist)
+        prom = props["prominences"]
+        if peaks.size == 0:
+            return None
+        typical = _med(np.sort(prom)[prom.size // 2:])
+        if typical < params.min_rom_deg:
+            return None
+        peaks = peaks[prom >= params.rel_prominence * typical]
     # the first (last) rep's trough is no farther from its peak than the longest peak-to-peak
     # interval of the set (holds and pauses included), not a posture held before (after) the set
     if peaks.size > 1:
