@@ -144,9 +144,12 @@ def integrated_rotation(t: FloatArray, gyr: FloatArray) -> FloatArray:
     Residual drift is removed locally (each window, each candidate set: :func:`remove_drift`),
     never over the whole recording, where handling the device elsewhere would tilt the line."""
     dt = np.diff(t, prepend=t[0])
-    x = np.rad2deg(np.cumsum(np.ascontiguousarray(gyr.T) * dt, axis=1))
+    x = np.array(gyr.T, order="C")  # one copy, then in place (a hot path over every sample)
+    x *= dt
+    np.cumsum(x, axis=1, out=x)
+    np.rad2deg(x, out=x)
     x -= x.mean(axis=1, keepdims=True)
-    return np.asarray(x)
+    return x
 
 
 def remove_drift(theta: FloatArray, t: FloatArray, core: slice, period_n: int) -> FloatArray:
