@@ -141,23 +141,11 @@ def _bias_and_vertical(rec: ImuRecording, params: AnalysisParams) -> tuple[Float
     if k == 1 or n < 3 * k:
         ori = estimate_orientation(rec, params.fusion)
         return ori.gyr_bias, ori.up
-    low = ImuRecording(rec.t[:n].reshape(-1, k).mean(axis=1), _block_means(rec.acc, k, n),
-                       _block_means(rec.gyr, k, n))
-    ori = estimate_orientation(low, params.fusion)
+    ori = estimate_orientation(rec.block_means(k), params.fusion)
     # each block's vertical for its k samples, the last one also for the samples left over
     times = np.full(n // k, k)
     times[-1] += len(rec) - n
     return ori.gyr_bias, np.repeat(ori.up, times, axis=0)
-
-
-def _block_means(x: FloatArray, k: int, n: int) -> FloatArray:
-    """Means of consecutive blocks of ``k`` rows of ``x[:n]`` (N, 3), summed in row order: the
-    same values as a reshaped ``mean(axis=1)``, without its strided reduction (a hot path)."""
-    out = x[0:n:k].copy()
-    for i in range(1, k):
-        out += x[i:n:k]
-    out /= k
-    return out
 
 
 def _analyse_part(rec: ImuRecording, label: Exercise, spec: ExerciseSpec | None,
