@@ -235,9 +235,10 @@ def rotation_windows(phi: FloatArray, vert_acc: FloatArray, rate_hz: float,
     walking = np.zeros(nw, dtype=bool)
     act = np.flatnonzero(amplitude >= params.min_amplitude_deg)
     if act.size:
+        # (a copy: the fancy index) detrended in place
         win = np.lib.stride_tricks.sliding_window_view(xb, w, axis=1)[:, starts[act], :].transpose(1, 0, 2)
-        win = win - win.mean(axis=2, keepdims=True)
-        win = win - ramp * ((win * ramp).sum(axis=2, keepdims=True) / float(ramp @ ramp))
+        win -= win.mean(axis=2, keepdims=True)
+        win -= ramp * ((win * ramp).sum(axis=2, keepdims=True) / float(ramp @ ramp))
         evals, evecs = np.linalg.eigh(np.matmul(win, win.transpose(0, 2, 1)) / w)
         axis[act] = evecs[:, :, -1]
         amplitude[act] = np.sqrt(np.maximum(evals[:, -1], 0.0))
