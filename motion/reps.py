@@ -255,9 +255,12 @@ def rotation_windows(phi: FloatArray, vert_acc: FloatArray, rate_hz: float,
         # the period is that of the rotation about the principal axis where that repeats (as
         # RecoFit counts on the first principal component): a smaller, faster secondary
         # motion about another axis may repeat more regularly but is not the rep
-        acf1 = _autocorrelation(np.einsum("wct,wc->wt", win, axis[act]), nfft)
-        per1, lag1 = _period(acf1 / np.maximum(acf1[:, :1], 1e-12), lo, hi)
-        lag_f = np.where(per1 >= params.min_periodicity, lag1, lag_f)
+        # (only where the motion repeats at all: elsewhere no period is used)
+        rp = np.flatnonzero(per >= params.min_periodicity)
+        if rp.size:
+            acf1 = _autocorrelation(np.einsum("wct,wc->wt", win[rp], axis[act[rp]]), nfft)
+            per1, lag1 = _period(acf1 / np.maximum(acf1[:, :1], 1e-12), lo, hi)
+            lag_f[rp] = np.where(per1 >= params.min_periodicity, lag1, lag_f[rp])
         periodicity[act] = per
         period[act] = lag_f / block_rate
         # a period found at the edge of the searched lags and interpolated below it is faster
