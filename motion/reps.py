@@ -310,16 +310,26 @@ class Candidate:
     windows: IntArray  # indices of its repetitive windows
 
 
+def _covered(start: IntArray, stop: IntArray, x: IntArray) -> IntArray:
+    """Samples before each ``x`` inside the union of the spans ``start..stop`` (both increasing),
+    from the merged spans (not a per-sample mask)."""
+    if start.size == 0:
+        return np.zeros(x.size, dtype=np.intp)
+    first = np.concatenate(([True], start[1:] > np.maximum.accumulate(stop)[:-1]))  # a merged span begins
+    begin = start[first]
+    length = np.maximum.reduceat(stop, np.flatnonzero(first)) - begin
+    before = np.concatenate(([0], np.cumsum(length)))
+    k = np.searchsorted(begin, x, side="right") - 1
+    inside = np.minimum(x - begin[np.maximum(k, 0)], length[np.maximum(k, 0)])
+    return np.asarray(np.where(k >= 0, before[np.maximum(k, 0)] + inside, 0))
+
+
 def repetitive_spans(win: Windows, params: RepParams = DEFAULT_REPS) -> list[Candidate]:
     """Candidate sets: runs of repetitive, non-walking windows, split at gaps and walking."""
     # a window mostly inside walking windows sees the walk's swing, even where its bounce faded
-    in_walk = np.zeros(win.start.size)
-    if win.walking.any():  # (per-sample coverage: skipped where nothing walks)
-        edges = np.zeros(win.n_samples + 1)
-        np.add.at(edges, win.start[win.walking], 1.0)
-        np.add.at(edges, win.stop[win.walking], -1.0)
-        walked_pre = np.concatenate(([0], np.cumsum(np.cumsum(edges[:-1]) > 0)))
-        in_walk = (walked_pre[win.stop] - walked_pre[win.start]) / np.maximum(win.stop - win.start, 1)
+    in_walk = (_covered(win.start[win.walking], win.stop[win.walking], win.stop)
+               - _covered(win.start[win.walking], win.stop[win.walking], win.start)) / np.maximum(
+        win.stop - win.start, 1)
     ok = ((win.amplitude_deg >= params.min_amplitude_deg) & ~win.walking & (in_walk <= 0.5)
           & (win.periodicity >= params.min_periodicity) & (win.period_s >= params.min_period_s))
     idx = np.flatnonzero(ok)
@@ -393,10 +403,11 @@ def cycle_similarity(t: FloatArray, phi: FloatArray, reps: list[Rep], points: in
 
 
 def _first_at_or_below(x: FloatArray, level: float, reverse: bool = False) -> int:
-    hit = np.flatnonzero(x <= level)
-    if hit.size == 0:
+    at = x[::-1] <= level if reverse else x <= level
+    k = int(np.argmax(at))  # the first True (boolean argmax stops there)
+    if not at[k]:
         return 0 if not reverse else x.size - 1
-    return int(hit[-1] if reverse else hit[0])
+    return x.size - 1 - k if reverse else k
 
 
 def count_cycles(t: FloatArray, angle_deg: FloatArray, period_s: float | None = None,
