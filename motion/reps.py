@@ -235,10 +235,9 @@ def rotation_windows(phi: FloatArray, vert_acc: FloatArray, rate_hz: float,
     walking = np.zeros(nw, dtype=bool)
     act = np.flatnonzero(amplitude >= params.min_amplitude_deg)
     if act.size:
-        # (a copy: the fancy index) detrended in place
         win = np.lib.stride_tricks.sliding_window_view(xb, w, axis=1)[:, starts[act], :].transpose(1, 0, 2)
-        win -= win.mean(axis=2, keepdims=True)
-        win -= ramp * ((win * ramp).sum(axis=2, keepdims=True) / float(ramp @ ramp))
+        win = win - win.mean(axis=2, keepdims=True)
+        win = win - ramp * ((win * ramp).sum(axis=2, keepdims=True) / float(ramp @ ramp))
         evals, evecs = np.linalg.eigh(np.matmul(win, win.transpose(0, 2, 1)) / w)
         axis[act] = evecs[:, :, -1]
         amplitude[act] = np.sqrt(np.maximum(evals[:, -1], 0.0))
@@ -327,9 +326,8 @@ def _covered(start: IntArray, stop: IntArray, x: IntArray) -> IntArray:
 def repetitive_spans(win: Windows, params: RepParams = DEFAULT_REPS) -> list[Candidate]:
     """Candidate sets: runs of repetitive, non-walking windows, split at gaps and walking."""
     # a window mostly inside walking windows sees the walk's swing, even where its bounce faded
-    in_walk = (_covered(win.start[win.walking], win.stop[win.walking], win.stop)
-               - _covered(win.start[win.walking], win.stop[win.walking], win.start)) / np.maximum(
-        win.stop - win.start, 1)
+    ws, we = win.start[win.walking], win.stop[win.walking]
+    in_walk = (_covered(ws, we, win.stop) - _covered(ws, we, win.start)) / np.maximum(win.stop - win.start, 1)
     ok = ((win.amplitude_deg >= params.min_amplitude_deg) & ~win.walking & (in_walk <= 0.5)
           & (win.periodicity >= params.min_periodicity) & (win.period_s >= params.min_period_s))
     idx = np.flatnonzero(ok)
