@@ -141,13 +141,11 @@ def _bias_and_vertical(rec: ImuRecording, params: AnalysisParams) -> tuple[Float
     if k == 1 or n < 3 * k:
         ori = estimate_orientation(rec, params.fusion)
         return ori.gyr_bias, ori.up
-    low = ImuRecording(rec.t[:n].reshape(-1, k).mean(axis=1), rec.acc[:n].reshape(-1, k, 3).mean(axis=1),
-                       rec.gyr[:n].reshape(-1, k, 3).mean(axis=1))
-    ori = estimate_orientation(low, params.fusion)
-    up = np.repeat(ori.up, k, axis=0)
-    if n < len(rec):
-        up = np.concatenate((up, np.repeat(ori.up[-1:], len(rec) - n, axis=0)))
-    return ori.gyr_bias, up
+    ori = estimate_orientation(rec.block_means(k), params.fusion)
+    # each block's vertical for its k samples, the last one also for the samples left over
+    times = np.full(n // k, k)
+    times[-1] += len(rec) - n
+    return ori.gyr_bias, np.repeat(ori.up, times, axis=0)
 
 
 def _analyse_part(rec: ImuRecording, label: Exercise, spec: ExerciseSpec | None,

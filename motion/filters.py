@@ -26,11 +26,23 @@ def moving_mean(x: FloatArray, width: int) -> FloatArray:
     c[0] = 0.0
     np.cumsum(x, axis=0, out=c[1:])
     half = width // 2
-    idx = np.arange(n)
-    i0 = np.clip(idx - half, 0, n)
-    i1 = np.clip(idx - half + width, 0, n)
-    cnt = (i1 - i0).astype(np.float64).reshape((n,) + (1,) * (x.ndim - 1))
-    return np.asarray((c[i1] - c[i0]) / cnt)
+    if width > n:
+        idx = np.arange(n)
+        i0 = np.clip(idx - half, 0, n)
+        i1 = np.clip(idx - half + width, 0, n)
+        cnt = (i1 - i0).astype(np.float64).reshape((n,) + (1,) * (x.ndim - 1))
+        return np.asarray((c[i1] - c[i0]) / cnt)
+    # full windows by slices (a hot path: no index arrays), the shrinking ends by their counts
+    out = np.empty((n, *x.shape[1:]))
+    np.subtract(c[width:], c[:n + 1 - width], out=out[half:n + 1 - width + half])
+    out[half:n + 1 - width + half] /= float(width)
+    head = np.arange(half)
+    out[:half] = (c[head - half + width] - c[0]) / (head - half + width).astype(np.float64).reshape(
+        (half,) + (1,) * (x.ndim - 1))
+    tail = np.arange(n + 1 - width + half, n)
+    out[n + 1 - width + half:] = (c[n] - c[tail - half]) / (n - tail + half).astype(np.float64).reshape(
+        (tail.size,) + (1,) * (x.ndim - 1))
+    return out
 
 
 def moving_std(x: FloatArray, width: int) -> FloatArray:
@@ -84,6 +96,9 @@ def keep_long_runs(mask: NDArray[np.bool_], min_len: int) -> NDArray[np.bool_]:
     return np.asarray(np.cumsum(out)[:-1] > 0)
 
 
+_SLICE_SUM_MAX = 8  # numpy sums runs of up to 8 one after the other (longer ones pairwise)
+
+
 @dataclass(frozen=True)
 class Blocks:
     """Consecutive sample blocks of (nearly) equal length used for block means."""
@@ -101,7 +116,21 @@ class Blocks:
 
     def mean(self, x: FloatArray) -> FloatArray:
         """Block means of component-major data (C, N) -> (C, B)."""
-        return np.asarray(np.add.reduceat(x, self.starts, axis=1) / self.counts)
+        d, full = self.size, x.shape[1] // self.size
+        if not 1 < d <= _SLICE_SUM_MAX or full < 1:
+            return np.asarray(np.add.reduceat(x, self.starts, axis=1) / self.counts)
+        # short blocks: strided slice sums (reduceat's per-block overhead dominates), in the order
+        # reduceat adds them (the first sample, then the sum of the others): the same values
+        m = full * d
+        out = np.empty((x.shape[0], self.starts.size))
+        rest = x[:, 1:m:d].copy()
+        for i in range(2, d):
+            rest += x[:, i:m:d]
+        np.add(x[:, 0:m:d], rest, out=out[:, :full])
+        if full < self.starts.size:
+            out[:, full:] = np.add.reduceat(x[:, m:], [0], axis=1)
+        out /= self.counts
+        return out
 
     def expand(self, xb: NDArray[np.bool_], n: int) -> BoolArray:
         """Block flags back to samples."""

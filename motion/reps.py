@@ -144,9 +144,12 @@ def integrated_rotation(t: FloatArray, gyr: FloatArray) -> FloatArray:
     Residual drift is removed locally (each window, each candidate set: :func:`remove_drift`),
     never over the whole recording, where handling the device elsewhere would tilt the line."""
     dt = np.diff(t, prepend=t[0])
-    x = np.rad2deg(np.cumsum(np.ascontiguousarray(gyr.T) * dt, axis=1))
+    x = np.array(gyr.T, order="C")  # one copy, then in place (a hot path over every sample)
+    x *= dt
+    np.cumsum(x, axis=1, out=x)
+    np.rad2deg(x, out=x)
     x -= x.mean(axis=1, keepdims=True)
-    return np.asarray(x)
+    return x
 
 
 def remove_drift(theta: FloatArray, t: FloatArray, core: slice, period_n: int) -> FloatArray:
@@ -251,9 +254,12 @@ def rotation_windows(phi: FloatArray, vert_acc: FloatArray, rate_hz: float,
         # the period is that of the rotation about the principal axis where that repeats (as
         # RecoFit counts on the first principal component): a smaller, faster secondary
         # motion about another axis may repeat more regularly but is not the rep
-        acf1 = _autocorrelation(np.einsum("wct,wc->wt", win, axis[act]), nfft)
-        per1, lag1 = _period(acf1 / np.maximum(acf1[:, :1], 1e-12), lo, hi)
-        lag_f = np.where(per1 >= params.min_periodicity, lag1, lag_f)
+        # (only where the motion repeats at all: elsewhere no period is used)
+        rp = np.flatnonzero(per >= params.min_periodicity)
+        if rp.size:
+            acf1 = _autocorrelation(np.einsum("wct,wc->wt", win[rp], axis[act[rp]]), nfft)
+            per1, lag1 = _period(acf1 / np.maximum(acf1[:, :1], 1e-12), lo, hi)
+            lag_f[rp] = np.where(per1 >= params.min_periodicity, lag1, lag_f[rp])
         periodicity[act] = per
         period[act] = lag_f / block_rate
         # a period found at the edge of the searched lags and interpolated below it is faster
@@ -303,14 +309,25 @@ class Candidate:
     windows: IntArray  # indices of its repetitive windows
 
 
+def _covered(start: IntArray, stop: IntArray, x: IntArray) -> IntArray:
+    """Samples before each ``x`` inside the union of the spans ``start..stop`` (both increasing),
+    from the merged spans (not a per-sample mask)."""
+    if start.size == 0:
+        return np.zeros(x.size, dtype=np.intp)
+    first = np.concatenate(([True], start[1:] > np.maximum.accumulate(stop)[:-1]))  # a merged span begins
+    begin = start[first]
+    length = np.maximum.reduceat(stop, np.flatnonzero(first)) - begin
+    before = np.concatenate(([0], np.cumsum(length)))
+    k = np.searchsorted(begin, x, side="right") - 1
+    inside = np.minimum(x - begin[np.maximum(k, 0)], length[np.maximum(k, 0)])
+    return np.asarray(np.where(k >= 0, before[np.maximum(k, 0)] + inside, 0))
+
+
 def repetitive_spans(win: Windows, params: RepParams = DEFAULT_REPS) -> list[Candidate]:
     """Candidate sets: runs of repetitive, non-walking windows, split at gaps and walking."""
     # a window mostly inside walking windows sees the walk's swing, even where its bounce faded
-    edges = np.zeros(win.n_samples + 1)
-    np.add.at(edges, win.start[win.walking], 1.0)
-    np.add.at(edges, win.stop[win.walking], -1.0)
-    walked_pre = np.concatenate(([0], np.cumsum(np.cumsum(edges[:-1]) > 0)))
-    in_walk = (walked_pre[win.stop] - walked_pre[win.start]) / np.maximum(win.stop - win.start, 1)
+    ws, we = win.start[win.walking], win.stop[win.walking]
+    in_walk = (_covered(ws, we, win.stop) - _covered(ws, we, win.start)) / np.maximum(win.stop - win.start, 1)
     ok = ((win.amplitude_deg >= params.min_amplitude_deg) & ~win.walking & (in_walk <= 0.5)
           & (win.periodicity >= params.min_periodicity) & (win.period_s >= params.min_period_s))
     idx = np.flatnonzero(ok)
@@ -354,7 +371,8 @@ def candidate_axis(win: Windows, cand: Candidate, phi: FloatArray, rate_hz: floa
     rate smoothed over half a period (the rate of ``phi``, (3, N) degrees), over its repetitive
     windows: the reps dominate it, and a faster secondary wobble, even one in step with the
     reps, is smoothed out."""
-    period = float(np.nanmedian(win.period_s[cand.windows]))
+    periods = win.period_s[cand.windows]
+    period = _med(periods[np.isfinite(periods)])  # np.nanmedian's value, without its overhead
     a, b = int(win.start[cand.windows[0]]), int(win.stop[cand.windows[-1]])
     lag = round(period * rate_hz)
     if not np.isfinite(period) or b - a < 2 * lag + 3:
@@ -383,10 +401,11 @@ def cycle_similarity(t: FloatArray, phi: FloatArray, reps: list[Rep], points: in
 
 
 def _first_at_or_below(x: FloatArray, level: float, reverse: bool = False) -> int:
-    hit = np.flatnonzero(x <= level)
-    if hit.size == 0:
+    at = x[::-1] <= level if reverse else x <= level
+    k = int(np.argmax(at))  # the first True (boolean argmax stops there)
+    if not at[k]:
         return 0 if not reverse else x.size - 1
-    return int(hit[-1] if reverse else hit[0])
+    return x.size - 1 - k if reverse else k
 
 
 def count_cycles(t: FloatArray, angle_deg: FloatArray, period_s: float | None = None,
@@ -414,6 +433,7 @@ def count_cycles(t: FloatArray, angle_deg: FloatArray, period_s: float | None = 
     p_period = period_s if period_s and np.isfinite(period_s) else 2.0 * params.min_period_s
     dist = max(int(params.period_distance * p_period * rate), int(0.5 * params.min_rep_s * rate), 1)
     span = max(int(p_period * rate), dist)
+    known = None
     if polarity is None:
         found = _peaks_and_troughs(angle_deg, dist, params, n)
         if found is None:
@@ -428,8 +448,10 @@ def count_cycles(t: FloatArray, angle_deg: FloatArray, period_s: float | None = 
                 c0, c1, pk_c, tr_c = 0, n, pk_in, tr_in
             side = _start_side(angle_deg[c0:c1], level_all[c0:c1], pk_c - c0, tr_c - c0, rate, params)
             polarity = 1.0 if side <= 0 else -1.0
+            if polarity > 0:  # the same trace: its peaks are found already
+                known = (found[0], found[2])
     p, lv = polarity * angle_deg, polarity * level_all
-    found = _peaks_and_troughs(p, dist, params, span)
+    found = _peaks_and_troughs(p, dist, params, span, known)
     if found is None:
         return []
     peaks, troughs, typical = found
@@ -480,19 +502,23 @@ def _edge_rep(t: FloatArray, p: FloatArray, level: FloatArray, a: int, b: int,
     return Rep(float(t[a]), float(t[a + k]), float(t[b]), rom, False, False, False), frac
 
 
-def _peaks_and_troughs(p: FloatArray, dist: int, params: RepParams,
-                       span: int) -> tuple[IntArray, IntArray, float] | None:
+def _peaks_and_troughs(p: FloatArray, dist: int, params: RepParams, span: int,
+                       known: tuple[IntArray, float] | None = None) -> tuple[IntArray, IntArray, float] | None:
     """Peaks of ``p`` prominent relative to the typical one, the troughs between them, and the
-    typical prominence (median of the upper half: robust to many small swings)."""
+    typical prominence (median of the upper half: robust to many small swings). ``known``: the
+    peaks and typical prominence of a previous call on the same ``p`` and ``dist``."""
     n = p.size
-    peaks, props = find_peaks(p, prominence=params.min_rom_deg * params.rel_prominence, distance=dist)
-    prom = props["prominences"]
-    if peaks.size == 0:
-        return None
-    typical = _med(np.sort(prom)[prom.size // 2:])
-    if typical < params.min_rom_deg:
-        return None
-    peaks = peaks[prom >= params.rel_prominence * typical]
+    if known is not None:
+        peaks, typical = known
+    else:
+        peaks, props = find_peaks(p, prominence=params.min_rom_deg * params.rel_prominence, distance=dist)
+        prom = props["prominences"]
+        if peaks.size == 0:
+            return None
+        typical = _med(np.sort(prom)[prom.size // 2:])
+        if typical < params.min_rom_deg:
+            return None
+        peaks = peaks[prom >= params.rel_prominence * typical]
     # the first (last) rep's trough is no farther from its peak than the longest peak-to-peak
     # interval of the set (holds and pauses included), not a posture held before (after) the set
     if peaks.size > 1:
