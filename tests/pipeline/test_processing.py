@@ -366,3 +366,10 @@ def test_worker_serves_prometheus_metrics(worker: WorkerProcess, fast: Settings)
     for name in ("rtm_sink_seconds_bucket", "rtm_sink_batch_rows_bucket", "rtm_processing_latency_seconds_bucket",
                  "rtm_dead_letters_total"):
         assert name in text
+
+
+def test_consumer_lag_counts_the_records_not_yet_acknowledged() -> None:
+    """faust's committed offset is Kafka's (the next to read): caught up is 0, one waiting is 1."""
+    from processors.agents.health import lag
+
+    assert (lag(10, 10), lag(10, 9), lag(10, None), lag(10, 12)) == (0, 1, 10, 0)
