@@ -82,22 +82,33 @@ async def _write(name: str, work: Work[E], decoded: Sequence[tuple[EventT[Any], 
                        settings.retry_max_backoff_s)
 
 
+def _why(exc: Exception) -> tuple[str, str]:
+    """The dead letter's reason and detail for an error storing one event."""
+    if isinstance(exc, psycopg.Error):
+        return "rejected_by_database", exc.diag.message_primary or type(exc).__name__
+    return "processing_failed", f"{type(exc).__name__}: {exc}"
+
+
 async def store(name: str, decoded: Sequence[tuple[EventT[Any], E]], work: Work[E]) -> set[uuid.UUID]:
-    """Store a batch in one transaction. If the database refuses the batch (a constraint, bad
-    data), store event by event and dead-letter each event it refuses, so that one bad record
-    cannot stop the stream. Events the sink refused itself (ownership) are dead-lettered too.
-    Return the ids of the events not stored."""
+    """Store a batch in one transaction. If that fails for good (the database refuses the batch, or
+    the work raises on some event: transient errors were retried until they passed), store event
+    by event and dead-letter each event that fails alone, so that one bad record cannot stop the
+    stream; an error escaping here would end the agent with its batch unacknowledged, and the
+    partition would stop committing. Events the sink refused itself (ownership) are
+    dead-lettered too. Return the ids of the events not stored."""
     by_id = {event.id: ev for ev, event in decoded}
     not_stored: set[uuid.UUID] = set()
     try:
         refused = list(await _write(name, work, decoded))
-    except psycopg.Error:
+    except Exception:
         refused = []
         for ev, event in decoded:
             try:
                 refused += await _write(name, work, [(ev, event)])
-            except psycopg.Error as exc:
-                await send_dead_letter(ev, "rejected_by_database", exc.diag.message_primary or type(exc).__name__)
+            except Exception as exc:
+                reason, detail = _why(exc)
+                log.warning("%s: dead-lettered %s: %s", name, event.id, reason)  # the detail may hold data
+                await send_dead_letter(ev, reason, detail)
                 # Dead-lettered is settled too: republishing cannot make the database take it.
                 settle = marks([(event.id, ev.message.value)])
                 await retry("outbox", lambda s=settle: sink.run_async("outbox", lambda conn: None, 0, s),  # type: ignore[misc]

@@ -373,3 +373,22 @@ def test_consumer_lag_counts_the_records_not_yet_acknowledged() -> None:
     from processors.agents.health import lag
 
     assert (lag(10, 10), lag(10, 9), lag(10, None), lag(10, 12)) == (0, 1, 10, 0)
+
+
+def test_an_event_the_worker_cannot_process_is_dead_lettered_and_the_stream_goes_on(
+    worker: WorkerProcess, fast: Settings, db: psycopg.Connection[Any]
+) -> None:
+    """An interval at the end of the calendar (a producer's bad clock) once crashed the activity
+    agent on date arithmetic: its batch was never acknowledged and the partition stopped
+    committing. It is dead-lettered by itself now, and the events beside it are stored."""
+    patient = f"pat-clock-{uuid.uuid4().hex[:6]}"
+    db.execute("insert into clinics (clinic_id, name) values ('clinic-t', 'Test') on conflict do nothing")
+    db.execute("insert into patients (patient_id, clinic_id) values (%s, 'clinic-t')", (patient,))
+    bad = _activity(patient, "w-clock", datetime(9999, 12, 31, 23, 0, tzinfo=UTC), 10, 50, "far")
+    good = _activity(patient, "w-clock", datetime(2026, 6, 2, 12, 0, tzinfo=UTC), 10, 70, "near")
+    produce(fast, [bad, good])
+    wait_for(lambda: db.execute("select sum(steps) from activity_minutes where patient_id = %s",
+                                (patient,)).fetchone(), lambda row: row == (70,), timeout=30)
+    letters = asyncio.run(read_dead_letters(fast, bad.key(), want=1))
+    assert len(letters) == 1 and letters[0]["source_topic"] == "rtm.raw.activity.v1"
+    assert letters[0]["reason"] == "processing_failed" and letters[0]["detail"].startswith("OverflowError")
