@@ -29,9 +29,9 @@ import psycopg
 from psycopg import sql
 
 from eligibility.store import (
-    INPUT_QUERIES,
     RESULT_COLUMNS,
     RecomputeStats,
+    fetch_inputs,
     mark_all,
     recompute_dirty,
     recompute_dirty_parallel,
@@ -155,8 +155,7 @@ def _floor_share(dsn: str, batches: list[list[str]], barrier: Any = None, out: A
             barrier.wait()
         t0, cpu = time.perf_counter(), time.process_time()
         for some in batches:
-            for q in INPUT_QUERIES.values():
-                conn.execute(q, (some,)).fetchall()
+            fetch_inputs(conn, some)  # the recompute's own reads, one query per input table
         t1 = time.perf_counter()
         cur = conn.cursor()
         with cur.copy(f"copy {FLOOR_TABLE} ({cols}) from stdin") as copy:
