@@ -534,7 +534,7 @@ class RecomputeStats:
     seconds: float = 0.0
     load_s: float = 0.0
     compute_s: float = 0.0  # the engine alone
-    serialise_s: float = 0.0  # answers and explanations to JSON, hashed
+    serialise_s: float = 0.0  # answers and explanations to JSON, hashed (in the loop: and COPY lines)
     save_s: float = 0.0
     saved: SaveStats = field(default_factory=SaveStats)
 

@@ -307,10 +307,10 @@ def main(argv: list[str] | None = None) -> int:
         ("scratch setup + load (s)", f"{load_s:.2f}"),
         ("worker processes (connections)", f"{args.workers}"),
         ("last round's recompute, summed over workers:", ""),
-        ("  load inputs (s, I/O thread)", f"{stats.load_s:.2f}"),
+        ("  load: input queries (I/O thread) + rows to inputs (s)", f"{stats.load_s:.2f}"),
         ("  compute, the engine (s)", f"{stats.compute_s:.2f}"),
-        ("  serialise + hash (s)", f"{stats.serialise_s:.2f}"),
-        ("  write: plan, COPY text, statements (s, I/O thread)", f"{stats.save_s:.2f}"),
+        ("  serialise: JSON, hashes, COPY lines (s)", f"{stats.serialise_s:.2f}"),
+        ("  write: plan + statements (s, I/O thread)", f"{stats.save_s:.2f}"),
         ("  CPU of the client processes (s)", f"{cpu_s:.2f}"),
         ("  rows inserted / rewritten / unchanged", f"{stats.saved.inserted:,} / {stats.saved.updated:,} / "
          f"{stats.saved.unchanged:,}"),
