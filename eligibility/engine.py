@@ -522,16 +522,23 @@ def _steps(entries: Iterable[CountedEntry], policy: Policy) -> list[tuple[date, 
     return [(d, m, a) for d, (m, a) in sorted(per_day.items())]
 
 
+def _settled(mods: tuple[str, ...], policy: Policy, ep: Episode, counted: Iterable[CountedEntry]) -> date | None:
+    """The day the assistant modifier settled, when `mods` carry it (else None, without building the
+    daily steps: most lines carry no such modifier)."""
+    helper = policy.modifiers.assistant.get(ep.discipline)  # type: ignore[call-overload]
+    if helper is None or helper not in mods:
+        return None
+    return settled_day(_steps(counted, policy), policy.modifiers.assistant_share_above_percent)
+
+
 def _with_modifier_day(
-    earned: date | None, why: str, mods: tuple[str, ...], policy: Policy, ep: Episode,
-    counted: Iterable[CountedEntry],
+    earned: date | None, why: str, mods: tuple[str, ...], policy: Policy, ep: Episode, day: date | None
 ) -> tuple[date | None, str]:
-    """A line carrying the assistant modifier is earned no earlier than the day that modifier settled
-    (the daily steps of `counted` are built only then: most lines carry no such modifier)."""
+    """A line carrying the assistant modifier is earned no earlier than the day that modifier
+    settled (`day`, from `_settled`)."""
     helper = policy.modifiers.assistant.get(ep.discipline)  # type: ignore[call-overload]
     if helper is None or helper not in mods:
         return earned, why
-    day = settled_day(_steps(counted, policy), policy.modifiers.assistant_share_above_percent)
     if day is None or earned is None or day <= earned:
         return earned, why
     share = f"above {policy.modifiers.assistant_share_above_percent}%"
@@ -847,6 +854,7 @@ def management_result(
         reason = _gate_reason(gates, reason)
     elif raw:
         mods = modifiers(policy, ep, "management", total, assistant)
+        settled = _settled(mods, policy, ep, counted)  # once for the month's lines
         rule = policy.management.date_of_service
         last_entry = max(c.local_date for c in counted)
         built: list[CodeLine] = []
@@ -857,7 +865,7 @@ def management_result(
                 earned = max(earned, built[0].earned_on)
             why = f"{code}{f' x{units}' if units > 1 else ''} earned on {earned} ({need} minutes"
             why += " with interactive contact)"
-            earned, why = _with_modifier_day(earned, why, mods, policy, ep, counted)
+            earned, why = _with_modifier_day(earned, why, mods, policy, ep, settled)
             dated = {"threshold_day": earned, "month_end": end, "last_entry": last_entry}[rule]
             built.append(_line(policy, code, units, mods, earned, dated, why))
         lines = tuple(built)
@@ -987,7 +995,7 @@ def setup_result(
         )
         mods = modifiers(policy, ep, "setup", total, assistant)
         why = f"{rule.code} earned on {reached}, data day {n} of the first period"
-        earned, why = _with_modifier_day(reached, why, mods, policy, ep, setup_work)
+        earned, why = _with_modifier_day(reached, why, mods, policy, ep, _settled(mods, policy, ep, setup_work))
         documented_day = tzh.local_date(ep.setup_documented_at) if ep.setup_documented_at else None
         setup_day = ep.setup_date or documented_day or reached
         dated = setup_day if rule.date_of_service == "setup_date" else earned

@@ -248,14 +248,6 @@ def _text(value: str | None) -> str:
     return value.translate(_ESCAPES) if ("\\" in value or "\t" in value or "\n" in value or "\r" in value) else value
 
 
-def _day_text(value: date | None) -> str:
-    return "\\N" if value is None else iso(value)
-
-
-def _int_text(value: object) -> str:
-    return "\\N" if value is None else str(value)
-
-
 def _copy_line(row: _Row, status: str, revision: int) -> bytes:
     """The row's COPY line with this status and revision (the one written in advance if it fits)."""
     if row.line and status == row.result.status and revision == 1:
@@ -264,23 +256,40 @@ def _copy_line(row: _Row, status: str, revision: int) -> bytes:
     return _line_of(r.result, r.answer, r.explanation, r.answer_hash, r.explanation_hash, status, revision)
 
 
+_MONTH_ISO: dict[date, str] = {}  # a day -> its month's first day, as ISO text
+
+
+def _month_iso(d: date) -> str:
+    text = _MONTH_ISO.get(d)
+    if text is None:
+        if len(_MONTH_ISO) > 100_000:
+            _MONTH_ISO.clear()
+        text = _MONTH_ISO[d] = iso(d.replace(day=1))
+    return text
+
+
 def _line_of(r: Result, answer: bytes, explanation: bytes, answer_hash: str, explanation_hash: str, status: str,
              revision: int) -> bytes:
     """A result row as one line of COPY text, in `RESULT_COLUMNS` order. Ids and the reason are
     escaped; policy ids, codes, statuses and hashes are validated patterns without separators; the
     JSON documents come from orjson, which escapes every control character, so only their
-    backslashes need doubling."""
+    backslashes need doubling. (Written out rather than through helpers: it runs once per row.)"""
+    t, n = _text, "\\N"
+    index, days, minutes, service, reached = r.period_index, r.data_days, r.minutes, r.service_date, r.reached_on
+    codes = ",".join([ln.code for ln in r.lines])
+    failed = ",".join([g.name for g in r.gates if not g.passed])
     head = (
-        f"{_text(r.key)}\t{r.kind}\t{_text(r.patient_id)}\t{_text(r.episode_id)}\t{_text(r.clinic_id)}\t"
-        f"{_text(r.billing_practitioner_id)}\t{_text(r.policy_id)}\t{_text(r.policy_version)}\t"
-        f"{_int_text(r.period_index)}\t{iso(r.period_start)}\t{iso(r.period_end)}\t{iso(bill_month(r))}\t"
-        f"{{{','.join(r.codes)}}}"
+        f"{t(r.key)}\t{r.kind}\t{t(r.patient_id)}\t{t(r.episode_id)}\t{t(r.clinic_id)}\t"
+        f"{t(r.billing_practitioner_id)}\t{t(r.policy_id)}\t{t(r.policy_version)}\t"
+        f"{n if index is None else str(index)}\t{iso(r.period_start)}\t{iso(r.period_end)}\t"
+        f"{_month_iso(service or r.period_end)}\t{{{codes}}}"  # bill_month
     )
     middle = (
-        f"{_day_text(r.service_date)}\t{_day_text(r.reached_on)}\t{status}\t{iso(r.final_on)}\t"
-        f"{'t' if r.early_release else 'f'}\t{_text(r.reason)}\t{_int_text(r.data_days)}\t{_int_text(r.minutes)}"
+        f"{n if service is None else iso(service)}\t{n if reached is None else iso(reached)}\t{status}\t"
+        f"{iso(r.final_on)}\t{'t' if r.early_release else 'f'}\t{t(r.reason)}\t"
+        f"{n if days is None else str(days)}\t{n if minutes is None else str(minutes)}"
     )
-    tail = f"{answer_hash}\t{explanation_hash}\t{revision}\t{{{','.join(_failed(r))}}}\n"
+    tail = f"{answer_hash}\t{explanation_hash}\t{revision}\t{{{failed}}}\n"
     return b"\t".join(
         (head.encode(), answer.replace(b"\\", b"\\\\"), middle.encode(),
          explanation.replace(b"\\", b"\\\\"), tail.encode())
