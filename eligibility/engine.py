@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import ROUND_DOWN, Decimal
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -173,10 +173,10 @@ def _result(
 # ------------------------------------------------------------------------------ data days -------
 
 
-@fast_init
-@dataclass(frozen=True, slots=True)
-class Window:
-    """A device assigned to the episode, as patient-local dates (inclusive)."""
+class Window(NamedTuple):
+    """A device assigned to the episode, as patient-local dates (inclusive). A named tuple: the gates'
+    caches take the episode's windows as their key, and a tuple hashes in C where a dataclass runs
+    its generated `__hash__` in Python on every lookup."""
 
     device_id: str
     model_id: str
@@ -522,15 +522,23 @@ def _steps(entries: Iterable[CountedEntry], policy: Policy) -> list[tuple[date, 
     return [(d, m, a) for d, (m, a) in sorted(per_day.items())]
 
 
+def _settled(mods: tuple[str, ...], policy: Policy, ep: Episode, counted: Iterable[CountedEntry]) -> date | None:
+    """The day the assistant modifier settled, when `mods` carry it (else None, without building the
+    daily steps: most lines carry no such modifier)."""
+    helper = policy.modifiers.assistant.get(ep.discipline)  # type: ignore[call-overload]
+    if helper is None or helper not in mods:
+        return None
+    return settled_day(_steps(counted, policy), policy.modifiers.assistant_share_above_percent)
+
+
 def _with_modifier_day(
-    earned: date | None, why: str, mods: tuple[str, ...], policy: Policy, ep: Episode,
-    steps: Sequence[tuple[date, Decimal, Decimal]],
+    earned: date | None, why: str, mods: tuple[str, ...], policy: Policy, ep: Episode, day: date | None
 ) -> tuple[date | None, str]:
-    """A line carrying the assistant modifier is earned no earlier than the day that modifier settled."""
+    """A line carrying the assistant modifier is earned no earlier than the day that modifier
+    settled (`day`, from `_settled`)."""
     helper = policy.modifiers.assistant.get(ep.discipline)  # type: ignore[call-overload]
     if helper is None or helper not in mods:
         return earned, why
-    day = settled_day(steps, policy.modifiers.assistant_share_above_percent)
     if day is None or earned is None or day <= earned:
         return earned, why
     share = f"above {policy.modifiers.assistant_share_above_percent}%"
@@ -740,28 +748,47 @@ def judge_entries(
 # ------------------------------------------------------------------------------ management ------
 
 
-def management_lines(policy: Policy, total: Decimal) -> tuple[list[tuple[str, int]], int | None, str]:
+ManagementLines = tuple[tuple[tuple[str, int], ...], int | None, str]
+# Months with the same total under the same policy read the same: (id, total) -> (policy, lines).
+# The policy is kept in the value and checked by identity, so a reused id never answers wrongly.
+_LINES: dict[tuple[int, Decimal], tuple[Policy, ManagementLines]] = {}
+
+
+def management_lines(policy: Policy, total: Decimal) -> ManagementLines:
     """Codes and units the month's minutes reach (interactive contact aside), the minute threshold
-    of the lowest code reached, and the wording."""
+    of the lowest code reached, and the wording. Equal totals (15 and 15.00) give the same answer
+    and the same words, so they share a cache entry."""
+    key = (id(policy), total)
+    hit = _LINES.get(key)
+    if hit is not None and hit[0] is policy:
+        return hit[1]
+    out = _management_lines(policy, total)
+    if len(_LINES) >= _CACHE:
+        _LINES.clear()
+    _LINES[key] = (policy, out)
+    return out
+
+
+def _management_lines(policy: Policy, total: Decimal) -> ManagementLines:
     m = policy.management
     mins = fmt_minutes(total)
     if total >= m.first_minutes:
         extra = total - m.first_minutes
         units = int((extra / m.addon_minutes).to_integral_value(ROUND_DOWN))
-        lines = [(m.first_code, 1)] + ([(m.addon_code, units)] if units else [])
+        lines = ((m.first_code, 1), (m.addon_code, units)) if units else ((m.first_code, 1),)
         needed = m.addon_minutes * (units + 1) - extra
         text = f"{mins}: {m.first_code}" + (f" + {m.addon_code} x{units}" if units else "")
         return lines, m.first_minutes, f"{text}; {_more(needed)} more for another {m.addon_code}"
     if m.short_code and m.short_min_minutes is not None and total >= m.short_min_minutes:
         more = _more(m.first_minutes - total)
         return (
-            [(m.short_code, 1)],
+            ((m.short_code, 1),),
             m.short_min_minutes,
             f"{mins}: {m.short_code}; {more} more for {m.first_code}",
         )
     target, need = (m.short_code, m.short_min_minutes) if m.short_code else (m.first_code, m.first_minutes)
     assert need is not None
-    return [], None, f"{mins}: {_more(need - total)} more for {target}"
+    return (), None, f"{mins}: {_more(need - total)} more for {target}"
 
 
 def _threshold_day(counted: Sequence[CountedEntry], threshold: Decimal | int) -> date | None:
@@ -817,19 +844,19 @@ def management_result(
     raw, threshold, reason = management_lines(policy, total)
     unrecognised = [c for c, _ in raw if not policy.recognised(c)]
     if unrecognised:
-        raw, reason = [], f"{reason}; {', '.join(unrecognised)} not recognised by {policy.id}"
+        raw, reason = (), f"{reason}; {', '.join(unrecognised)} not recognised by {policy.id}"
     if raw and not interactive:
         sm = any(c.channel == "secure_message" for c in counted)
         note = " (secure messages do not count as interactive under this policy)" if sm else ""
-        raw, reason = [], f"no interactive contact in the month{note}; {reason}"
+        raw, reason = (), f"no interactive contact in the month{note}; {reason}"
     lines: tuple[CodeLine, ...] = ()
     if raw and _failed(gates):
         reason = _gate_reason(gates, reason)
     elif raw:
         mods = modifiers(policy, ep, "management", total, assistant)
+        settled = _settled(mods, policy, ep, counted)  # once for the month's lines
         rule = policy.management.date_of_service
         last_entry = max(c.local_date for c in counted)
-        steps = _steps(counted, policy)
         built: list[CodeLine] = []
         for code, units in raw:
             need = _line_threshold(policy, code, units)
@@ -838,7 +865,7 @@ def management_result(
                 earned = max(earned, built[0].earned_on)
             why = f"{code}{f' x{units}' if units > 1 else ''} earned on {earned} ({need} minutes"
             why += " with interactive contact)"
-            earned, why = _with_modifier_day(earned, why, mods, policy, ep, steps)
+            earned, why = _with_modifier_day(earned, why, mods, policy, ep, settled)
             dated = {"threshold_day": earned, "month_end": end, "last_entry": last_entry}[rule]
             built.append(_line(policy, code, units, mods, earned, dated, why))
         lines = tuple(built)
@@ -968,7 +995,7 @@ def setup_result(
         )
         mods = modifiers(policy, ep, "setup", total, assistant)
         why = f"{rule.code} earned on {reached}, data day {n} of the first period"
-        earned, why = _with_modifier_day(reached, why, mods, policy, ep, _steps(setup_work, policy))
+        earned, why = _with_modifier_day(reached, why, mods, policy, ep, _settled(mods, policy, ep, setup_work))
         documented_day = tzh.local_date(ep.setup_documented_at) if ep.setup_documented_at else None
         setup_day = ep.setup_date or documented_day or reached
         dated = setup_day if rule.date_of_service == "setup_date" else earned

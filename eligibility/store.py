@@ -126,27 +126,48 @@ INPUT_QUERIES = {
 }
 
 
+InputRows = dict[str, list[tuple[Any, ...]]]
+
+
+def query_inputs(conn: Conn, patient_ids: Sequence[str]) -> dict[str, Any]:
+    """Run the input queries for these patients (`INPUT_QUERIES` by name); each cursor holds its
+    result, unconverted, until `fetchall` (which needs no round trip: another thread may convert the
+    rows while this connection runs the next statement)."""
+    ids = list(patient_ids)
+    return {name: conn.cursor().execute(q, (ids,)) for name, q in INPUT_QUERIES.items()}
+
+
+def fetch_inputs(conn: Conn, patient_ids: Sequence[str]) -> InputRows:
+    """The rows of every input table for these patients (`INPUT_QUERIES` by name), as fetched."""
+    return {name: cur.fetchall() for name, cur in query_inputs(conn, patient_ids).items()}
+
+
 def load_inputs(conn: Conn, patient_ids: Sequence[str]) -> dict[str, PatientInputs]:
     """Everything the engine needs for these patients, in one query per table."""
+    return build_inputs(patient_ids, fetch_inputs(conn, patient_ids))
+
+
+def build_inputs(patient_ids: Sequence[str], fetched: InputRows) -> dict[str, PatientInputs]:
+    """The engine's inputs from the fetched rows (pure Python: the recompute loop runs it on its
+    compute thread, so that the I/O thread seldom needs the interpreter)."""
     ids = list(patient_ids)
-    q = INPUT_QUERIES
     episodes: dict[str, list[Episode]] = defaultdict(list)
-    for row in conn.execute(q["episodes"], (ids,)).fetchall():
+    for row in fetched["episodes"]:
         episodes[row[1]].append(Episode(*row))
     assignments: dict[str, list[Assignment]] = defaultdict(list)
-    for pid, *assignment in conn.execute(q["assignments"], (ids,)).fetchall():
+    for pid, *assignment in fetched["assignments"]:
         assignments[pid].append(Assignment(*assignment))
     facts: dict[str, list[DayFact]] = defaultdict(list)
-    for pid, local_date, device, qualifying, refs in conn.execute(q["facts"], (ids,)).fetchall():
+    for pid, local_date, device, qualifying, refs in fetched["facts"]:
         facts[pid].append(DayFact(local_date, device, qualifying, refs))
     entries: dict[str, list[TimeEntry]] = defaultdict(list)
-    for row in conn.execute(q["entries"], (ids,)).fetchall():
+    for row in fetched["entries"]:
         entries[row[0]].append(TimeEntry(*row[1:]))
     zones: dict[str, list[tuple[Any, str]]] = defaultdict(list)
-    for pid, at, tz in conn.execute(q["zones"], (ids,)).fetchall():
+    for pid, at, tz in fetched["zones"]:
         zones[pid].append((at, tz))
     rpm: dict[str, list[RpmPeriod]] = defaultdict(list)
-    for pid, start, end, who in conn.execute(q["rpm"], (ids,)).fetchall():
+    for pid, start, end, who in fetched["rpm"]:
         rpm[pid].append(RpmPeriod(start, end, who))
     return {
         pid: PatientInputs(
@@ -187,6 +208,9 @@ class _Row:
     explanation: bytes
     answer_hash: str
     explanation_hash: str
+    # The row as a new row's COPY line (its own status, revision 1), written with the JSON while
+    # the recompute loop's compute thread holds it: the I/O thread then only sends it.
+    line: bytes = b""
 
 
 RESULT_COLUMNS = (
@@ -224,43 +248,63 @@ def _text(value: str | None) -> str:
     return value.translate(_ESCAPES) if ("\\" in value or "\t" in value or "\n" in value or "\r" in value) else value
 
 
-def _day_text(value: date | None) -> str:
-    return "\\N" if value is None else iso(value)
-
-
-def _int_text(value: object) -> str:
-    return "\\N" if value is None else str(value)
-
-
 def _copy_line(row: _Row, status: str, revision: int) -> bytes:
+    """The row's COPY line with this status and revision (the one written in advance if it fits)."""
+    if row.line and status == row.result.status and revision == 1:
+        return row.line
+    r = row
+    return _line_of(r.result, r.answer, r.explanation, r.answer_hash, r.explanation_hash, status, revision)
+
+
+_MONTH_ISO: dict[date, str] = {}  # a day -> its month's first day, as ISO text
+
+
+def _month_iso(d: date) -> str:
+    text = _MONTH_ISO.get(d)
+    if text is None:
+        if len(_MONTH_ISO) > 100_000:
+            _MONTH_ISO.clear()
+        text = _MONTH_ISO[d] = iso(d.replace(day=1))
+    return text
+
+
+def _line_of(r: Result, answer: bytes, explanation: bytes, answer_hash: str, explanation_hash: str, status: str,
+             revision: int) -> bytes:
     """A result row as one line of COPY text, in `RESULT_COLUMNS` order. Ids and the reason are
     escaped; policy ids, codes, statuses and hashes are validated patterns without separators; the
     JSON documents come from orjson, which escapes every control character, so only their
-    backslashes need doubling."""
-    r = row.result
+    backslashes need doubling. (Written out rather than through helpers: it runs once per row.)"""
+    t, n = _text, "\\N"
+    index, days, minutes, service, reached = r.period_index, r.data_days, r.minutes, r.service_date, r.reached_on
+    codes = ",".join([ln.code for ln in r.lines])
+    failed = ",".join([g.name for g in r.gates if not g.passed])
     head = (
-        f"{_text(r.key)}\t{r.kind}\t{_text(r.patient_id)}\t{_text(r.episode_id)}\t{_text(r.clinic_id)}\t"
-        f"{_text(r.billing_practitioner_id)}\t{_text(r.policy_id)}\t{_text(r.policy_version)}\t"
-        f"{_int_text(r.period_index)}\t{iso(r.period_start)}\t{iso(r.period_end)}\t{iso(bill_month(r))}\t"
-        f"{{{','.join(r.codes)}}}"
+        f"{t(r.key)}\t{r.kind}\t{t(r.patient_id)}\t{t(r.episode_id)}\t{t(r.clinic_id)}\t"
+        f"{t(r.billing_practitioner_id)}\t{t(r.policy_id)}\t{t(r.policy_version)}\t"
+        f"{n if index is None else str(index)}\t{iso(r.period_start)}\t{iso(r.period_end)}\t"
+        f"{_month_iso(service or r.period_end)}\t{{{codes}}}"  # bill_month
     )
     middle = (
-        f"{_day_text(r.service_date)}\t{_day_text(r.reached_on)}\t{status}\t{iso(r.final_on)}\t"
-        f"{'t' if r.early_release else 'f'}\t{_text(r.reason)}\t{_int_text(r.data_days)}\t{_int_text(r.minutes)}"
+        f"{n if service is None else iso(service)}\t{n if reached is None else iso(reached)}\t{status}\t"
+        f"{iso(r.final_on)}\t{'t' if r.early_release else 'f'}\t{t(r.reason)}\t"
+        f"{n if days is None else str(days)}\t{n if minutes is None else str(minutes)}"
     )
-    tail = f"{row.answer_hash}\t{row.explanation_hash}\t{revision}\t{{{','.join(_failed(r))}}}\n"
+    tail = f"{answer_hash}\t{explanation_hash}\t{revision}\t{{{failed}}}\n"
     return b"\t".join(
-        (head.encode(), row.answer.replace(b"\\", b"\\\\"), middle.encode(),
-         row.explanation.replace(b"\\", b"\\\\"), tail.encode())
+        (head.encode(), answer.replace(b"\\", b"\\\\"), middle.encode(),
+         explanation.replace(b"\\", b"\\\\"), tail.encode())
     )  # fmt: skip
 
 
-def _prepare(results: Iterable[Result]) -> list[_Row]:
+def _prepare(results: Iterable[Result], lines: bool = False) -> list[_Row]:
+    """Answers and explanations as canonical JSON, hashed; with `lines`, also each row's COPY line
+    as a new row (the recompute loop: most of its rows are new or rewritten)."""
     out = []
     memo: dict[int, Any] = {}  # the batch's results keep their days alive while this runs
     for r in results:
         a, e = dumps(answer_of(r)), dumps(explanation_of(r, memo))
-        out.append(_Row(r, a, e, digest(a), digest(e)))
+        ah, eh = digest(a), digest(e)
+        out.append(_Row(r, a, e, ah, eh, _line_of(r, a, e, ah, eh, r.status, 1) if lines else b""))
     return out
 
 
@@ -498,7 +542,8 @@ class RecomputeStats:
     results: int = 0
     seconds: float = 0.0
     load_s: float = 0.0
-    compute_s: float = 0.0
+    compute_s: float = 0.0  # the engine alone
+    serialise_s: float = 0.0  # answers and explanations to JSON, hashed (in the loop: and COPY lines)
     save_s: float = 0.0
     saved: SaveStats = field(default_factory=SaveStats)
 
@@ -507,19 +552,27 @@ class RecomputeStats:
         self.results += other.results
         self.load_s += other.load_s
         self.compute_s += other.compute_s
+        self.serialise_s += other.serialise_s
         self.save_s += other.save_s
         self.saved.add(other.saved)
 
 
 def _compute_rows(inputs: Mapping[str, PatientInputs], patient_ids: Sequence[str], as_of: date,
-                  pol: Mapping[str, Policy]) -> tuple[int, list[_Row]]:
-    """The pure half of a batch: answers, serialised and hashed (number of results, rows)."""
+                  pol: Mapping[str, Policy], stats: RecomputeStats, lines: bool = False) -> list[_Row]:
+    """The pure half of a batch: answers, serialised and hashed (with `lines`, also as COPY lines);
+    adds its results and the seconds of each step to `stats`."""
     # Many small immutable objects and no cycles: the cyclic collector would only rescan them.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
+        t0 = time.perf_counter()
         results = [r for pid in patient_ids for r in compute_patient(inputs[pid], pol, as_of)]
-        return len(results), _prepare(results)
+        t1 = time.perf_counter()
+        rows = _prepare(results, lines)
+        stats.compute_s += t1 - t0
+        stats.serialise_s += time.perf_counter() - t1
+        stats.results += len(results)
+        return rows
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -534,33 +587,39 @@ def recompute_patients(
     t0 = time.perf_counter()
     inputs = load_inputs(conn, patient_ids)
     t1 = time.perf_counter()
-    stats.results, rows = _compute_rows(inputs, patient_ids, as_of, pol)
+    rows = _compute_rows(inputs, patient_ids, as_of, pol, stats)
     t2 = time.perf_counter()
     stats.saved = save_rows(conn, patient_ids, rows)
     t3 = time.perf_counter()
     stats.patients = len(patient_ids)
-    stats.load_s, stats.compute_s, stats.save_s, stats.seconds = t1 - t0, t2 - t1, t3 - t2, t3 - t0
+    stats.load_s, stats.save_s, stats.seconds = t1 - t0, t3 - t2, t3 - t0
     return stats
 
 
 Claim = list[tuple[str, int]]
+_GC_EVERY = 16  # batches between collections in the recompute loop (see _pipeline)
 
 
 def _pipeline(
     conn: Conn, claim: Callable[[], Claim], as_of: date, pol: Mapping[str, Policy], max_batches: int | None
 ) -> RecomputeStats:
     """Recompute batch after batch on one connection, overlapping the database with Python: an I/O
-    thread owns the connection and runs, in order, claim + load of batch k+1 and the writes of batch
-    k, while this thread computes. The writes of a batch commit before the next batch's writes start,
-    and marks are cleared only after their batch is written."""
+    thread owns the connection and runs, in order, claim + input queries of batch k+1 and the writes
+    of batch k, while this thread computes. The writes of a batch commit before the next batch's
+    writes start, and marks are cleared only after their batch is written.
+
+    The Python work is all on this thread (turning the fetched rows into inputs, the engine, the JSON,
+    the COPY lines), so the I/O thread needs the interpreter only briefly between socket waits: two
+    threads taking turns on the interpreter lock kept the database waiting for the I/O thread's turn
+    (and the I/O thread's Python work stalled the compute) more than it overlapped anything."""
     total = RecomputeStats()
     t0 = time.perf_counter()
 
-    def load() -> tuple[Claim, dict[str, PatientInputs], float]:
+    def load() -> tuple[Claim, dict[str, Any], float]:
         t = time.perf_counter()
         claimed = claim()
-        inputs = load_inputs(conn, [p for p, _ in claimed]) if claimed else {}
-        return claimed, inputs, time.perf_counter() - t
+        queried = query_inputs(conn, [p for p, _ in claimed]) if claimed else {}
+        return claimed, queried, time.perf_counter() - t
 
     def save(claimed: Claim, rows: list[_Row]) -> tuple[SaveStats, float]:
         t = time.perf_counter()
@@ -574,33 +633,38 @@ def _pipeline(
         total.save_s += seconds
 
     # The collector is off for the whole loop: both threads allocate many small acyclic objects that
-    # each collection would rescan; the young generations are collected once per batch instead.
+    # each collection would rescan. A batch leaves no cycles (a collection after each batch found
+    # none), and a collection walks every live object of the batches in flight (about 1 s of CPU per
+    # 10,000 patients when run after each batch), so the young generations are collected only every
+    # _GC_EVERY batches: it bounds what a rare cycle could hold.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="eligibility-io") as io:
-            loading: Future[tuple[Claim, dict[str, PatientInputs], float]] | None = io.submit(load)
+            loading: Future[tuple[Claim, dict[str, Any], float]] | None = io.submit(load)
             saving: Future[tuple[SaveStats, float]] | None = None
             batches = 0
             while loading is not None:
-                claimed, inputs, load_s = loading.result()
+                claimed, queried, load_s = loading.result()
                 if not claimed:
                     break
                 batches += 1
                 loading = io.submit(load) if max_batches is None or batches < max_batches else None
-                t = time.perf_counter()
                 ids = [p for p, _ in claimed]
-                results, rows = _compute_rows(inputs, ids, as_of, pol)
+                t = time.perf_counter()
+                inputs = build_inputs(ids, {name: cur.fetchall() for name, cur in queried.items()})
+                del queried
+                total.load_s += load_s + time.perf_counter() - t
+                before = total.results
+                rows = _compute_rows(inputs, ids, as_of, pol, total, lines=True)
                 del inputs
-                total.compute_s += time.perf_counter() - t
-                total.load_s += load_s
                 total.patients += len(ids)
-                total.results += results
                 if saving is not None:
                     collect(saving)  # at most one batch waits to be written: bounded memory
                 saving = io.submit(save, claimed, rows)
-                gc.collect(1)
-                log.info("eligibility batch: %d patients, %d results", len(ids), results)
+                if batches % _GC_EVERY == 0:
+                    gc.collect(1)
+                log.info("eligibility batch: %d patients, %d results", len(ids), total.results - before)
             if saving is not None:
                 collect(saving)
     finally:

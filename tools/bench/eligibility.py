@@ -13,10 +13,12 @@ import argparse
 import io
 import multiprocessing as mp
 import os
+import resource
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, timedelta
 from statistics import median
 from typing import Any
@@ -27,9 +29,9 @@ import psycopg
 from psycopg import sql
 
 from eligibility.store import (
-    INPUT_QUERIES,
     RESULT_COLUMNS,
     RecomputeStats,
+    fetch_inputs,
     mark_all,
     recompute_dirty,
     recompute_dirty_parallel,
@@ -131,13 +133,15 @@ def generate(conn: psycopg.Connection[Any], patients: int, days: int, seed: int)
 FLOOR_TABLE = "eligibility_results_floor"
 
 
-def _floor_share(
-    dsn: str, batches: list[list[str]], barrier: Any = None, out: Any = None
-) -> tuple[float, float, int, int]:
+Span = tuple[float, float, float, int, int, float]
+
+
+def _floor_share(dsn: str, batches: list[list[str]], barrier: Any = None, out: Any = None) -> Span:
     """One connection's part of the floor: the engine's own input queries for its batches, then its
     result rows (as stored) in one COPY into the unlogged copy. The rows are fetched before the clock
-    starts; with several processes they all start together at `barrier`.
-    Returns (start, end, rows written, bytes written) on the monotonic clock shared by processes."""
+    starts; with several processes they all start together at `barrier`. Returns (start, end of the
+    reads, end, rows written, bytes written, CPU seconds of this process) on the monotonic clock
+    shared by processes."""
     cols = ", ".join(RESULT_COLUMNS)
     ids = [p for b in batches for p in b]
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -149,25 +153,34 @@ def _floor_share(
         rows = buf.getvalue()
         if barrier is not None:
             barrier.wait()
-        t0 = time.perf_counter()
+        t0, cpu = time.perf_counter(), time.process_time()
         for some in batches:
-            for q in INPUT_QUERIES.values():
-                conn.execute(q, (some,)).fetchall()
+            fetch_inputs(conn, some)  # the recompute's own reads, one query per input table
+        t1 = time.perf_counter()
         cur = conn.cursor()
         with cur.copy(f"copy {FLOOR_TABLE} ({cols}) from stdin") as copy:
             copy.write(rows)
-        result = (t0, time.perf_counter(), cur.rowcount, len(rows))
+        result = (t0, t1, time.perf_counter(), cur.rowcount, len(rows), time.process_time() - cpu)
     if out is not None:
         out.put(result)
     return result
 
 
-def measure_floor(admin: psycopg.Connection[Any], dsn: str, writer: str, workers: int, batch: int
-                  ) -> tuple[float, int, int]:
+@dataclass(slots=True)
+class Floor:
+    seconds: float
+    read_s: float  # reading the inputs, summed over the processes
+    copy_s: float  # the one COPY per connection, summed over the processes
+    rows: int
+    bytes: int
+    cpu_s: float  # CPU seconds of the client processes
+
+
+def measure_floor(admin: psycopg.Connection[Any], dsn: str, writer: str, workers: int, batch: int) -> Floor:
     """The floor: with the recompute's number of processes and connections and its batches (dealt
     the same way), read the same inputs with the engine's own queries and write the same result
     rows with one COPY per connection into an unlogged copy of the results table (same columns,
-    defaults and indexes); no Python work in between. Returns (seconds, rows written, bytes)."""
+    defaults and indexes); no Python work in between."""
     admin.execute(f"drop table if exists {FLOOR_TABLE}")
     admin.execute(f"create unlogged table {FLOOR_TABLE} (like eligibility_results including all)")
     grant = sql.SQL("grant select, insert on {} to {}")
@@ -188,24 +201,37 @@ def measure_floor(admin: psycopg.Connection[Any], dsn: str, writer: str, workers
                 proc.join()
                 if proc.exitcode != 0:
                     raise RuntimeError(f"floor process exited with {proc.exitcode}")
-        seconds = max(s[1] for s in spans) - min(s[0] for s in spans)
-        return seconds, sum(s[2] for s in spans), sum(s[3] for s in spans)
+        return Floor(
+            seconds=max(s[2] for s in spans) - min(s[0] for s in spans),
+            read_s=sum(s[1] - s[0] for s in spans),
+            copy_s=sum(s[2] - s[1] for s in spans),
+            rows=sum(s[3] for s in spans),
+            bytes=sum(s[4] for s in spans),
+            cpu_s=sum(s[5] for s in spans),
+        )
     finally:
         admin.execute(f"drop table if exists {FLOOR_TABLE}")
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and of its waited-for children (the parallel recompute's workers)."""
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
 def recompute(settings: Any, admin: psycopg.Connection[Any], as_of: date, workers: int, batch: int
-              ) -> tuple[float, RecomputeStats]:
-    """Every patient marked and recomputed into an emptied results table (every row written)."""
+              ) -> tuple[float, RecomputeStats, float]:
+    """Every patient marked and recomputed into an emptied results table (every row written).
+    Returns (seconds, stats, CPU seconds of the client processes)."""
     admin.execute("truncate eligibility_results cascade")  # a scratch database: nothing else refers to it
     with psycopg.connect(settings.dsn("writer"), autocommit=True) as conn:
-        t0 = time.perf_counter()
+        t0, cpu = time.perf_counter(), _cpu()
         mark_all(conn, "benchmark")
         if workers > 1:
             stats = recompute_dirty_parallel(conn, settings.dsn("writer"), as_of, workers, batch)
         else:
             stats = recompute_dirty(conn, as_of, batch=batch, pipelined=True)
-        return time.perf_counter() - t0, stats
+        return time.perf_counter() - t0, stats, _cpu() - cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,16 +274,16 @@ def main(argv: list[str] | None = None) -> int:
             for r in range(max(1, args.repeat)):
                 floor_first = r % 2 == 1  # alternate, so neither always runs on a warmer cache
 
-                def floor() -> tuple[float, int, int]:
+                def floor() -> Floor:
                     return measure_floor(admin, settings.dsn("writer"), settings.pg_writer_user, args.workers,
                                          args.batch)
 
                 if floor_first:
-                    floor_s, floor_rows, floor_bytes = floor()
-                seconds, stats = recompute(settings, admin, as_of, args.workers, args.batch)
+                    fl = floor()
+                seconds, stats, cpu_s = recompute(settings, admin, as_of, args.workers, args.batch)
                 if not floor_first:
-                    floor_s, floor_rows, floor_bytes = floor()
-                runs.append((seconds, floor_s))
+                    fl = floor()
+                runs.append((seconds, fl.seconds))
             codes = {
                 str(k): int(str(v))
                 for k, v in admin.execute(
@@ -280,17 +306,23 @@ def main(argv: list[str] | None = None) -> int:
         ("codes reached", ", ".join(f"{k} x{v:,}" for k, v in codes.items())),
         ("scratch setup + load (s)", f"{load_s:.2f}"),
         ("worker processes (connections)", f"{args.workers}"),
-        ("last run, summed over workers:", ""),
-        ("  load inputs (s, I/O thread)", f"{stats.load_s:.2f}"),
-        ("  compute + serialise (s)", f"{stats.compute_s:.2f}"),
-        ("  write results (s, I/O thread)", f"{stats.save_s:.2f}"),
+        ("last round's recompute, summed over workers:", ""),
+        ("  load: input queries (I/O thread) + rows to inputs (s)", f"{stats.load_s:.2f}"),
+        ("  compute, the engine (s)", f"{stats.compute_s:.2f}"),
+        ("  serialise: JSON, hashes, COPY lines (s)", f"{stats.serialise_s:.2f}"),
+        ("  write: plan + statements (s, I/O thread)", f"{stats.save_s:.2f}"),
+        ("  CPU of the client processes (s)", f"{cpu_s:.2f}"),
         ("  rows inserted / rewritten / unchanged", f"{stats.saved.inserted:,} / {stats.saved.updated:,} / "
          f"{stats.saved.unchanged:,}"),
+        ("last round's floor, summed over workers:", ""),
+        ("  read inputs (s)", f"{fl.read_s:.2f}"),
+        ("  one COPY per connection (s)", f"{fl.copy_s:.2f}"),
+        ("  CPU of the client processes (s)", f"{fl.cpu_s:.2f}"),
         ("runs: recompute / floor (s) = ratio", ", ".join(f"{r:.2f} / {f:.2f} = {r / f:.2f}" for r, f in runs)),
         ("recompute total (s)" + (", median" if many else ""), f"{seconds:.2f}"),
         ("patients / s", f"{stats.patients / seconds:,.0f}"),
         ("floor: read inputs + COPY (s)" + (", median" if many else ""), f"{floor_s:.2f}"),
-        ("floor: result rows written", f"{floor_rows:,} ({floor_bytes / 1e6:.1f} MB)"),
+        ("floor: result rows written", f"{fl.rows:,} ({fl.bytes / 1e6:.1f} MB)"),
         ("ratio to floor" + (" (of the medians)" if many else ""), f"{seconds / floor_s:.2f}"),
         ("load average (1 min) before / after the rounds", f"{load_before:.1f} / {load_after:.1f}"),
     ]  # fmt: skip
