@@ -1,11 +1,13 @@
 """The clinic app in a real headless browser (Debian's chromium driven by Playwright), with axe-core
-checking every page for serious or critical accessibility violations. Screenshots go to
-docs/screenshots/ (shown in the README)."""
+checking every page for serious or critical accessibility violations. Screenshots go to a
+temporary folder, so that a test run leaves the checkout as it was; with RTM_UPDATE_SCREENSHOTS=1
+they replace docs/screenshots/ (shown in the README)."""
 
 from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -24,7 +26,14 @@ pytestmark = pytest.mark.integration
 playwright = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+DOC_SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SHOTS = DOC_SHOTS  # where _shot writes: set by the fixture below
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _screenshot_folder(tmp_path_factory: pytest.TempPathFactory) -> None:
+    global SHOTS
+    SHOTS = DOC_SHOTS if os.environ.get("RTM_UPDATE_SCREENSHOTS") == "1" else tmp_path_factory.mktemp("screenshots")
 
 
 @pytest.fixture(scope="module")
