@@ -7,7 +7,7 @@ rtm vendor reencrypt                        every stored token under the active 
 rtm vendor migrate-legacy                   plain-text Polar tokens of ingest_vendor_links, encrypted
 rtm vendor polar-webhook --url URL          create, update or re-activate the AccessLink webhook
 rtm vendor oura-subscribe --url URL         create or renew the Oura daily_activity subscriptions
-rtm vendor fake polar|google-health|oura [--port P]   serve a local vendor fake (demos)
+rtm vendor fake polar|google-health|oura|withings|garmin [--port P]   serve a local vendor fake (demos)
 """
 
 from __future__ import annotations
@@ -173,16 +173,18 @@ def cmd_oura_subscribe(args: argparse.Namespace) -> int:
 
 
 def cmd_fake(args: argparse.Namespace) -> int:
+    from device_adapters.cloud.fakes.garmin import GarminFake
     from device_adapters.cloud.fakes.google_health import GoogleHealthFake
     from device_adapters.cloud.fakes.oura import OuraFake
     from device_adapters.cloud.fakes.polar import PolarFake
     from device_adapters.cloud.fakes.server import serve
+    from device_adapters.cloud.fakes.withings import WithingsFake
 
-    fake: PolarFake | GoogleHealthFake | OuraFake = (
-        PolarFake() if args.vendor == "polar" else GoogleHealthFake() if args.vendor == "google-health" else OuraFake()
-    )
+    fakes = {"polar": PolarFake, "google-health": GoogleHealthFake, "oura": OuraFake, "withings": WithingsFake,
+             "garmin": GarminFake}
+    fake = fakes[args.vendor]()
     served = serve(fake.app(), args.port)
-    print(f"{args.vendor} fake on {served.url} (client id {fake.client_id}); Ctrl-C stops it")
+    print(f"{args.vendor} fake on {served.url} (client id {fake.client_id}); Ctrl-C stops it", flush=True)
     try:
         while True:
             time.sleep(3600)
@@ -214,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--url", required=True, help="the gateway's public /v1/webhooks/oura URL")
     c.set_defaults(func=cmd_oura_subscribe)
     c = sub.add_parser("fake", help="serve a vendor fake on 127.0.0.1 (demos and manual tests)")
-    c.add_argument("vendor", choices=["polar", "google-health", "oura"])
+    c.add_argument("vendor", choices=["polar", "google-health", "oura", "withings", "garmin"])
     c.add_argument("--port", type=int, default=8316)
     c.set_defaults(func=cmd_fake)
     return p

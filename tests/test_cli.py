@@ -77,3 +77,25 @@ def test_faults_passes_its_arguments_through() -> None:
     done = subprocess.run([sys.executable, "-m", "cli.main", "faults", "--help"], capture_output=True, text=True,
                           timeout=120, cwd=PROJECT_ROOT)
     assert done.returncode == 0 and "--only" in done.stdout  # the tool's own argparse help
+
+
+@pytest.mark.parametrize("vendor", ["polar", "google-health", "oura", "withings", "garmin"])
+def test_vendor_fake_serves_each_vendor(vendor: str) -> None:
+    """`rtm vendor fake V` serves the vendor's local fake over HTTP and says where."""
+    import httpx
+
+    from rtm.stack.broker import free_port
+
+    port = free_port()
+    exe = str(Path(sys.executable).with_name("rtm"))
+    proc = subprocess.Popen([exe, "vendor", "fake", vendor, "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith(f"{vendor} fake on http://127.0.0.1:{port}"), line
+        # An HTTP answer from the fake's own app (it has no page at /).
+        r = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
+        assert r.status_code == 404
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
