@@ -260,15 +260,23 @@ def _contents(settings: Settings, patients: str = "%") -> dict[str, list[tuple[A
 
 
 def _settled(settings: Settings, want_batches: int, quiet_s: float = 3.0, timeout: float = 120,
-             patients: str = "%") -> dict[str, Any]:
+             patients: str = "%", want_streams: int = 0) -> dict[str, Any]:
+    """The derived tables once the patients' batches and analysed streams have all arrived and
+    nothing changed for `quiet_s`. Counting only the patients' own rows matters: a worker killed
+    mid-stream leaves its partitions idle until the group's session times out, which is quiet enough
+    to look settled if the target could be met by other tests' rows."""
     deadline = time.monotonic() + timeout
     last: dict[str, Any] | None = None
     stable_since = time.monotonic()
     while time.monotonic() < deadline:
         with psycopg.connect(settings.dsn("reader")) as conn:
-            row = conn.execute("select (select count(*) from imu_batches), (select count(*) from imu_stream_queue)"
-                               ).fetchone()
-        now = _contents(settings, patients) if row and row[0] >= want_batches and row[1] == 0 else None
+            row = conn.execute(
+                "select (select count(*) from imu_batches where patient_id like %(p)s),"
+                " (select count(*) from imu_stream_queue where patient_id like %(p)s),"
+                " (select count(*) from stream_analyses where patient_id like %(p)s)", {"p": patients}
+            ).fetchone()
+        arrived = row is not None and row[0] >= want_batches and row[1] == 0 and row[2] >= want_streams
+        now = _contents(settings, patients) if arrived else None
         if now is not None and now == last:
             if time.monotonic() - stable_since >= quiet_s:
                 return now
@@ -301,8 +309,10 @@ def fresh_db(stack_settings: Settings) -> Iterator[Any]:
 def test_two_workers_give_what_one_gives_even_when_one_is_killed(
     fast: Settings, fresh_db: Any
 ) -> None:
-    # Twelve patients' sessions on the shared topics; each group below reads the topics from the start.
-    sessions = [_session(_patient(f"scale{i}"), 100 + i, datetime(2026, 4, 1, 14 + i % 6, tzinfo=UTC))
+    # Twelve patients' sessions on the shared topics; each group below reads the topics from the start
+    # (this run's patients share a tag: an earlier run's are on the topics too).
+    tag = f"scale{uuid.uuid4().hex[:4]}x"
+    sessions = [_session(_patient(f"{tag}{i}"), 100 + i, datetime(2026, 4, 1, 14 + i % 6, tzinfo=UTC))
                 for i in range(12)]
     half = len(sessions) // 2
     produce(fast, [e for m, b, _ in sessions[:half] for e in (*m, *b)])
@@ -315,20 +325,19 @@ def test_two_workers_give_what_one_gives_even_when_one_is_killed(
         # Mid-stream: the rest arrives while one of the pair dies without any clean-up.
         produce(fast, [e for m, b, _ in sessions[half:] for e in (*m, *b)])
         pair[0].kill()
-        with psycopg.connect(fast.dsn("reader")) as conn:
-            row = conn.execute("select count(*) from imu_batches").fetchone()
-        total_batches = int(row[0]) if row else 0
-        # Only this test's patients: other tests' events (the session gateway's outbox relay keeps
-        # publishing) may reach the shared topics between the two groups' reads.
-        expected = _settled(one, total_batches, patients="pat-scale%")
-        survivor = _settled(two, total_batches, patients="pat-scale%")
+        # Only this test's patients, all of their batches and streams: other tests' events (the
+        # session gateway's outbox relay keeps publishing) may reach the shared topics meanwhile.
+        ours = f"pat-{tag}%"
+        batches = sum(len(b) for _, b, _ in sessions)
+        expected = _settled(one, batches, patients=ours, want_streams=len(sessions))
+        survivor = _settled(two, batches, patients=ours, want_streams=len(sessions))
     finally:
         single.stop()
         for w in pair:
             w.stop()
     assert survivor == expected
-    ours = [r for r in expected["stream_analyses"] if r[0].startswith("imu-pat-scale")]
-    assert len(ours) == 12 and all(r[2] == "analysed" for r in ours)
+    analysed = [r for r in expected["stream_analyses"] if r[0].startswith(f"imu-pat-{tag}")]
+    assert len(analysed) == 12 and all(r[2] == "analysed" for r in analysed)
 
 
 def test_a_restarted_worker_replays_without_changing_anything(fast: Settings, fresh_db: Any) -> None:
