@@ -9,6 +9,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -17,7 +18,7 @@ import psycopg
 from pydantic import SecretStr
 
 from device_adapters.cloud.fakes.polar import PolarFake
-from device_adapters.cloud.fakes.server import serve
+from device_adapters.cloud.fakes.server import ServedApp, serve
 from device_adapters.cloud.polar import PolarClient
 from device_adapters.cloud.settings import VendorSettings
 from ingest.settings import GatewaySettings
@@ -117,30 +118,38 @@ def demo_ids(vendor: str, seed: int, since: datetime, k: int | None = None) -> t
     return patient, f"{patient}-ep"
 
 
-def run_vendor_patients(settings: Settings, days: int, seed: int, timeout_s: float = 60.0) -> list[VendorPatient]:
-    days = max(1, min(days, 28))
-    fake = PolarFake(webhook_secret=f"demo-webhook-{seed}".encode())
-    served_fake = serve(fake.app())
-    fake.base_url = served_fake.url
-    vcfg = VendorSettings(
-        polar_client_id=fake.client_id, polar_client_secret=SecretStr(fake.client_secret),
-        polar_authorize_url=f"{fake.base_url}/oauth2/authorization",
-        polar_token_url=f"{fake.base_url}/v2/oauth2/token", syncer_poll_s=0.2,
-        backfill_days=days, user_rate_per_s=50.0, user_burst=100,
-    )
-    gcfg = GatewaySettings(polar_webhook_secret=SecretStr((fake.webhook_secret or b"").decode()),
-                           polar_api_base=fake.base_url)
+def demo_gateway(settings: Settings, days: int, gateway: GatewaySettings | None = None,
+                 **vendor: Any) -> ServedApp:
+    """A vendor demo's gateway on a free local port: the vendors' settings given, and the demo's
+    sync settings (quick polls, a backfill of the demo's days, a per-user budget no demo spends)."""
     from ingest.app import create_app  # the gateway, only when the demo runs
     from rtm.stack.broker import free_port
 
     port = free_port()
-    vcfg = vcfg.model_copy(update={"redirect_base": f"http://127.0.0.1:{port}"})
-    gateway = serve(create_app(settings, gcfg, vendor_config=vcfg), port=port, lifespan=True)
+    vcfg = VendorSettings(redirect_base=f"http://127.0.0.1:{port}", syncer_poll_s=0.2, backfill_days=days,
+                          user_rate_per_s=50.0, user_burst=100, **vendor)
+    return serve(create_app(settings, gateway or GatewaySettings(), vendor_config=vcfg), port=port, lifespan=True)
+
+
+def run_vendor_patients(settings: Settings, days: int, seed: int, timeout_s: float = 60.0) -> list[VendorPatient]:
+    days = max(1, min(days, 28))
+    fake = PolarFake(webhook_secret=f"demo-webhook-{seed}".encode())
+    served = [serve(fake.app())]
+    fake.base_url = served[0].url
     try:
+        gateway = demo_gateway(
+            settings, days,
+            GatewaySettings(polar_webhook_secret=SecretStr((fake.webhook_secret or b"").decode()),
+                            polar_api_base=fake.base_url),
+            polar_client_id=fake.client_id, polar_client_secret=SecretStr(fake.client_secret),
+            polar_authorize_url=f"{fake.base_url}/oauth2/authorization",
+            polar_token_url=f"{fake.base_url}/v2/oauth2/token",
+        )
+        served.append(gateway)
         return _run(settings, fake, gateway.url, days, seed, timeout_s)
     finally:
-        gateway.stop()
-        served_fake.stop()
+        for s in reversed(served):
+            s.stop()
 
 
 def _run(settings: Settings, fake: PolarFake, gw_url: str, days: int, seed: int,

@@ -14,13 +14,19 @@ from zoneinfo import ZoneInfo
 import httpx
 from pydantic import SecretStr
 
-from cli.vendor_demo import VendorPatient, _minute_steps, demo_ids, enrol_credential, seed_clinic, wait_stored
+from cli.vendor_demo import (
+    VendorPatient,
+    _minute_steps,
+    demo_gateway,
+    demo_ids,
+    enrol_credential,
+    seed_clinic,
+    wait_stored,
+)
 from device_adapters.cloud import oura
 from device_adapters.cloud.fakes.google_health import GoogleHealthFake
 from device_adapters.cloud.fakes.oura import OuraFake
 from device_adapters.cloud.fakes.server import ServedApp, serve
-from device_adapters.cloud.settings import VendorSettings
-from ingest.settings import GatewaySettings
 from rtm.settings import Settings
 
 # (vendor, device model, zone): one patient each, far from the Polar patients' zones.
@@ -38,21 +44,15 @@ def run_cloud_patients(settings: Settings, days: int, seed: int, timeout_s: floa
             s = serve(fake.app())
             served.append(s)
             fake.base_url = s.url
-        from ingest.app import create_app  # the gateway, only when the demo runs
-        from rtm.stack.broker import free_port
-
-        port = free_port()
-        vcfg = VendorSettings(
+        gateway = demo_gateway(
+            settings, days,
             google_health_client_id=g.client_id, google_health_client_secret=SecretStr(g.client_secret),
             google_health_authorize_url=f"{g.base_url}/o/oauth2/v2/auth", google_health_token_url=f"{g.base_url}/token",
             google_health_api_base=g.base_url, google_health_webhook_secret=SecretStr(G_SECRET),
             oura_client_id=o.client_id, oura_client_secret=SecretStr(o.client_secret),
             oura_authorize_url=f"{o.base_url}/oauth/authorize", oura_token_url=f"{o.base_url}/oauth/token",
             oura_api_base=o.base_url, oura_verification_token=SecretStr(O_TOKEN),
-            syncer_poll_s=0.2, backfill_days=days, user_rate_per_s=50.0, user_burst=100,
-            redirect_base=f"http://127.0.0.1:{port}",
         )
-        gateway = serve(create_app(settings, GatewaySettings(), vendor_config=vcfg), port=port, lifespan=True)
         served.append(gateway)
         return _run(settings, g, o, gateway.url, days, seed, timeout_s)
     finally:

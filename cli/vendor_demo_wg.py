@@ -20,12 +20,18 @@ from zoneinfo import ZoneInfo
 import httpx
 from pydantic import SecretStr
 
-from cli.vendor_demo import VendorPatient, _minute_steps, demo_ids, enrol_credential, seed_clinic, wait_stored
+from cli.vendor_demo import (
+    VendorPatient,
+    _minute_steps,
+    demo_gateway,
+    demo_ids,
+    enrol_credential,
+    seed_clinic,
+    wait_stored,
+)
 from device_adapters.cloud.fakes.garmin import GarminFake
 from device_adapters.cloud.fakes.server import ServedApp, serve
 from device_adapters.cloud.fakes.withings import WithingsFake
-from device_adapters.cloud.settings import VendorSettings
-from ingest.settings import GatewaySettings
 from rtm.settings import Settings
 
 PATIENTS = (("withings", "America/Denver"), ("garmin", "Asia/Kolkata"))  # Kolkata: a half-hour offset
@@ -59,25 +65,19 @@ def run_wg_patients(settings: Settings, days: int, seed: int, timeout_s: float =
     served: list[ServedApp] = [serve(wfake.app()), serve(gfake.app())]
     wfake.base_url, gfake.base_url = served[0].url, served[1].url
     hook_secret = secrets.token_urlsafe(16)
-    from ingest.app import create_app  # the gateway, only when the demo runs
-    from rtm.stack.broker import free_port
-
-    port = free_port()
-    vcfg = VendorSettings(
-        redirect_base=f"http://127.0.0.1:{port}", syncer_poll_s=0.2, backfill_days=days,
-        user_rate_per_s=50.0, user_burst=100,
-        withings_client_id=wfake.client_id, withings_client_secret=SecretStr(wfake.client_secret),
-        withings_authorize_url=f"{wfake.base_url}/oauth2_user/authorize2",
-        withings_token_url=f"{wfake.base_url}/v2/oauth2", withings_api_base=wfake.base_url,
-        garmin_client_id=gfake.client_id, garmin_client_secret=SecretStr(gfake.client_secret),
-        garmin_authorize_url=f"{gfake.base_url}/oauth2Confirm",
-        garmin_token_url=f"{gfake.base_url}/di-oauth2-service/oauth/token", garmin_api_base=gfake.base_url,
-        garmin_webhook_secret=SecretStr(hook_secret),
-    )
-    gateway = serve(create_app(settings, GatewaySettings(), vendor_config=vcfg), port=port, lifespan=True)
-    served.append(gateway)
-    gfake.endpoint = f"{gateway.url}/v1/webhooks/garmin/{hook_secret}"
     try:
+        gateway = demo_gateway(
+            settings, days,
+            withings_client_id=wfake.client_id, withings_client_secret=SecretStr(wfake.client_secret),
+            withings_authorize_url=f"{wfake.base_url}/oauth2_user/authorize2",
+            withings_token_url=f"{wfake.base_url}/v2/oauth2", withings_api_base=wfake.base_url,
+            garmin_client_id=gfake.client_id, garmin_client_secret=SecretStr(gfake.client_secret),
+            garmin_authorize_url=f"{gfake.base_url}/oauth2Confirm",
+            garmin_token_url=f"{gfake.base_url}/di-oauth2-service/oauth/token", garmin_api_base=gfake.base_url,
+            garmin_webhook_secret=SecretStr(hook_secret),
+        )
+        served.append(gateway)
+        gfake.endpoint = f"{gateway.url}/v1/webhooks/garmin/{hook_secret}"
         return _run(settings, wfake, gfake, gateway.url, days, seed, timeout_s)
     finally:
         for s in reversed(served):
