@@ -9,7 +9,8 @@ row-level security confines it exactly as it confines the pages."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
@@ -82,6 +83,17 @@ class DeviceEnrolment(BaseModel):
 def _field_problem(exc: records.FieldError) -> HTTPException:
     # The shape FastAPI gives request-validation errors, so that a script reads both alike.
     return HTTPException(422, [{"loc": ["body", exc.field], "msg": exc.message, "type": "value_error"}])
+
+
+@contextmanager
+def _edit_problems() -> Iterator[None]:
+    """An edit's errors as HTTP problems: what it names is not there (404), a field is wrong (422)."""
+    try:
+        yield
+    except LookupError as exc:
+        raise HTTPException(404, str(exc)) from None
+    except records.FieldError as exc:
+        raise _field_problem(exc) from None
 
 
 def _patients(conn: Conn, patient_ids: list[str] | None) -> list[PatientOut]:
@@ -174,37 +186,23 @@ def clinic_router(db: AppDb, a: AppSettings, s: Settings, pepper: bytes, policie
     @router.patch("/clinic/patients/{patient_id}")
     def edit_patient(request: Request, patient_id: str, body: records.PatientEdit, me: Session = Depends(caller)) -> Changes:
         onboarder(me)
-        with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
-            try:
-                return Changes(changes=records.edit_patient(conn, me.staff, patient_id, body, ip(request)))
-            except LookupError as exc:
-                raise HTTPException(404, str(exc)) from None
-            except records.FieldError as exc:
-                raise _field_problem(exc) from None
+        with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn, _edit_problems():
+            return Changes(changes=records.edit_patient(conn, me.staff, patient_id, body, ip(request)))
 
     @router.post("/clinic/patients/{patient_id}/episodes", status_code=201)
     def create_episode(request: Request, patient_id: str, body: records.EpisodeForm, me: Session = Depends(caller)) -> Created:
         onboarder(me)
         with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
-            try:
+            with _edit_problems():
                 eid = records.create_episode(conn, me.staff.clinic_id, patient_id, body, policies)
-            except LookupError as exc:
-                raise HTTPException(404, str(exc)) from None
-            except records.FieldError as exc:
-                raise _field_problem(exc) from None
             records.audit(conn, me.staff, "api create episode", [patient_id], ip(request), None, eid)
         return Created(patient_id=patient_id, episode_id=eid)
 
     @router.patch("/clinic/episodes/{episode_id}")
     def edit_episode(request: Request, episode_id: str, body: records.EpisodeEdit, me: Session = Depends(caller)) -> Changes:
         onboarder(me)
-        with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn:
-            try:
-                return Changes(changes=records.edit_episode(conn, me.staff, episode_id, body, policies, ip(request)))
-            except LookupError as exc:
-                raise HTTPException(404, str(exc)) from None
-            except records.FieldError as exc:
-                raise _field_problem(exc) from None
+        with db.clinic(me.staff.clinic_id, me.staff.staff_id) as conn, _edit_problems():
+            return Changes(changes=records.edit_episode(conn, me.staff, episode_id, body, policies, ip(request)))
 
     @router.post("/clinic/episodes/{episode_id}/prescriptions", status_code=201)
     def prescribe(request: Request, episode_id: str, body: records.PrescriptionForm, me: Session = Depends(caller)) -> Changes:
