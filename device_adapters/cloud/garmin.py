@@ -49,6 +49,7 @@ import orjson
 from device_adapters.cloud.connections import Notification
 from device_adapters.cloud.documents import append_valid
 from device_adapters.cloud.errors import VendorUnavailable, raise_for_vendor
+from device_adapters.cloud.http import VendorHttp
 from device_adapters.cloud.oauth import OAuthProvider
 from device_adapters.cloud.settings import VendorSettings
 from device_adapters.context import DeviceContext
@@ -118,19 +119,11 @@ def daily_intervals(items: list[dict[str, Any]], ctx: DeviceContext) -> list[Act
     return out
 
 
-class GarminClient:
-    def __init__(self, http: httpx.AsyncClient, base_url: str, timeout_s: float) -> None:
-        self.http = http
-        self.base_url = base_url.rstrip("/")
-        self.timeout_s = timeout_s
+class GarminClient(VendorHttp):
+    label = "Garmin"
 
     async def _call(self, method: str, url: str, what: str, token: str, **kw: Any) -> httpx.Response:
-        try:
-            return await self.http.request(
-                method, url, timeout=self.timeout_s, headers={"Authorization": f"Bearer {token}"}, **kw
-            )
-        except httpx.HTTPError as exc:
-            raise VendorUnavailable(f"Garmin {what} failed: {type(exc).__name__}") from None
+        return await self.send(method, url, what, headers={"Authorization": f"Bearer {token}"}, **kw)
 
     async def user_id(self, token: str) -> str:
         resp = await self._call("GET", f"{self.base_url}{REST}user/id", "user id", token)
@@ -148,10 +141,7 @@ class GarminClient:
         if resp.status_code == 409:
             return None
         raise_for_vendor(resp, "Garmin pull")
-        try:
-            body: Any = resp.json()
-        except ValueError:
-            raise VendorUnavailable("Garmin pull: an unreadable body") from None
+        body = self.json_of(resp, "pull")
         if not isinstance(body, list):
             raise VendorUnavailable("Garmin pull: not a list of summaries")
         return [x for x in body if isinstance(x, dict)]

@@ -38,11 +38,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from device_adapters.cloud.documents import append_valid
 from device_adapters.cloud.errors import VendorUnavailable, raise_for_vendor
+from device_adapters.cloud.http import VendorHttp
 from device_adapters.cloud.oauth import OAuthProvider
 from device_adapters.context import DeviceContext
 from rtm.contract import ActivityInterval, Provenance
@@ -142,25 +142,14 @@ def step_intervals(points: list[DataPoint], ctx: DeviceContext) -> list[Activity
     return out
 
 
-class GoogleHealthClient:
-    def __init__(self, http: httpx.AsyncClient, base_url: str, timeout_s: float) -> None:
-        self.http = http
-        self.base_url = base_url.rstrip("/")
-        self.timeout_s = timeout_s
+class GoogleHealthClient(VendorHttp):
+    label = "Google Health"
 
     async def _call(self, method: str, path: str, what: str, token: str, **kw: Any) -> Any:
-        try:
-            resp = await self.http.request(
-                method, f"{self.base_url}{path}", timeout=self.timeout_s,
-                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}, **kw,
-            )
-        except httpx.HTTPError as exc:
-            raise VendorUnavailable(f"Google Health {what} failed: {type(exc).__name__}") from None
+        resp = await self.send(method, f"{self.base_url}{path}", what,
+                               headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}, **kw)
         raise_for_vendor(resp, f"Google Health {what}")
-        try:
-            return resp.json()
-        except ValueError:
-            raise VendorUnavailable(f"Google Health {what}: an unreadable body") from None
+        return self.json_of(resp, what)
 
     async def identity(self, token: str) -> str:
         body = await self._call("GET", "/v4/users/me/identity", "identity", token)

@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from device_adapters.cloud.documents import append_valid
 from device_adapters.cloud.errors import VendorUnavailable, raise_for_vendor
+from device_adapters.cloud.http import VendorHttp
 from device_adapters.cloud.oauth import OAuthProvider
 from device_adapters.context import DeviceContext
 from rtm.contract import ActivityInterval, Provenance
@@ -126,30 +127,24 @@ def day_intervals(
     return out
 
 
-class OuraClient:
+class OuraClient(VendorHttp):
+    label = "Oura"
+
     def __init__(
         self, http: httpx.AsyncClient, base_url: str, timeout_s: float,
         client_id: str | None = None, client_secret: str | None = None,
     ) -> None:
-        self.http = http
-        self.base_url = base_url.rstrip("/")
-        self.timeout_s = timeout_s
+        super().__init__(http, base_url, timeout_s)
         self.client_id = client_id
         self.client_secret = client_secret
 
     async def _call(self, method: str, path: str, what: str, headers: dict[str, str], **kw: Any) -> Any:
-        try:
-            resp = await self.http.request(method, f"{self.base_url}{path}", timeout=self.timeout_s,
-                                           headers={"Accept": "application/json", **headers}, **kw)
-        except httpx.HTTPError as exc:
-            raise VendorUnavailable(f"Oura {what} failed: {type(exc).__name__}") from None
+        resp = await self.send(method, f"{self.base_url}{path}", what,
+                               headers={"Accept": "application/json", **headers}, **kw)
         raise_for_vendor(resp, f"Oura {what}")
         if resp.status_code == 204 or not resp.content:
             return None
-        try:
-            return resp.json()
-        except ValueError:
-            raise VendorUnavailable(f"Oura {what}: an unreadable body") from None
+        return self.json_of(resp, what)
 
     def _app(self) -> dict[str, str]:
         if not self.client_id or not self.client_secret:

@@ -43,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from device_adapters.cloud.documents import append_valid
 from device_adapters.cloud.errors import VendorUnavailable, raise_for_vendor
+from device_adapters.cloud.http import VendorHttp
 from device_adapters.cloud.oauth import OAuthProvider
 from device_adapters.context import DeviceContext
 from rtm.contract import ActivityInterval, Provenance
@@ -143,8 +144,10 @@ def step_intervals(
     return out
 
 
-class PolarClient:
+class PolarClient(VendorHttp):
     """The AccessLink calls. Give it an httpx client (tests point it at the local fake)."""
+
+    label = "AccessLink"
 
     def __init__(
         self,
@@ -154,18 +157,12 @@ class PolarClient:
         client_id: str | None = None,
         client_secret: str | None = None,
     ) -> None:
-        self.http = http
-        self.base_url = base_url.rstrip("/")
-        self.timeout_s = timeout_s
+        super().__init__(http, base_url, timeout_s)
         self.client_id = client_id
         self.client_secret = client_secret
 
     async def _call(self, method: str, path: str, what: str, **kw: Any) -> httpx.Response:
-        try:
-            resp = await self.http.request(method, f"{self.base_url}{path}", timeout=self.timeout_s, **kw)
-        except httpx.HTTPError as exc:
-            raise VendorUnavailable(f"AccessLink {what} failed: {type(exc).__name__}") from None
-        return resp
+        return await self.send(method, f"{self.base_url}{path}", what, **kw)
 
     def _bearer(self, access_token: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {access_token}", "Accept": "application/json"}

@@ -40,6 +40,7 @@ import orjson
 from device_adapters.cloud.connections import Notification
 from device_adapters.cloud.documents import append_valid
 from device_adapters.cloud.errors import RateLimited, VendorRejected, VendorUnavailable, raise_for_vendor
+from device_adapters.cloud.http import VendorHttp
 from device_adapters.cloud.oauth import OAuthProvider
 from device_adapters.cloud.settings import VendorSettings
 from device_adapters.context import DeviceContext
@@ -129,26 +130,14 @@ def step_intervals(series: dict[str, Any], start_s: int, end_s: int, tz: str,
     return out
 
 
-class WithingsClient:
-    def __init__(self, http: httpx.AsyncClient, base_url: str, timeout_s: float) -> None:
-        self.http = http
-        self.base_url = base_url.rstrip("/")
-        self.timeout_s = timeout_s
+class WithingsClient(VendorHttp):
+    label = "Withings"
 
     async def _post(self, path: str, what: str, access_token: str, form: dict[str, Any]) -> dict[str, Any]:
-        try:
-            resp = await self.http.post(
-                f"{self.base_url}{path}", data=form, timeout=self.timeout_s,
-                headers={"Authorization": f"Bearer {access_token}"},
-            )
-        except httpx.HTTPError as exc:
-            raise VendorUnavailable(f"Withings {what} failed: {type(exc).__name__}") from None
+        resp = await self.send("POST", f"{self.base_url}{path}", what, data=form,
+                               headers={"Authorization": f"Bearer {access_token}"})
         raise_for_vendor(resp, f"Withings {what}")  # a proxy in front may still answer 429/5xx
-        try:
-            body: Any = resp.json()
-        except ValueError:
-            raise VendorUnavailable(f"Withings {what}: an unreadable body") from None
-        return check(body, what)
+        return check(self.json_of(resp, what), what)
 
     async def intraday(self, access_token: str, start_s: int, end_s: int) -> dict[str, Any]:
         if end_s - start_s > MAX_RANGE_S:
